@@ -1,0 +1,367 @@
+"""The one configuration schema: every knob of data, model, training, evaluation, gate,
+export, serving and monitoring. Loaded from a profile YAML, an optional user YAML and dotted
+``key=value`` overrides. Unknown keys and bad values are errors that name the key."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from rxvision.errors import RxVisionError
+
+PROFILES_DIR = Path(__file__).resolve().parent / "profiles"
+PROFILES = ("demo", "full")
+
+
+class _Strict(BaseModel):
+    """Base for every section: unknown keys are errors, assignments are validated."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+# --------------------------------------------------------------------------- data
+class SyntheticConfig(_Strict):
+    num_classes: int = Field(12, ge=2, le=64)
+    images_per_class: int = Field(200, ge=4)
+    image_size: int = Field(160, ge=32, le=1024)
+    seed: int = 0
+
+
+class SplitConfig(_Strict):
+    val_fraction: float = Field(0.15, gt=0, lt=0.5)
+    test_fraction: float = Field(0.15, gt=0, lt=0.5)
+    seed: int = 42
+
+
+class ValidationConfig(_Strict):
+    # fail: stop and name the offending files; skip: exclude them and list them in the report.
+    policy: Literal["fail", "skip"] = "fail"
+    # convert: non-RGB images (grayscale, RGBA, palette, CMYK, 16-bit) are converted to RGB;
+    # flag: they count as problems under `policy`.
+    color_mode_policy: Literal["convert", "flag"] = "convert"
+    min_resolution: int = Field(32, ge=1, description="minimum of width and height, pixels")
+    min_images_per_class: int = Field(5, ge=1)
+    max_imbalance_ratio: float = Field(10.0, ge=1.0, description="largest / smallest class")
+    # header: cheap check (PIL verify); full: decode every image (finds truncation).
+    decode: Literal["header", "full"] = "full"
+
+
+class AugmentationConfig(_Strict):
+    scale_min: float = Field(0.6, gt=0, le=1)
+    hflip: float = Field(0.5, ge=0, le=1)
+    vflip: float = Field(0.5, ge=0, le=1)
+    rotate90: float = Field(0.5, ge=0, le=1)
+    affine: float = Field(0.5, ge=0, le=1)
+    color_jitter: float = Field(0.5, ge=0, le=1)
+    brightness: float = Field(0.2, ge=0)
+    contrast: float = Field(0.2, ge=0)
+    saturation: float = Field(0.2, ge=0)
+    hue: float = Field(0.05, ge=0, le=0.5)
+
+
+class LoaderConfig(_Strict):
+    batch_size: int = Field(32, ge=1)
+    eval_batch_size: int = Field(64, ge=1)
+    num_workers: int = Field(2, ge=0)
+    pin_memory: bool = True
+    persistent_workers: bool = True
+
+
+class DataConfig(_Strict):
+    source: Literal["synthetic", "imagefolder", "csv"] = "synthetic"
+    # imagefolder: a directory with one subfolder per class; csv: a manifest path,label[,split].
+    path: Path | None = None
+    # where generated data and other caches go; None = ~/.cache/rxvision
+    cache_dir: Path | None = None
+    image_size: int = Field(128, ge=32, le=1024, description="model input side, pixels")
+    synthetic: SyntheticConfig = SyntheticConfig()
+    split: SplitConfig = SplitConfig()
+    validation: ValidationConfig = ValidationConfig()
+    augmentation: AugmentationConfig = AugmentationConfig()
+    loader: LoaderConfig = LoaderConfig()
+
+    @model_validator(mode="after")
+    def _path_needed(self) -> "DataConfig":
+        if self.source != "synthetic" and self.path is None:
+            raise ValueError(f"data.path is required when data.source is '{self.source}'")
+        return self
+
+
+# -------------------------------------------------------------------------- model
+class ModelConfig(_Strict):
+    backbone: str = "tf_efficientnet_lite0"
+    pretrained: bool = True
+    # auto: local file if given, else the offline package (if it has this backbone), else hub.
+    weights: Literal["auto", "hub", "package", "file"] = "auto"
+    weights_path: Path | None = None
+    head: Literal["linear", "attention"] = "linear"
+    attention_heads: int = Field(8, ge=1)
+    dropout: float = Field(0.2, ge=0, lt=1)
+    freeze_backbone: bool = False
+    # gradual unfreezing: epoch at which a frozen backbone is trained too (None = never).
+    unfreeze_at_epoch: int | None = Field(None, ge=0)
+
+
+# ----------------------------------------------------------------------- training
+class OptimizerConfig(_Strict):
+    name: Literal["adamw"] = "adamw"
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(1e-5, ge=0)
+
+
+class SchedulerConfig(_Strict):
+    name: Literal["cosine_warm_restarts", "none"] = "cosine_warm_restarts"
+    T_0: int = Field(10, ge=1)
+    T_mult: int = Field(2, ge=1)
+    eta_min: float = Field(1e-6, ge=0)
+    warmup_epochs: int = Field(0, ge=0)
+
+
+class EarlyStoppingConfig(_Strict):
+    enabled: bool = True
+    monitor: str = "val_macro_f1"
+    mode: Literal["min", "max"] = "max"
+    patience: int = Field(10, ge=1)
+    min_delta: float = Field(1e-4, ge=0)
+
+
+class CheckpointConfig(_Strict):
+    monitor: str = "val_macro_f1"
+    mode: Literal["min", "max"] = "max"
+    save_top_k: int = Field(1, ge=1)
+
+
+class TrainingConfig(_Strict):
+    epochs: int = Field(6, ge=1)
+    seed: int = 0
+    optimizer: OptimizerConfig = OptimizerConfig()
+    scheduler: SchedulerConfig = SchedulerConfig()
+    label_smoothing: float = Field(0.1, ge=0, lt=1)
+    class_weights: Literal["none", "balanced"] = "none"
+    mixup_alpha: float = Field(0.0, ge=0, description="0 disables mixup")
+    cutmix_alpha: float = Field(0.0, ge=0, description="0 disables cutmix")
+    grad_clip_norm: float | None = Field(1.0, gt=0, description="global L2 norm; None disables")
+    accumulate_grad_batches: int = Field(1, ge=1)
+    # 32: fp32; 16: fp16 autocast + GradScaler (CUDA only); bf16: bf16 autocast (CPU or CUDA).
+    precision: Literal["32", "16", "bf16"] = "32"
+    accelerator: Literal["auto", "cpu", "cuda"] = "auto"
+    # N > 1 trains with N DDP processes (gloo on CPU, NCCL on CUDA).
+    devices: int = Field(1, ge=1)
+    # CPU threads per process; None = torch's default.
+    num_threads: int | None = Field(None, ge=1)
+    early_stopping: EarlyStoppingConfig = EarlyStoppingConfig()
+    checkpoint: CheckpointConfig = CheckpointConfig()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _precision_as_text(cls, data: Any) -> Any:
+        # YAML reads `precision: 16` as an int; the schema's values are strings.
+        if isinstance(data, dict) and isinstance(data.get("precision"), int):
+            data = {**data, "precision": str(data["precision"])}
+        return data
+
+
+# --------------------------------------------------------------------- evaluation
+class EvaluationConfig(_Strict):
+    top_k: int = Field(3, ge=1)
+    calibration_bins: int = Field(15, ge=2)
+    bootstrap_samples: int = Field(1000, ge=0, description="0 disables the intervals")
+    confidence_level: float = Field(0.95, gt=0, lt=1)
+    seed: int = 0
+
+
+class GateConfig(_Strict):
+    """Quality gate: absolute floors AND (champion/challenger) better than production."""
+
+    min_accuracy: float = Field(0.9, ge=0, le=1)
+    min_macro_f1: float = Field(0.9, ge=0, le=1)
+    max_ece: float = Field(0.1, ge=0, le=1)
+    # challenger must beat the champion's macro_f1 on the same test split by at least this
+    min_gain: float = Field(0.0, ge=0, le=1)
+    # ... and McNemar's test must not say the challenger is significantly worse at this level.
+    mcnemar_alpha: float = Field(0.05, gt=0, lt=1)
+    compare_metric: Literal["macro_f1", "accuracy"] = "macro_f1"
+
+
+# ------------------------------------------------------------------------- export
+class ExportConfig(_Strict):
+    formats: list[Literal["onnx", "torchscript", "int8"]] = ["onnx", "torchscript", "int8"]
+    opset: int = Field(17, ge=13)
+    parity_atol: float = Field(1e-3, gt=0)
+    profile_batch_sizes: list[int] = [1, 8, 16, 32]
+    profile_iterations: int = Field(20, ge=1)
+
+
+# ------------------------------------------------------------------------ serving
+class ServingConfig(_Strict):
+    runtime: Literal["auto", "onnx", "torch"] = "auto"
+    max_batch_size: int = Field(32, ge=1)
+    max_latency_ms: int = Field(100, ge=1)
+    top_k: int = Field(3, ge=1)
+    max_image_bytes: int = Field(10 * 1024 * 1024, ge=1024)
+    max_image_pixels: int = Field(40_000_000, ge=1024, description="decompression-bomb limit")
+    max_images_per_request: int = Field(32, ge=1)
+    monitoring: bool = True
+    # traffic log folder (BentoML monitoring output); None = <bentoml home>/monitoring
+    log_dir: Path | None = None
+    log_max_bytes: int = Field(20 * 1024 * 1024, ge=1024)
+    log_backups: int = Field(5, ge=0)
+    port: int = Field(3000, ge=1, le=65535)
+
+
+# --------------------------------------------------------------------- monitoring
+class MonitoringConfig(_Strict):
+    window: str = "24h"
+    min_rows: int = Field(50, ge=1)
+    # a column drifts when Evidently's per-column test says so at this threshold
+    drift_threshold: float = Field(0.05, gt=0, lt=1)
+    # the dataset drifts when at least this share of columns drift
+    drift_share: float = Field(0.3, gt=0, le=1)
+    # confidence drop (mean confidence reference - current) that alone counts as drift
+    max_confidence_drop: float = Field(0.1, gt=0, le=1)
+    embedding_components: int = Field(4, ge=0)
+
+
+class RxVisionConfig(_Strict):
+    profile: str = "demo"
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    training: TrainingConfig = TrainingConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
+    gate: GateConfig = GateConfig()
+    export: ExportConfig = ExportConfig()
+    serving: ServingConfig = ServingConfig()
+    monitoring: MonitoringConfig = MonitoringConfig()
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+# ------------------------------------------------------------------------ loading
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise RxVisionError(f"config file not found: {path}", "check the path given to --config")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise RxVisionError(f"config file {path} is not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise RxVisionError(f"config file {path} must hold a mapping of sections, not {type(data).__name__}")
+    return data
+
+
+def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``training.epochs=3`` -> (["training", "epochs"], 3); values are read as YAML scalars."""
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key or any(not part for part in key.split(".")):
+        raise RxVisionError(
+            f"bad override '{text}'", "write overrides as dotted key=value, e.g. training.epochs=3"
+        )
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    return key.split("."), value
+
+
+def _apply_override(data: dict[str, Any], keys: list[str], value: Any) -> None:
+    node = data
+    for depth, part in enumerate(keys[:-1]):
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise RxVisionError(f"cannot set '{'.'.join(keys)}': '{'.'.join(keys[: depth + 1])}' is not a section")
+        node = child
+    node[keys[-1]] = value
+
+
+def _allowed_for(error: dict[str, Any]) -> str:
+    ctx = error.get("ctx") or {}
+    if error["type"] == "extra_forbidden":
+        return ""
+    if "expected" in ctx:
+        return f"allowed: {ctx['expected']}"
+    for bound, word in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")):
+        if bound in ctx:
+            return f"allowed: a value {word} {ctx[bound]}"
+    return f"allowed: {error['msg'].lower()}"
+
+
+def _known_keys(loc: tuple[Any, ...]) -> list[str]:
+    model: type[BaseModel] = RxVisionConfig
+    for part in loc[:-1]:
+        field = model.model_fields.get(str(part))
+        ann = getattr(field, "annotation", None)
+        if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
+            return []
+        model = ann
+    return sorted(model.model_fields)
+
+
+def format_validation_error(exc: ValidationError) -> str:
+    """One line per problem: the dotted key, the bad value and what is allowed."""
+    lines = []
+    for err in exc.errors():
+        loc = tuple(p for p in err["loc"] if not str(p).startswith("function-"))
+        key = ".".join(str(p) for p in loc) or "(top level)"
+        if err["type"] == "extra_forbidden":
+            known = ", ".join(_known_keys(loc))
+            lines.append(f"unknown key '{key}'" + (f" (known keys here: {known})" if known else ""))
+        elif err["type"] == "value_error" and not loc:
+            lines.append(err["msg"].removeprefix("Value error, "))
+        else:
+            value = err.get("input")
+            text = f"bad value for '{key}': {value!r}"
+            if err["type"] == "value_error":
+                text += f" ({err['msg'].removeprefix('Value error, ')})"
+            else:
+                text += f" ({_allowed_for(err)})"
+            lines.append(text)
+    return "; ".join(lines)
+
+
+def profile_path(profile: str) -> Path:
+    path = PROFILES_DIR / f"{profile}.yaml"
+    if not path.is_file():
+        raise RxVisionError(f"unknown profile '{profile}'", f"choose one of: {', '.join(PROFILES)}")
+    return path
+
+
+def load_config(
+    profile: str = "demo",
+    config_file: Path | str | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
+) -> RxVisionConfig:
+    """Profile YAML, then the user's YAML on top, then dotted overrides; validated once."""
+    data = _read_yaml(profile_path(profile))
+    data["profile"] = profile
+    if config_file is not None:
+        data = _deep_merge(data, _read_yaml(Path(config_file)))
+    for text in overrides:
+        keys, value = parse_override(text)
+        _apply_override(data, keys, value)
+    return config_from_dict(data)
+
+
+def config_from_dict(data: dict[str, Any]) -> RxVisionConfig:
+    try:
+        return RxVisionConfig.model_validate(data)
+    except ValidationError as exc:
+        raise RxVisionError(
+            f"invalid configuration: {format_validation_error(exc)}",
+            "fix the key in your YAML or --set override (see configs/ for examples)",
+        ) from None
