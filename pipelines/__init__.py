@@ -1,0 +1,2 @@
+"""ZenML pipelines. Each module exposes ``main(cfg, args) -> int`` for ``run.py`` (see its
+docstring for the contract) next to the ``@pipeline`` function itself."""

@@ -1,0 +1,209 @@
+#!/usr/bin/env python
+"""RxVision's one command line: run a pipeline on the active ZenML stack.
+
+    python run.py --pipeline training                      # demo profile, local stack
+    python run.py --pipeline training --set training.epochs=2 --fail-on-gate
+    python run.py --pipeline training --config configs/k8s-gpu.yaml --stack rxvision-k8s-gpu
+    python run.py --dashboard                              # ZenML dashboard on the same state
+
+The first run sets itself up (idempotently): all state in RXVISION_HOME (default `.rxvision/`
+here), the ZenML repository and the `rxvision-local` stack. A user error (wrong pipeline name,
+config file or key, bad data, no production model) is one line on stderr and exit code 2;
+`--debug` shows the traceback too.
+
+Contract for pipeline modules (for the engineers who add a pipeline)
+--------------------------------------------------------------------
+``--pipeline NAME`` imports ``pipelines.<module>`` lazily (see ``PIPELINES``) and calls
+
+    main(cfg: rxvision.config.RxVisionConfig, args: argparse.Namespace) -> int
+
+after the environment is configured and the stack is active. ``cfg`` is the validated config
+(profile + --config file + --set overrides; ``data.cache_dir`` defaults into RXVISION_HOME).
+``args`` carries every flag below under its dest name (``args.no_cache``, ``args.fail_on_gate``,
+``args.model_version``, ``args.containerize``, ``args.input``, ``args.window``,
+``args.fail_on_drift``, ``args.retrain_on_drift``, ``args.debug``), plus ``args.state`` (a
+``stacks.setup.StatePaths``) and ``args.zenml_options`` (a dict for
+``pipeline.with_options(**...)``: the ``zenml:`` section of the --config file, with
+``enable_cache=False`` when --no-cache). The return value is the process exit code; raise
+``RxVisionError`` for user errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+import tempfile
+import traceback
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from rxvision.errors import RxVisionError
+
+PIPELINES = {
+    "training": "training",
+    "deployment": "deployment",
+    "monitoring": "monitoring",
+    "batch-inference": "batch_inference",
+}
+EXIT_USER_ERROR = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The flags of every pipeline; each pipeline reads the ones it needs."""
+    p = argparse.ArgumentParser(
+        prog="run.py",
+        description="Run an RxVision pipeline on the active ZenML stack.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="State lives in $RXVISION_HOME (default .rxvision/ in the project root).",
+    )
+    p.add_argument("--pipeline", default="training", metavar="NAME",
+                   help=f"which pipeline to run: {' | '.join(PIPELINES)} (default: training)")
+    p.add_argument("--config", type=Path, metavar="FILE",
+                   help="a YAML run config (see configs/): RxVision sections on top of the "
+                        "profile, plus an optional `zenml:` section of ZenML run options")
+    p.add_argument("--profile", default="demo", metavar="NAME",
+                   help="base profile: demo (offline, CPU, synthetic pills; default) or full "
+                        "(resnet50 @224 on real data, GPU)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one config value, e.g. --set training.epochs=3 (repeatable)")
+    p.add_argument("--no-cache", action="store_true",
+                   help="re-run every step instead of reusing cached data steps")
+    p.add_argument("--stack", metavar="NAME",
+                   help="run on this registered ZenML stack (this process only; default: the "
+                        "active stack, rxvision-local on first use)")
+    p.add_argument("--debug", action="store_true", help="debug logs and full tracebacks")
+    p.add_argument("--dashboard", action="store_true",
+                   help="start the local ZenML dashboard on this state folder and exit")
+    g = p.add_argument_group("training")
+    g.add_argument("--fail-on-gate", action="store_true",
+                   help="exit non-zero when the quality gate rejects the model")
+    g = p.add_argument_group("deployment / batch-inference")
+    g.add_argument("--model-version", metavar="VERSION",
+                   help="ZenML model version (number, name or stage) instead of production")
+    g.add_argument("--containerize", action="store_true",
+                   help="also build a container image with `bentoml containerize` (needs Docker)")
+    g.add_argument("--input", type=Path, metavar="DIR_OR_CSV",
+                   help="batch-inference input: an image folder or a CSV manifest")
+    g = p.add_argument_group("monitoring")
+    g.add_argument("--window", metavar="DURATION",
+                   help="traffic window to analyse, e.g. 24h (default: monitoring.window)")
+    g.add_argument("--fail-on-drift", action="store_true", help="exit non-zero on drift")
+    g.add_argument("--retrain-on-drift", action="store_true",
+                   help="start the training pipeline when drift is found")
+    return p
+
+
+def split_config_file(path: Path | None) -> tuple[Path | None, dict[str, Any]]:
+    """A run config holds RxVision sections plus an optional `zenml:` section; separate them.
+
+    Returns a file with only the RxVision part (for ``load_config``) and the ZenML options.
+    """
+    if path is None:
+        return None, {}
+    if not path.is_file():
+        raise RxVisionError(f"config file not found: {path}", "check the path given to --config")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise RxVisionError(f"config file {path} is not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise RxVisionError(f"config file {path} must hold a mapping of sections")
+    zenml_options = data.pop("zenml", None) or {}
+    if not isinstance(zenml_options, dict):
+        raise RxVisionError(f"the `zenml:` section of {path} must be a mapping of run options")
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as handle:
+        yaml.safe_dump(data, handle)
+    return Path(handle.name), zenml_options
+
+
+def resolve_pipeline(name: str) -> Any:
+    """Import ``pipelines.<module>`` for a pipeline name; unknown or missing is a user error."""
+    if name not in PIPELINES:
+        raise RxVisionError(
+            f"unknown pipeline '{name}'", f"choose one of: {', '.join(PIPELINES)}"
+        )
+    module_name = f"pipelines.{PIPELINES[name]}"
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name != module_name:
+            raise
+        raise RxVisionError(f"pipeline '{name}' is not available in this checkout") from None
+    if not hasattr(module, "main"):
+        raise RxVisionError(f"{module_name} has no main(cfg, args) entry point")
+    return module
+
+
+def _run(args: argparse.Namespace) -> int:
+    from stacks.setup import configure_environment, dashboard_command, ensure_local_stack
+
+    paths = configure_environment()
+    args.state = paths
+    if args.dashboard:
+        return _dashboard(paths, dashboard_command(paths))
+    if args.pipeline not in PIPELINES:
+        resolve_pipeline(args.pipeline)  # raises the one-line error
+
+    from rxvision.config import load_config
+
+    rx_file, zenml_options = split_config_file(args.config)
+    try:
+        cfg = load_config(args.profile, rx_file, args.overrides)
+    finally:
+        if rx_file is not None:
+            rx_file.unlink(missing_ok=True)
+    if cfg.data.cache_dir is None:
+        cfg.data.cache_dir = paths.data_cache
+    if args.no_cache:
+        zenml_options["enable_cache"] = False
+    args.zenml_options = zenml_options
+    module = resolve_pipeline(args.pipeline)
+
+    ensure_local_stack(paths)
+    if args.stack:
+        from stacks.setup import use_stack
+
+        use_stack(args.stack)
+    return int(module.main(cfg, args) or 0)
+
+
+def _dashboard(paths: Any, command: str) -> int:
+    """Start ZenML's local dashboard on this state folder (runs in the background)."""
+    import subprocess
+
+    from stacks.setup import ensure_local_stack
+
+    ensure_local_stack(paths)
+    logging.getLogger("rxvision").info("starting the dashboard: %s", command)
+    return subprocess.call(["zenml", "login", "--local", "--port", "8237"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse flags, run the pipeline; user errors are one line, tracebacks only with --debug."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.debug else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if not args.debug:
+        # ZenML, MLflow and friends are chatty at INFO; keep the run readable.
+        for name in ("mlflow", "alembic", "urllib3", "matplotlib", "PIL"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+    try:
+        return _run(args)
+    except RxVisionError as err:
+        if args.debug:
+            traceback.print_exc()
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

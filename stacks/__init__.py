@@ -1,0 +1,1 @@
+"""ZenML stack definitions for RxVision and the code that registers them."""

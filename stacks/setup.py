@@ -1,0 +1,191 @@
+"""Where RxVision keeps its state, and the local ZenML stack it runs on by default.
+
+Everything a run writes lives under one folder, ``RXVISION_HOME`` (default ``.rxvision/`` in
+the project root): the ZenML config and SQLite store, the artifact store (MLflow's tracking
+database lives inside it), the BentoML home, the data cache and training run folders. Moving
+or deleting that folder moves or resets all state; nothing goes to ``~/.config``.
+
+Call :func:`configure_environment` before ZenML, BentoML or MLflow are used, then
+:func:`ensure_local_stack` (idempotent) to get the ``rxvision-local`` stack registered and
+active. ``run.py`` does both; the integration tests do the same on a temporary folder.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from rxvision.telemetry import disable_telemetry
+
+logger = logging.getLogger(__name__)
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_HOME = PROJECT_ROOT / ".rxvision"
+LOCAL_STACK = "rxvision-local"
+MODEL_NAME = "rxvision-classifier"
+
+# component type -> (component name, flavor, configuration builder key)
+_LOCAL_COMPONENTS = (
+    ("orchestrator", "rxvision-local-orchestrator", "local"),
+    ("artifact_store", "rxvision-local-artifacts", "local"),
+    ("experiment_tracker", "rxvision-mlflow-tracker", "mlflow"),
+    ("model_registry", "rxvision-mlflow-registry", "mlflow"),
+    ("data_validator", "rxvision-evidently", "evidently"),
+    ("model_deployer", "rxvision-bentoml", "bentoml"),
+)
+
+
+@dataclass(frozen=True)
+class StatePaths:
+    """The folders under RXVISION_HOME, one per kind of state."""
+
+    home: Path
+    zenml_config: Path
+    artifacts: Path
+    bentoml_home: Path
+    data_cache: Path
+    runs: Path
+    repository: Path
+
+    @classmethod
+    def under(cls, home: Path, repository: Path | None = None) -> "StatePaths":
+        home = Path(home).resolve()
+        return cls(
+            home=home,
+            zenml_config=home / "zenml",
+            artifacts=home / "artifacts",
+            bentoml_home=home / "bentoml",
+            data_cache=home / "cache",
+            runs=home / "runs",
+            repository=Path(repository).resolve() if repository else PROJECT_ROOT,
+        )
+
+
+def resolve_home(home: Path | str | None = None) -> Path:
+    """The state folder: the argument, else $RXVISION_HOME, else ``.rxvision/`` in the project."""
+    if home is None:
+        home = os.environ.get("RXVISION_HOME") or DEFAULT_HOME
+    return Path(home).expanduser().resolve()
+
+
+def configure_environment(
+    home: Path | str | None = None, repository: Path | str | None = None
+) -> StatePaths:
+    """Point ZenML, BentoML and MLflow at RXVISION_HOME and switch their telemetry off.
+
+    ``repository`` is where the ZenML repository (``.zen``) lives; the default is the project
+    root (what ``zenml init`` there gives). A different one (the tests use a temporary folder,
+    so concurrent runs never share ``.zen/config.yaml``) keeps the project root as ZenML's
+    source root so that ``steps`` and ``pipelines`` still resolve.
+    """
+    paths = StatePaths.under(resolve_home(home), Path(repository) if repository else None)
+    disable_telemetry()
+    for folder in (paths.home, paths.zenml_config, paths.artifacts, paths.bentoml_home,
+                   paths.data_cache, paths.runs):
+        folder.mkdir(parents=True, exist_ok=True)
+    os.environ["RXVISION_HOME"] = str(paths.home)
+    os.environ["ZENML_CONFIG_PATH"] = str(paths.zenml_config)
+    os.environ["ZENML_LOCAL_STORES_PATH"] = str(paths.zenml_config / "local_stores")
+    os.environ["BENTOML_HOME"] = str(paths.bentoml_home)
+    os.environ.setdefault("ZENML_ENABLE_REPO_INIT_WARNINGS", "false")
+    if paths.repository != PROJECT_ROOT:
+        os.environ["ZENML_REPOSITORY_PATH"] = str(paths.repository)
+        os.environ["ZENML_CUSTOM_SOURCE_ROOT"] = str(PROJECT_ROOT)
+    else:
+        os.environ.pop("ZENML_REPOSITORY_PATH", None)
+        os.environ.pop("ZENML_CUSTOM_SOURCE_ROOT", None)
+    if str(PROJECT_ROOT) not in sys.path:
+        sys.path.insert(0, str(PROJECT_ROOT))
+    _reset_zenml_singletons(paths)
+    return paths
+
+
+def _reset_zenml_singletons(paths: StatePaths) -> None:
+    """ZenML caches its global config and client per process; drop them if already loaded."""
+    if "zenml" not in sys.modules:
+        return
+    from zenml.client import Client
+    from zenml.config.global_config import GlobalConfiguration
+    from zenml.utils import source_utils
+
+    GlobalConfiguration._reset_instance()
+    Client._reset_instance()
+    source_utils.set_custom_source_root(
+        str(PROJECT_ROOT) if paths.repository != PROJECT_ROOT else None
+    )
+
+
+def _component_config(flavor_type: str, flavor: str, paths: StatePaths) -> dict[str, object]:
+    if flavor_type == "artifact_store":
+        return {"path": str(paths.artifacts)}
+    # MLflow without a tracking URI keeps its store inside the artifact store (no file:// URI,
+    # which MLflow 3.17 refuses unless MLFLOW_ALLOW_FILE_STORE is set).
+    return {}
+
+
+def ensure_local_stack(paths: StatePaths | None = None, activate: bool = True) -> str:
+    """Create the ZenML repository and register + activate ``rxvision-local``; idempotent.
+
+    Returns the stack name. Components that already exist are reused, so a second call (or a
+    second process) changes nothing.
+    """
+    from zenml.client import Client
+    from zenml.enums import StackComponentType
+
+    paths = paths or StatePaths.under(resolve_home(), _env_repository())
+    if not Client.is_repository_directory(paths.repository):
+        paths.repository.mkdir(parents=True, exist_ok=True)
+        Client.initialize(root=paths.repository)
+        logger.info("created the ZenML repository at %s", paths.repository)
+    client = Client()
+    try:
+        client.get_stack(LOCAL_STACK, allow_name_prefix_match=False)
+    except KeyError:
+        components: dict[StackComponentType, str] = {}
+        for type_name, name, flavor in _LOCAL_COMPONENTS:
+            ctype = StackComponentType(type_name)
+            try:
+                client.get_stack_component(ctype, name, allow_name_prefix_match=False)
+            except KeyError:
+                client.create_stack_component(
+                    name=name, flavor=flavor, component_type=ctype,
+                    configuration=_component_config(type_name, flavor, paths),
+                )
+            components[ctype] = name
+        client.create_stack(name=LOCAL_STACK, components=components)
+        logger.info("registered ZenML stack %s (state in %s)", LOCAL_STACK, paths.home)
+    if activate and client.active_stack_model.name != LOCAL_STACK:
+        client.activate_stack(LOCAL_STACK)
+    return LOCAL_STACK
+
+
+def _env_repository() -> Path | None:
+    value = os.environ.get("ZENML_REPOSITORY_PATH")
+    return Path(value) if value else None
+
+
+def use_stack(name: str) -> None:
+    """Make ``name`` the active stack of this process only (``run.py --stack NAME``)."""
+    from zenml.client import Client
+
+    from rxvision.errors import RxVisionError
+
+    client = Client()
+    try:
+        stack = client.get_stack(name, allow_name_prefix_match=False)
+    except KeyError:
+        known = ", ".join(s.name for s in client.list_stacks(size=100).items)
+        raise RxVisionError(
+            f"ZenML stack '{name}' is not registered (known: {known})",
+            "register it with `python -m stacks.register stacks/<file>.yaml`",
+        ) from None
+    os.environ["ZENML_ACTIVE_STACK_ID"] = str(stack.id)
+
+
+def dashboard_command(paths: StatePaths | None = None, port: int = 8237) -> str:
+    """The shell command that opens the ZenML dashboard on this state folder."""
+    home = (paths.home if paths else resolve_home())
+    return f"ZENML_CONFIG_PATH={home / 'zenml'} zenml login --local --port {port}"

@@ -1,0 +1,72 @@
+"""Shared fixtures for the integration tier: a real ZenML local stack in a temporary state folder.
+
+`rxvision_home` (session scope) points ZenML, MLflow and BentoML at a fresh temporary
+RXVISION_HOME with its own ZenML repository and the `rxvision-local` stack registered and
+active, so tests never touch the developer's `.rxvision/` nor each other's (each pytest
+process gets its own). `tiny_config` builds a small, fast training config on top of the demo
+profile for pipelines that need a trained model.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from rxvision.config import RxVisionConfig, load_config
+
+# Small enough for 2 contended CPU cores: 3 classes, 32 px, a few images each.
+TINY_OVERRIDES: tuple[str, ...] = (
+    "data.synthetic.num_classes=3",
+    "data.synthetic.images_per_class=16",
+    "data.synthetic.image_size=48",
+    "data.image_size=32",
+    "data.loader.batch_size=8",
+    "data.loader.eval_batch_size=16",
+    "data.loader.num_workers=0",
+    "data.loader.pin_memory=false",
+    "data.loader.persistent_workers=false",
+    "data.split.val_fraction=0.25",
+    "data.split.test_fraction=0.25",
+    "data.validation.min_resolution=16",
+    "data.validation.min_images_per_class=2",
+    "training.epochs=2",
+    "training.num_threads=1",
+    "training.early_stopping.enabled=false",
+    "evaluation.bootstrap_samples=0",
+    "gate.min_accuracy=0.0",
+    "gate.min_macro_f1=0.0",
+    "gate.max_ece=1.0",
+    "export.profile_iterations=1",
+    "export.profile_batch_sizes=[1]",
+    "monitoring.min_rows=5",
+)
+
+
+@pytest.fixture(scope="session")
+def rxvision_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator["StatePaths"]:  # noqa: F821
+    """A temporary RXVISION_HOME with the local ZenML stack registered and active."""
+    saved = dict(os.environ)
+    from stacks.setup import configure_environment, ensure_local_stack
+
+    home = tmp_path_factory.mktemp("rxvision-home")
+    paths = configure_environment(home, repository=home)
+    ensure_local_stack(paths)
+    yield paths
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+@pytest.fixture(scope="session")
+def tiny_config(rxvision_home) -> Callable[..., RxVisionConfig]:  # noqa: ANN001
+    """Build a tiny demo config (synthetic data cached in the temp home) plus extra overrides."""
+
+    def make(*overrides: str, config_file: Path | None = None) -> RxVisionConfig:
+        cfg = load_config("demo", config_file, [*TINY_OVERRIDES, *overrides])
+        if cfg.data.cache_dir is None:
+            cfg.data.cache_dir = rxvision_home.data_cache
+        return cfg
+
+    return make
