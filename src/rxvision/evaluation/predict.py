@@ -1,0 +1,102 @@
+"""Run a classifier over a loader once and keep what evaluation and drift need."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from rxvision.errors import RxVisionError
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Predictions:
+    """Softmax probabilities (N, C) float32, true labels (N,) int64, optional embeddings (N, D)."""
+
+    probs: np.ndarray
+    labels: np.ndarray
+    embeddings: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+
+def _split_batch(batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    if isinstance(batch, dict):
+        try:
+            return batch["image"], batch["label"]
+        except KeyError:
+            raise RxVisionError(
+                f"a loader batch is a dict with keys {sorted(batch)}; expected 'image' and 'label'"
+            ) from None
+    if isinstance(batch, (tuple, list)) and len(batch) >= 2:
+        return batch[0], batch[1]
+    raise RxVisionError(
+        f"a loader batch must be (images, labels), got {type(batch).__name__}",
+        "evaluate with a loader over a labelled dataset (rxvision.data.loader.build_loader)",
+    )
+
+
+def predict(
+    model: nn.Module,
+    loader: Iterable[Any],
+    device: str | torch.device = "cpu",
+    with_embeddings: bool = False,
+    progress: bool = False,
+) -> Predictions:
+    """Probabilities for every sample of `loader`, in loader order (use an unshuffled loader).
+
+    Any nn.Module whose forward returns logits works. With `with_embeddings`, the model's
+    `embed(x)` gives the pooled features (drift monitoring); a model without `embed` is an error.
+    The model's train/eval mode is restored afterwards.
+    """
+    if with_embeddings and not callable(getattr(model, "embed", None)):
+        raise RxVisionError(
+            f"{type(model).__name__} has no embed(x) method, so embeddings cannot be computed",
+            "call predict(..., with_embeddings=False) or use a model from rxvision.models.build_model",
+        )
+    device = torch.device(device)
+    was_training = model.training
+    model.eval()
+    model.to(device)
+    probs, labels, embeds = [], [], []
+    try:
+        with torch.inference_mode():
+            for batch in tqdm(loader, desc="predict", unit="batch", disable=not progress, leave=False):
+                x, y = _split_batch(batch)
+                x = x.to(device, non_blocking=True)
+                if with_embeddings:
+                    # two passes over the backbone: the contract only promises forward() and
+                    # embed(), not a head we could apply to the pooled features
+                    embeds.append(model.embed(x).float().flatten(1).cpu())
+                logits = model(x)
+                if not isinstance(logits, torch.Tensor) or logits.ndim != 2 or logits.shape[0] != x.shape[0]:
+                    shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+                    raise RxVisionError(
+                        f"the model must return logits of shape (batch, classes), got {shape}"
+                    )
+                probs.append(torch.softmax(logits.float(), dim=1).cpu())
+                labels.append(torch.as_tensor(y).long().reshape(-1).cpu())
+    finally:
+        model.train(was_training)
+    if not probs:
+        raise RxVisionError("the loader yielded no batches", "check that the test split is not empty")
+    out = Predictions(
+        probs=torch.cat(probs).numpy().astype(np.float32),
+        labels=torch.cat(labels).numpy().astype(np.int64),
+        embeddings=torch.cat(embeds).numpy().astype(np.float32) if with_embeddings else None,
+    )
+    if out.probs.shape[0] != out.labels.shape[0]:
+        raise RxVisionError(
+            f"the loader gave {out.labels.shape[0]} labels for {out.probs.shape[0]} images"
+        )
+    logger.info("predicted %d samples over %d classes", len(out), out.probs.shape[1])
+    return out
