@@ -29,6 +29,8 @@ class SyntheticConfig(_Strict):
     images_per_class: int = Field(200, ge=4)
     image_size: int = Field(160, ge=32, le=1024)
     seed: int = 0
+    # processes used to draw the images; None = one per CPU core (capped at 8)
+    workers: int | None = Field(None, ge=1)
 
 
 class SplitConfig(_Strict):
@@ -56,6 +58,9 @@ class AugmentationConfig(_Strict):
     vflip: float = Field(0.5, ge=0, le=1)
     rotate90: float = Field(0.5, ge=0, le=1)
     affine: float = Field(0.5, ge=0, le=1)
+    shift_limit: float = Field(0.05, ge=0, le=0.5, description="Affine translate, share of side")
+    scale_limit: float = Field(0.1, ge=0, lt=1, description="Affine zoom +- this share")
+    rotate_limit: float = Field(180.0, ge=0, le=180, description="Affine rotation, degrees")
     color_jitter: float = Field(0.5, ge=0, le=1)
     brightness: float = Field(0.2, ge=0)
     contrast: float = Field(0.2, ge=0)
@@ -69,14 +74,20 @@ class LoaderConfig(_Strict):
     num_workers: int = Field(2, ge=0)
     pin_memory: bool = True
     persistent_workers: bool = True
+    # drop the last incomplete training batch (a batch of 1 breaks BatchNorm); never for eval
+    drop_last: bool = True
+    prefetch_factor: int = Field(2, ge=1)
 
 
 class DataConfig(_Strict):
     source: Literal["synthetic", "imagefolder", "csv"] = "synthetic"
     # imagefolder: a directory with one subfolder per class; csv: a manifest path,label[,split].
     path: Path | None = None
-    # where generated data and other caches go; None = ~/.cache/rxvision
+    # where generated data and other caches go; None = $RXVISION_HOME/cache if set, else ~/.cache/rxvision
     cache_dir: Path | None = None
+    # the known class list; labels outside it are reported by validation (unknown_label).
+    # None = the classes found in the source.
+    classes: list[str] | None = None
     image_size: int = Field(128, ge=32, le=1024, description="model input side, pixels")
     synthetic: SyntheticConfig = SyntheticConfig()
     split: SplitConfig = SplitConfig()
@@ -191,9 +202,16 @@ class GateConfig(_Strict):
 class ExportConfig(_Strict):
     formats: list[Literal["onnx", "torchscript", "int8"]] = ["onnx", "torchscript", "int8"]
     opset: int = Field(17, ge=13)
+    # torchscript: torch's TorchScript-based ONNX exporter (fast, robust offline); dynamo: the new one
+    onnx_exporter: Literal["torchscript", "dynamo"] = "torchscript"
     parity_atol: float = Field(1e-3, gt=0)
+    # images from the test split used for parity and the int8 accuracy change
+    parity_images: int = Field(64, ge=1)
     profile_batch_sizes: list[int] = [1, 8, 16, 32]
     profile_iterations: int = Field(20, ge=1)
+    profile_warmup: int = Field(2, ge=0)
+    # TensorRT fp16 is profiled only where CUDA and TensorRT exist; otherwise marked unavailable
+    tensorrt: bool = True
 
 
 # ------------------------------------------------------------------------ serving
@@ -211,6 +229,15 @@ class ServingConfig(_Strict):
     log_max_bytes: int = Field(20 * 1024 * 1024, ge=1024)
     log_backups: int = Field(5, ge=0)
     port: int = Field(3000, ge=1, le=65535)
+    # requests in flight per API worker before new ones are answered 503 + Retry-After
+    max_in_flight: int = Field(256, ge=1)
+    retry_after_s: int = Field(1, ge=1)
+    # BentoML traffic timeout per request, seconds
+    request_timeout_s: int = Field(60, ge=1)
+    # worker processes of the model service (each holds one model copy)
+    model_workers: int = Field(1, ge=1)
+    # intra-op threads of the inference runtime; None = the runtime's default
+    threads: int | None = Field(None, ge=1)
 
 
 # --------------------------------------------------------------------- monitoring

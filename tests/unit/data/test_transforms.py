@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from rxvision.config import DataConfig
+from rxvision.data.transforms import Normalization, build_eval_transform, build_train_transform, preprocess_image
+from rxvision.errors import RxVisionError
+
+
+@pytest.mark.parametrize("shape", [(64, 64), (100, 80), (50, 200), (333, 97), (31, 33)])
+@pytest.mark.parametrize("interpolation,crop_pct", [("bilinear", 1.0), ("bicubic", 0.875), ("area", 0.9)])
+def test_preprocess_image_matches_the_eval_transform(shape, interpolation, crop_pct) -> None:
+    norm = Normalization(mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.3), image_size=48,
+                         interpolation=interpolation, crop_pct=crop_pct)
+    img = np.random.default_rng(0).integers(0, 256, (*shape, 3), dtype=np.uint8)
+    expected = build_eval_transform(norm)(image=img)["image"].numpy()
+    got = preprocess_image(img, norm)
+    assert got.dtype == np.float32 and got.shape == (3, 48, 48)
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+def test_eval_transform_normalizes_with_the_given_mean_and_std() -> None:
+    norm = Normalization(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), image_size=32)
+    white = np.full((32, 32, 3), 255, np.uint8)
+    out = build_eval_transform(norm)(image=white)["image"]
+    assert torch.allclose(out, torch.ones_like(out))
+
+
+def test_train_transform_outputs_tensor_and_repeats_with_a_seed() -> None:
+    norm = Normalization(image_size=40)
+    img = np.random.default_rng(1).integers(0, 256, (60, 70, 3), dtype=np.uint8)
+    a = [build_train_transform(DataConfig(), norm, seed=5)(image=img)["image"] for _ in range(1)][0]
+    t = build_train_transform(DataConfig(), norm, seed=5)
+    b = t(image=img)["image"]
+    c = t(image=img)["image"]
+    assert a.shape == (3, 40, 40) and a.dtype == torch.float32
+    assert torch.equal(a, b) and not torch.equal(b, c)
+
+
+def test_train_transform_follows_augmentation_config() -> None:
+    cfg = DataConfig.model_validate({"augmentation": {"hflip": 0, "vflip": 0, "rotate90": 0, "affine": 0,
+                                                      "color_jitter": 0, "scale_min": 1.0}})
+    norm = Normalization(image_size=32, mean=(0, 0, 0), std=(1, 1, 1))
+    img = np.random.default_rng(2).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    out = build_train_transform(cfg, norm, seed=0)(image=img)["image"]
+    # nothing random left on: a full-size crop of a square image is the image itself
+    np.testing.assert_allclose(out.numpy(), img.transpose(2, 0, 1) / 255.0, atol=1e-6)
+
+
+def test_normalization_round_trips_and_rejects_bad_values() -> None:
+    norm = Normalization(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), image_size=96, crop_pct=0.875)
+    assert Normalization.from_dict(norm.to_dict()) == norm
+    with pytest.raises(RxVisionError, match="interpolation"):
+        Normalization(interpolation="fancy")
+    with pytest.raises(RxVisionError, match="std"):
+        Normalization(std=(0.0, 1.0, 1.0))
+
+
+def test_preprocess_image_rejects_non_rgb_arrays() -> None:
+    with pytest.raises(RxVisionError, match="HxWx3 uint8"):
+        preprocess_image(np.zeros((10, 10), np.uint8), Normalization())
