@@ -8,6 +8,13 @@ from rxvision.evaluation.metrics import (
     evaluate,
     expected_calibration_error,
 )
+from rxvision.evaluation.plots import (
+    confusion_matrix_png,
+    per_class_f1_png,
+    reliability_diagram_png,
+    render_html_report,
+    training_curves_png,
+)
 from rxvision.evaluation.predict import Predictions, predict
 
 __all__ = [
@@ -15,8 +22,13 @@ __all__ = [
     "EvaluationResult",
     "McNemarResult",
     "Predictions",
+    "confusion_matrix_png",
     "evaluate",
     "expected_calibration_error",
     "mcnemar",
+    "per_class_f1_png",
     "predict",
+    "reliability_diagram_png",
+    "render_html_report",
+    "training_curves_png",
 ]

@@ -64,6 +64,7 @@ class EvaluationResult:
     predicted: np.ndarray
     calibration: CalibrationBins
     absent_classes: list[str] = field(default_factory=list)
+    confidence_level: float = 0.95  # of the bootstrap intervals
 
     def worst_confusions(self, k: int = 10) -> list[dict[str, Any]]:
         """The k largest off-diagonal cells: which true class is mistaken for which."""
@@ -99,6 +100,7 @@ class EvaluationResult:
             "classes": list(self.classes),
             "calibration": self.calibration.to_dict(),
             "absent_classes": list(self.absent_classes),
+            "confidence_level": self.confidence_level,
             "worst_confusions": self.worst_confusions(),
         }
         if include_samples:
@@ -126,6 +128,7 @@ class EvaluationResult:
                     ece=float(cal["ece"]),
                 ),
                 absent_classes=list(data.get("absent_classes", [])),
+                confidence_level=float(data.get("confidence_level", 0.95)),
             )
         except KeyError as exc:
             raise RxVisionError(
@@ -357,4 +360,5 @@ def evaluate(
         predicted=preds,
         calibration=calibration_bins(probs, labels, cfg.calibration_bins),
         absent_classes=absent,
+        confidence_level=cfg.confidence_level,
     )
