@@ -130,6 +130,9 @@ class SchedulerConfig(_Strict):
     T_mult: int = Field(2, ge=1)
     eta_min: float = Field(1e-6, ge=0)
     warmup_epochs: int = Field(0, ge=0)
+    # step: the lr moves after every optimizer update (T_0/warmup counted in epochs' worth of
+    # updates); epoch: it moves once per epoch.
+    interval: Literal["step", "epoch"] = "step"
 
 
 class EarlyStoppingConfig(_Strict):
