@@ -1,0 +1,159 @@
+"""Export a trained model to serving formats, prove parity with PyTorch, and profile them.
+
+``export_model`` is what the deployment pipeline calls; the pieces (``export_onnx``,
+``export_torchscript``, ``quantize_int8``, ``check_parity``, ``profile_latency``) are usable alone.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from rxvision.config import ExportConfig
+from rxvision.errors import RxVisionError
+from rxvision.export.checks import LatencyStats, ParityReport, check_parity, profile_latency
+from rxvision.export.onnx_export import (
+    INPUT_NAME,
+    OUTPUT_NAME,
+    export_onnx,
+    export_torchscript,
+    load_torchscript,
+    quantize_int8,
+)
+from rxvision.export.runtimes import OnnxRunner, Runner, TorchRunner, softmax
+
+__all__ = [
+    "ExportResult",
+    "INPUT_NAME",
+    "LatencyStats",
+    "OUTPUT_NAME",
+    "OnnxRunner",
+    "ParityReport",
+    "Runner",
+    "TorchRunner",
+    "check_parity",
+    "export_model",
+    "export_onnx",
+    "export_torchscript",
+    "load_torchscript",
+    "profile_latency",
+    "quantize_int8",
+    "softmax",
+    "tensorrt_status",
+]
+
+log = logging.getLogger(__name__)
+
+ONNX_FILE = "model.onnx"
+TORCHSCRIPT_FILE = "model.torchscript.pt"
+
+
+def tensorrt_status() -> tuple[bool, str]:
+    """Whether TensorRT fp16 can run here, and if not, why (for the profile)."""
+    if not torch.cuda.is_available():
+        return False, "unavailable: no CUDA device"
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return False, "unavailable: onnxruntime is not installed"
+    if "TensorrtExecutionProvider" not in ort.get_available_providers():
+        return False, "unavailable: this onnxruntime build has no TensorrtExecutionProvider (install onnxruntime-gpu with TensorRT)"
+    try:
+        import tensorrt  # noqa: F401
+    except ImportError:
+        return False, "unavailable: the tensorrt package is not installed"
+    return True, "available"
+
+
+@dataclass
+class ExportResult:
+    """Everything the export produced: files, parity per format, int8 accuracy change, profile."""
+
+    artifacts: dict[str, Path] = field(default_factory=dict)
+    parity: dict[str, ParityReport] = field(default_factory=dict)
+    profile: list[LatencyStats] = field(default_factory=list)
+    unavailable: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        """Every exact format (ONNX, TorchScript) matches PyTorch; int8 is reported, not gated."""
+        return all(r.passed for name, r in self.parity.items() if name != "int8")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe summary (paths as strings)."""
+        int8 = self.parity.get("int8")
+        return {
+            "artifacts": {k: str(v) for k, v in self.artifacts.items()},
+            "parity": {k: v.to_dict() for k, v in self.parity.items()},
+            "int8_accuracy_change": int8.accuracy_change if int8 else None,
+            "profile": [s.to_dict() for s in self.profile],
+            "unavailable": dict(self.unavailable),
+            "passed": self.passed,
+        }
+
+
+def export_model(
+    model: torch.nn.Module,
+    out_dir: Path,
+    cfg: ExportConfig,
+    image_size: int,
+    images: np.ndarray,
+    labels: np.ndarray | None = None,
+    profile: bool = True,
+) -> ExportResult:
+    """Export ``model`` to every format in ``cfg.formats`` under ``out_dir``, check each against
+    PyTorch on ``images`` (preprocessed test images, N x 3 x S x S), profile them, and raise
+    ``RxVisionError`` if ONNX or TorchScript disagree with PyTorch beyond ``cfg.parity_atol``."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    images = np.asarray(images, dtype=np.float32)[: cfg.parity_images]
+    if labels is not None:
+        labels = np.asarray(labels)[: cfg.parity_images]
+    model = model.eval().cpu()
+    reference = TorchRunner(model, name="torch")
+    runners: list[Runner] = [reference]
+    result = ExportResult()
+    if "onnx" in cfg.formats:
+        path = export_onnx(model, out_dir / ONNX_FILE, image_size, cfg.opset, cfg.onnx_exporter)
+        result.artifacts["onnx"] = path
+        runners.append(OnnxRunner(path, name="onnx"))
+    if "torchscript" in cfg.formats:
+        path = export_torchscript(model, out_dir / TORCHSCRIPT_FILE, image_size)
+        result.artifacts["torchscript"] = path
+        runners.append(TorchRunner(load_torchscript(path), name="torchscript"))
+    if "int8" in cfg.formats:
+        runners.append(TorchRunner(quantize_int8(model), name="int8"))
+    if cfg.tensorrt:
+        ok, why = tensorrt_status()
+        if ok and "onnx" in result.artifacts:
+            trt = ("TensorrtExecutionProvider", {"trt_fp16_enable": True})
+            runners.append(OnnxRunner(result.artifacts["onnx"], providers=[trt], name="tensorrt_fp16"))
+        else:
+            result.unavailable["tensorrt_fp16"] = why if not ok else "unavailable: needs the onnx format"
+    for runner in runners[1:]:
+        exact = runner.name in ("onnx", "torchscript")
+        result.parity[runner.name] = check_parity(
+            reference, runner, images, atol=cfg.parity_atol if exact else float("inf"), labels=labels,
+            require_top1=exact,
+        )
+    if profile:
+        for runner in runners:
+            result.profile.extend(
+                profile_latency(runner, image_size, cfg.profile_batch_sizes, cfg.profile_iterations, cfg.profile_warmup)
+            )
+    failed = {k: v for k, v in result.parity.items() if k != "int8" and not v.passed}
+    if failed:
+        detail = "; ".join(
+            f"{k}: max|diff| {v.max_abs_diff:.2e} (atol {v.atol:g}), top-1 agreement {v.top1_agreement:.3f}"
+            for k, v in failed.items()
+        )
+        raise RxVisionError(
+            f"exported model disagrees with PyTorch: {detail}",
+            "check the export opset/exporter (export.opset, export.onnx_exporter) or raise export.parity_atol",
+        )
+    return result

@@ -1,0 +1,198 @@
+"""The serving core: a verified model bundle behind one inference runtime, turning RGB
+images into top-k labels with probabilities and the model version."""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Sequence
+
+import numpy as np
+import torch
+
+from rxvision.errors import RxVisionError
+
+log = logging.getLogger(__name__)
+
+ONNX_FILE = "model.onnx"
+EXPORT_MANIFEST = "export.json"
+
+Runtime = Literal["auto", "onnx", "torch"]
+
+
+@dataclass(frozen=True)
+class LabelScore:
+    label: str
+    probability: float
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One image's answer: the top label, its probability, the top-k and the model version."""
+
+    label: str
+    confidence: float
+    top_k: list[LabelScore]
+    model_version: str
+    embedding: np.ndarray | None = field(default=None, repr=False, compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON body of one prediction (the embedding stays server-side)."""
+        return {
+            "label": self.label,
+            "confidence": self.confidence,
+            "top_k": [{"label": s.label, "probability": s.probability} for s in self.top_k],
+            "model_version": self.model_version,
+        }
+
+
+def resolve_runtime(runtime: Runtime) -> Literal["onnx", "torch"]:
+    """auto: PyTorch (with AMP) on CUDA, else ONNX Runtime on CPU."""
+    if runtime == "auto":
+        return "torch" if torch.cuda.is_available() else "onnx"
+    if runtime not in ("onnx", "torch"):
+        raise RxVisionError(f"unknown serving runtime '{runtime}'", "use auto, onnx or torch")
+    return runtime
+
+
+def _sha256(path: Path) -> str:
+    from rxvision.models.bundle import sha256_file
+
+    return sha256_file(path)
+
+
+def write_export_manifest(directory: Path, onnx_path: Path, extra: dict[str, Any] | None = None) -> Path:
+    """Record the ONNX file's sha256 next to it so the Predictor can verify it at load."""
+    manifest = Path(directory) / EXPORT_MANIFEST
+    data = {"onnx_file": Path(onnx_path).name, "onnx_sha256": _sha256(Path(onnx_path)), **(extra or {})}
+    manifest.write_text(json.dumps(data, indent=2))
+    return manifest
+
+
+class Predictor:
+    """Preprocess -> batch inference -> softmax -> top-k. ``predict_arrays`` is the batchable
+    core the service's model API wraps; ``predict`` does the whole path for RGB images."""
+
+    def __init__(
+        self,
+        runner: Any,
+        info: Any,
+        runtime: str,
+        top_k: int = 3,
+        model_version: str | None = None,
+    ) -> None:
+        self.runner = runner
+        self.info = info
+        self.runtime = runtime
+        self.classes: list[str] = list(info.classes)
+        self.normalization = info.normalization_obj()
+        self.top_k = max(1, min(int(top_k), len(self.classes)))
+        self.model_version = model_version or f"{info.backbone}-{info.sha256[:12]}"
+        self.image_size = int(self.normalization.image_size)
+
+    @classmethod
+    def from_bundle(
+        cls,
+        directory: Path,
+        runtime: Runtime = "auto",
+        top_k: int = 3,
+        model_version: str | None = None,
+        threads: int | None = None,
+        onnx_dir: Path | None = None,
+        verify: bool = True,
+    ) -> "Predictor":
+        """Load a model bundle (sha256 verified) for ``runtime``. ONNX uses ``model.onnx``
+        beside the bundle (verified against export.json when present) or exports one into
+        ``onnx_dir`` (default: a temporary folder)."""
+        from rxvision.export import OnnxRunner, TorchRunner, export_onnx
+        from rxvision.models.bundle import load_bundle
+
+        directory = Path(directory)
+        loaded = load_bundle(directory, verify=verify)
+        chosen = resolve_runtime(runtime)
+        if chosen == "torch":
+            if threads:
+                torch.set_num_threads(threads)
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+            runner = TorchRunner(loaded.model, device=device, amp=device == "cuda", name="torch")
+        else:
+            onnx_path = directory / ONNX_FILE
+            if onnx_path.is_file():
+                manifest = directory / EXPORT_MANIFEST
+                if verify and manifest.is_file():
+                    expected = json.loads(manifest.read_text()).get("onnx_sha256")
+                    if expected and _sha256(onnx_path) != expected:
+                        raise RxVisionError(
+                            f"{onnx_path}: sha256 does not match {manifest} (file changed or damaged)",
+                            "re-run the deployment pipeline to re-export the model",
+                        )
+            else:
+                target = Path(onnx_dir or tempfile.mkdtemp(prefix="rxvision-onnx-"))
+                onnx_path = export_onnx(loaded.model, target / ONNX_FILE, loaded.info.normalization["image_size"])
+            runner = OnnxRunner(onnx_path, threads=threads, name="onnx")
+        log.info("loaded bundle %s for %s runtime", directory, chosen)
+        return cls(runner, loaded.info, chosen, top_k=top_k, model_version=model_version)
+
+    @property
+    def has_embedding(self) -> bool:
+        return bool(getattr(self.runner, "has_embedding", False))
+
+    def preprocess(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        """RGB uint8 images of any size -> one float32 batch N x 3 x S x S."""
+        from rxvision.data.transforms import preprocess_image
+
+        if not images:
+            return np.zeros((0, 3, self.image_size, self.image_size), dtype=np.float32)
+        return np.stack([preprocess_image(img, self.normalization) for img in images])
+
+    def predict_arrays(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Preprocessed batch -> (probabilities N x C, embeddings N x D or None)."""
+        from rxvision.export import softmax
+
+        if len(batch) == 0:
+            return np.zeros((0, len(self.classes)), dtype=np.float32), None
+        logits, emb = self.runner.logits_and_embedding(batch)
+        return softmax(logits), emb
+
+    def to_predictions(self, probs: np.ndarray, embeddings: np.ndarray | None = None) -> list[Prediction]:
+        """Probabilities -> Prediction objects with the top-k labels."""
+        out = []
+        k = self.top_k
+        for i, row in enumerate(np.asarray(probs)):
+            order = np.argsort(-row, kind="stable")[:k]
+            top = [LabelScore(self.classes[j], float(row[j])) for j in order]
+            out.append(
+                Prediction(
+                    label=top[0].label,
+                    confidence=top[0].probability,
+                    top_k=top,
+                    model_version=self.model_version,
+                    embedding=None if embeddings is None else embeddings[i],
+                )
+            )
+        return out
+
+    def predict(self, images: Sequence[np.ndarray]) -> list[Prediction]:
+        """RGB uint8 images -> one Prediction each (empty list for no images)."""
+        probs, emb = self.predict_arrays(self.preprocess(images))
+        return self.to_predictions(probs, emb)
+
+    def warmup(self, batch_size: int = 1) -> None:
+        """One inference on a blank batch so the first request does not pay for lazy init."""
+        self.predict_arrays(np.zeros((batch_size, 3, self.image_size, self.image_size), dtype=np.float32))
+
+    def model_info(self) -> dict[str, Any]:
+        """Version, classes, metrics and preprocessing: what /model-info answers."""
+        return {
+            "model_version": self.model_version,
+            "backbone": self.info.backbone,
+            "classes": self.classes,
+            "metrics": dict(self.info.metrics),
+            "normalization": dict(self.info.normalization),
+            "sha256": self.info.sha256,
+            "runtime": self.runtime,
+            "created_at": self.info.created_at,
+        }
