@@ -1,0 +1,146 @@
+"""The training pipeline: data -> validation -> split -> train -> evaluate -> reference
+features -> quality gate -> registration, on whatever ZenML stack is active.
+
+    python run.py --pipeline training [--set key=value ...] [--fail-on-gate]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from typing import Any
+
+from zenml import Model, pipeline
+from zenml.enums import StackComponentType
+
+from rxvision.config import RxVisionConfig
+from rxvision.errors import RxVisionError
+from steps.common import (
+    DATASET_FINGERPRINT,
+    GATE_DECISION,
+    MODEL_NAME,
+    REGISTRATION,
+    VALIDATION_REPORT,
+    active_component_name,
+    config_param,
+)
+from steps.data import load_data, profile_data, split_data, validate_data
+from steps.evaluation import evaluate_model
+from steps.reference import reference_features
+from steps.registration import quality_gate, register_model
+from steps.training import train_model
+
+logger = logging.getLogger(__name__)
+EXIT_GATE_REJECTED = 3
+PIPELINE_NAME = "rxvision_training"
+
+
+def model_definition() -> Model:
+    """The ZenML model every run adds a version to."""
+    return Model(
+        name=MODEL_NAME,
+        description="Pill image classifier (RxVision): a timm backbone fine-tuned on pill images.",
+        license="Apache-2.0",
+        tags=["rxvision", "image-classification"],
+    )
+
+
+@pipeline(name=PIPELINE_NAME, model=model_definition())
+def training_pipeline(config: dict[str, Any]) -> None:
+    """The steps in order; the experiment tracker is the active stack's (if it has one)."""
+    tracker = active_component_name(StackComponentType.EXPERIMENT_TRACKER)
+    tracked = {"experiment_tracker": tracker} if tracker else {}
+    index, fingerprint = load_data(config)
+    clean, _report, _html = validate_data(index, fingerprint, config)
+    profile_data(clean, fingerprint, config)
+    splits, test_fp = split_data(clean, fingerprint, config)
+    bundle, history = train_model.with_options(**tracked)(splits, fingerprint, config)
+    final, evaluation, _eval_html, _plots = evaluate_model.with_options(**tracked)(
+        bundle, splits, history, test_fp, config)
+    reference_features(final, splits, config)
+    decision = quality_gate(evaluation, test_fp, splits, config)
+    register_model.with_options(**tracked)(decision, final, evaluation, fingerprint, test_fp, config)
+
+
+def run_training(cfg: RxVisionConfig, zenml_options: dict[str, Any] | None = None) -> Any:
+    """Run the pipeline on the active stack and return the ZenML pipeline run."""
+    from pipelines import with_run_options
+
+    pipe = with_run_options(training_pipeline, zenml_options)
+    try:
+        return pipe(config=config_param(cfg))
+    except RxVisionError:
+        raise
+    except Exception as exc:  # a step's RxVisionError may arrive wrapped by ZenML
+        cause = _user_error(exc)
+        if cause is not None:
+            raise cause from None
+        raise
+
+
+def _user_error(exc: BaseException) -> RxVisionError | None:
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, RxVisionError):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def run_outputs(run: Any) -> dict[str, Any]:
+    """What the summary shows, read back from the finished run's artifacts."""
+    from zenml.client import Client
+
+    run = Client().get_pipeline_run(run.id)
+    steps = run.steps
+    return {
+        "run_name": run.name,
+        "status": str(run.status),
+        "fingerprint": steps["load_data"].outputs[DATASET_FINGERPRINT][0].load(),
+        "validation": steps["validate_data"].outputs[VALIDATION_REPORT][0].load(),
+        "gate": steps["quality_gate"].outputs[GATE_DECISION][0].load(),
+        "registration": steps["register_model"].outputs[REGISTRATION][0].load(),
+    }
+
+
+def print_summary(out: dict[str, Any], dashboard: str) -> None:
+    """One screen: dataset, validation, metrics, gate, model version + stage, dashboard."""
+    from rich.console import Console
+    from rich.panel import Panel
+    from rich.table import Table
+
+    reg, gate, val = out["registration"], out["gate"], out["validation"]
+    table = Table.grid(padding=(0, 2))
+    table.add_row("run", out["run_name"])
+    table.add_row("dataset fingerprint", out["fingerprint"][:16])
+    excluded = val.get("excluded") or []
+    table.add_row("validation", f"{'passed' if val.get('passed') else 'problems found'}"
+                  f"{f', {len(excluded)} file(s) excluded' if excluded else ''}")
+    m = reg.get("metrics", {})
+    table.add_row("test metrics", ", ".join(f"{k} {m[k]:.4f}" for k in ("accuracy", "macro_f1", "ece")
+                                            if k in m))
+    table.add_row("quality gate", reg["stage"] or "REJECTED")
+    for reason in reg["reasons"]:
+        table.add_row("", reason)
+    table.add_row("model", f"{reg['model']} version {reg['version']} -> {reg['stage'] or 'no stage'}")
+    if reg.get("mlflow"):
+        m = reg["mlflow"]
+        table.add_row("mlflow", f"run {m['run_id'][:12]}, registered version {m['version']}"
+                      f"{', alias ' + m['alias'] if m.get('alias') else ''}")
+    table.add_row("dashboard", dashboard)
+    Console().print(Panel(table, title="RxVision training", expand=False))
+
+
+def main(cfg: RxVisionConfig, args: argparse.Namespace) -> int:
+    """run.py entry point: run, summarise, and map a rejected model to an exit code."""
+    from stacks.setup import dashboard_command
+
+    run = run_training(cfg, getattr(args, "zenml_options", None))
+    out = run_outputs(run)
+    print_summary(out, f"python run.py --dashboard   (or: {dashboard_command(getattr(args, 'state', None))})")
+    if out["registration"]["stage"] is None and getattr(args, "fail_on_gate", False):
+        failed = [r["message"] for r in out["gate"]["rules"] if r["passed"] is False]
+        logger.error("quality gate rejected the model: %s", "; ".join(failed))
+        return EXIT_GATE_REJECTED
+    return 0

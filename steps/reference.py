@@ -1,0 +1,58 @@
+"""Reference features for drift monitoring, kept as artifacts of the model version.
+
+The same features the service logs per request (rxvision.monitoring.features), computed on
+the training split with the trained model's predictions and an embedding projection fitted
+on it, plus a whylogs profile of that table. The monitoring pipeline compares served traffic
+against these.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import pandas as pd
+from zenml import log_metadata, step
+from zenml.logger import get_logger
+
+from rxvision.data.split import DatasetSplits
+from steps.common import EMBEDDING_PROJECTOR, REFERENCE_FEATURES, REFERENCE_PROFILE, to_config
+from steps.evaluation import predict_samples
+
+logger = get_logger(__name__)
+
+
+@step
+def reference_features(
+    model_bundle: Path, splits: DatasetSplits, config: dict[str, Any]
+) -> tuple[
+    Annotated[pd.DataFrame, REFERENCE_FEATURES],
+    Annotated[str, EMBEDDING_PROJECTOR],
+    Annotated[bytes, REFERENCE_PROFILE],
+    Annotated[pd.DataFrame, "reference_profile_summary"],
+]:
+    """Feature table of the training images (with predictions and embedding components),
+    the fitted projector (JSON) and a serialized whylogs profile with its summary table."""
+    import whylogs
+
+    from rxvision.data.images import load_rgb
+    from rxvision.models.bundle import load_bundle
+    from rxvision.monitoring.features import EmbeddingProjector, feature_table
+
+    cfg = to_config(config)
+    loaded = load_bundle(model_bundle)
+    samples = list(splits.train)
+    preds = predict_samples(loaded.model, samples, loaded.info.classes,
+                            loaded.info.normalization_obj(), cfg, with_embeddings=True)
+    k = min(cfg.monitoring.embedding_components, len(samples) - 1, preds.embeddings.shape[1])
+    projector = EmbeddingProjector.fit(preds.embeddings, k, seed=cfg.training.seed) if k > 0 else None
+    table = feature_table(
+        (load_rgb(s.path) for s in samples), file_sizes=[s.path.stat().st_size for s in samples],
+        probs=preds.probs, classes=loaded.info.classes, embeddings=preds.embeddings,
+        projector=projector, n_components=k,
+    )
+    view = whylogs.log(pandas=table).profile().view()
+    log_metadata({"reference_rows": len(table), "embedding_components": k})
+    logger.info("reference features: %d rows x %d columns", len(table), table.shape[1])
+    return (table, projector.to_json() if projector else "", view.serialize(),
+            view.to_pandas().reset_index())

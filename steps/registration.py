@@ -1,0 +1,139 @@
+"""Quality gate and registration in the ZenML Model Control Plane (mirrored into MLflow).
+
+Every trained model is a version of the ZenML model ``rxvision-classifier`` (the pipeline's
+``Model``). The gate (rxvision.registry.gate) decides its stage: floors passed -> staging;
+floors passed and better than the production version on the same test split -> production
+(the first that passes becomes production). A rejected version keeps no stage and its
+metadata says which rule failed.
+
+MLflow 3 has no model stages: the stage is mirrored as a registered-model alias
+(``production`` / ``staging``, which MLflow moves from the previous holder) plus a
+``rxvision.stage`` tag on the MLflow model version.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+from zenml import get_step_context, log_metadata, step
+from zenml.client import Client
+from zenml.enums import ModelStages, StackComponentType
+from zenml.logger import get_logger
+
+from rxvision.data.split import DatasetSplits
+from steps.common import (
+    EVALUATION,
+    GATE_DECISION,
+    MLFLOW_STAGE_ALIASES,
+    MODEL_BUNDLE,
+    MODEL_NAME,
+    REGISTRATION,
+    scalar_metrics,
+    to_config,
+)
+
+logger = get_logger(__name__)
+
+
+def production_version(model_name: str = MODEL_NAME) -> Any | None:
+    """The ZenML model version currently in production, or None."""
+    try:
+        return Client().get_model_version(model_name, ModelStages.PRODUCTION)
+    except KeyError:
+        return None
+
+
+@step(enable_cache=False)
+def quality_gate(
+    evaluation: dict[str, Any], test_fingerprint: str, splits: DatasetSplits, config: dict[str, Any]
+) -> Annotated[dict[str, Any], GATE_DECISION]:
+    """Floors, then champion/challenger on the same test split (the champion is re-scored
+    on this split when it was evaluated on another one)."""
+    from rxvision.evaluation import EvaluationResult
+    from rxvision.registry import GateInput, decide
+    from steps.evaluation import evaluate_bundle
+
+    cfg = to_config(config)
+    me = get_step_context().model
+    candidate = GateInput.from_evaluation(EvaluationResult.from_dict(evaluation), test_fingerprint,
+                                          name=f"version {me.version}")
+    champion, champ_mv = None, production_version()
+    if champ_mv is not None:
+        name = f"version {champ_mv.name}"
+        champ_eval = champ_mv.get_artifact(EVALUATION).load()
+        if champ_eval.get("test_fingerprint") == test_fingerprint:
+            result = EvaluationResult.from_dict(champ_eval)
+        else:
+            logger.info("re-scoring production %s on this run's test split", name)
+            result = evaluate_bundle(champ_mv.get_artifact(MODEL_BUNDLE).load(), splits.test, cfg)
+        champion = GateInput.from_evaluation(result, test_fingerprint, name=name)
+    decision = decide(candidate, champion, cfg.gate)
+    for line in decision.reasons:
+        logger.info("gate: %s", line)
+    out = decision.to_dict()
+    log_metadata({"gate_stage": str(decision.stage or "rejected"),
+                  "failed_rules": [r.rule for r in decision.failed_rules]})
+    return out
+
+
+@step(enable_cache=False)
+def register_model(
+    gate_decision: dict[str, Any], model_bundle: Path, evaluation: dict[str, Any],
+    dataset_fingerprint: str, test_fingerprint: str, config: dict[str, Any],
+) -> Annotated[dict[str, Any], REGISTRATION]:
+    """Record the version's evidence, set its stage, and mirror it into MLflow's registry."""
+    from steps.tracking import git_commit
+
+    context = get_step_context()
+    model = context.model
+    stage = gate_decision.get("stage")
+    metadata = {
+        "metrics": scalar_metrics(evaluation["metrics"]),
+        "dataset_fingerprint": dataset_fingerprint,
+        "test_fingerprint": test_fingerprint,
+        "config": config,
+        "gate": {"stage": stage or "rejected", "passed_floors": gate_decision["passed_floors"],
+                 "beats_champion": gate_decision.get("beats_champion"),
+                 "reasons": gate_decision["reasons"],
+                 "failed_rules": [r["rule"] for r in gate_decision["rules"] if r["passed"] is False]},
+        "lineage": {"pipeline_run": context.pipeline_run.name, "pipeline_run_id": str(context.pipeline_run.id),
+                    "git_commit": git_commit(Path(__file__).resolve().parent.parent)},
+    }
+    if stage in ("production", "staging"):
+        model.set_stage(ModelStages(stage), force=True)
+    mlflow_info = _mirror_to_mlflow(model_bundle, str(model.version), stage)
+    if mlflow_info:
+        metadata["mlflow"] = mlflow_info
+    model.log_metadata(metadata)
+    registration = {"model": MODEL_NAME, "version": str(model.version), "stage": stage,
+                    "metrics": metadata["metrics"],
+                    "mlflow": mlflow_info, "reasons": gate_decision["reasons"]}
+    logger.info("registered %s version %s: %s", MODEL_NAME, model.version, stage or "rejected")
+    return registration
+
+
+def _mirror_to_mlflow(bundle: Path, zenml_version: str, stage: str | None) -> dict[str, Any] | None:
+    """Log the bundle into the run and register it as a version of the MLflow model of the same
+    name; the stage becomes an alias. None when the stack has no MLflow model registry."""
+    registry = Client().active_stack_model.components.get(StackComponentType.MODEL_REGISTRY)
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    run = mlflow.active_run()
+    if not registry or registry[0].flavor_name != "mlflow" or run is None:
+        return None
+    mlflow.log_artifacts(str(bundle), "model_bundle")
+    client = MlflowClient()
+    try:
+        client.get_registered_model(MODEL_NAME)
+    except mlflow.exceptions.MlflowException:
+        client.create_registered_model(MODEL_NAME, description="RxVision pill classifier (mirrors ZenML)")
+    mv = client.create_model_version(MODEL_NAME, source=mlflow.get_artifact_uri("model_bundle"),
+                                     run_id=run.info.run_id,
+                                     tags={"zenml_model_version": zenml_version,
+                                           "rxvision.stage": stage or "rejected"})
+    if stage in MLFLOW_STAGE_ALIASES:
+        client.set_registered_model_alias(MODEL_NAME, MLFLOW_STAGE_ALIASES[stage], mv.version)
+    return {"run_id": run.info.run_id, "registered_model": MODEL_NAME, "version": str(mv.version),
+            "alias": MLFLOW_STAGE_ALIASES.get(stage or "")}
