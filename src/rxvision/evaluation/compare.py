@@ -43,7 +43,9 @@ class McNemarResult:
 def _as_correct(x: Any, name: str) -> np.ndarray:
     arr = np.asarray(x)
     if arr.ndim != 1:
-        raise RxVisionError(f"{name} must be a 1-D per-sample array of correct/incorrect, got shape {arr.shape}")
+        raise RxVisionError(
+            f"{name} must be a 1-D per-sample array of correct/incorrect, got shape {arr.shape}"
+        )
     if arr.dtype != bool:
         if not np.isin(arr, (0, 1)).all():
             raise RxVisionError(f"{name} must hold booleans (or 0/1), one per test sample")

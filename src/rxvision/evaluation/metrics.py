@@ -114,7 +114,9 @@ class EvaluationResult:
         try:
             cal = data["calibration"]
             return cls(
-                metrics={k: (math.nan if v is None else float(v)) for k, v in data["metrics"].items()},
+                metrics={
+                    k: (math.nan if v is None else float(v)) for k, v in data["metrics"].items()
+                },
                 per_class=[dict(r) for r in data["per_class"]],
                 confusion=np.asarray(data["confusion"], dtype=np.int64),
                 correct=np.asarray(data["correct"], dtype=bool),
@@ -146,7 +148,9 @@ def _json_float(value: Any) -> Any:
     return value
 
 
-def check_inputs(probs: np.ndarray, labels: np.ndarray, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+def check_inputs(
+    probs: np.ndarray, labels: np.ndarray, num_classes: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Validate shapes and values; returns float64 probabilities and int64 labels."""
     probs = np.asarray(probs)
     labels = np.asarray(labels)
@@ -156,14 +160,18 @@ def check_inputs(probs: np.ndarray, labels: np.ndarray, num_classes: int) -> tup
             "pass the softmax output of the model, one row per test image",
         )
     if labels.ndim != 1:
-        raise RxVisionError(f"labels must be a 1-D array of class indices, got shape {labels.shape}")
+        raise RxVisionError(
+            f"labels must be a 1-D array of class indices, got shape {labels.shape}"
+        )
     if probs.shape[0] != labels.shape[0]:
         raise RxVisionError(
             f"{probs.shape[0]} probability rows but {labels.shape[0]} labels",
             "probabilities and labels must come from the same test samples, in the same order",
         )
     if probs.shape[0] == 0:
-        raise RxVisionError("the test set is empty", "check the split: test_fraction and the dataset size")
+        raise RxVisionError(
+            "the test set is empty", "check the split: test_fraction and the dataset size"
+        )
     if probs.shape[1] != num_classes:
         raise RxVisionError(
             f"probabilities have {probs.shape[1]} columns but there are {num_classes} classes",
@@ -184,7 +192,9 @@ def check_inputs(probs: np.ndarray, labels: np.ndarray, num_classes: int) -> tup
         )
     probs = probs.astype(np.float64)
     if not np.all(np.isfinite(probs)):
-        raise RxVisionError("probabilities contain NaN or infinite values", "check the model's output")
+        raise RxVisionError(
+            "probabilities contain NaN or infinite values", "check the model's output"
+        )
     sums = probs.sum(axis=1)
     if probs.min() < 0 or np.abs(sums - 1).max() > _ROW_SUM_TOLERANCE:
         raise RxVisionError(
@@ -204,7 +214,8 @@ def calibration_bins(probs: np.ndarray, labels: np.ndarray, n_bins: int) -> Cali
     conf = probs.max(axis=1)
     correct = (probs.argmax(axis=1) == labels).astype(np.float64)
     edges = np.linspace(0.0, 1.0, n_bins + 1)
-    idx = np.clip(np.ceil(conf * n_bins).astype(np.int64) - 1, 0, n_bins - 1)
+    # rounding first keeps a confidence of exactly 0.6 in (0.5, 0.6] despite 0.6 * 10 = 6.000...01
+    idx = np.clip(np.ceil(np.round(conf * n_bins, 9)).astype(np.int64) - 1, 0, n_bins - 1)
     count = np.bincount(idx, minlength=n_bins)
     conf_sum = np.bincount(idx, weights=conf, minlength=n_bins)
     acc_sum = np.bincount(idx, weights=correct, minlength=n_bins)
@@ -227,7 +238,9 @@ def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, n_bins: in
     return calibration_bins(p, y, n_bins).ece
 
 
-def _accuracy_and_macro_f1(labels: np.ndarray, preds: np.ndarray, num_classes: int, axis: int = -1) -> np.ndarray:
+def _accuracy_and_macro_f1(
+    labels: np.ndarray, preds: np.ndarray, num_classes: int, axis: int = -1
+) -> np.ndarray:
     """Vectorised over resamples (rows): [accuracy, macro_f1] per row, shape (2, batch).
 
     Hand-written because sklearn scores one sample set per call, which is ~1000x slower for
@@ -236,12 +249,18 @@ def _accuracy_and_macro_f1(labels: np.ndarray, preds: np.ndarray, num_classes: i
     """
     labels = np.atleast_2d(labels)
     preds = np.atleast_2d(preds)
-    batch, n = labels.shape
+    batch, _n = labels.shape
     offsets = (np.arange(batch, dtype=np.int64) * num_classes)[:, None]
-    true_count = np.bincount((labels + offsets).ravel(), minlength=batch * num_classes).reshape(batch, num_classes)
-    pred_count = np.bincount((preds + offsets).ravel(), minlength=batch * num_classes).reshape(batch, num_classes)
+    true_count = np.bincount((labels + offsets).ravel(), minlength=batch * num_classes).reshape(
+        batch, num_classes
+    )
+    pred_count = np.bincount((preds + offsets).ravel(), minlength=batch * num_classes).reshape(
+        batch, num_classes
+    )
     hits = labels == preds
-    tp = np.bincount((labels + offsets)[hits], minlength=batch * num_classes).reshape(batch, num_classes)
+    tp = np.bincount((labels + offsets)[hits], minlength=batch * num_classes).reshape(
+        batch, num_classes
+    )
     denom = true_count + pred_count  # 2tp + fp + fn
     f1 = np.divide(2.0 * tp, denom, out=np.zeros(denom.shape), where=denom > 0)
     present = denom > 0
@@ -259,7 +278,10 @@ def bootstrap_intervals(
     Percentile, not BCa: BCa's jackknife costs n extra statistic evaluations (10k at n=10k),
     and with hundreds of test images the two agree to well under a point.
     """
-    nan = {k: math.nan for k in ("accuracy_ci_low", "accuracy_ci_high", "macro_f1_ci_low", "macro_f1_ci_high")}
+    nan = {
+        k: math.nan
+        for k in ("accuracy_ci_low", "accuracy_ci_high", "macro_f1_ci_low", "macro_f1_ci_high")
+    }
     if cfg.bootstrap_samples == 0:
         return nan
     if len(labels) < 2:
@@ -321,7 +343,7 @@ def point_metrics(probs: np.ndarray, labels: np.ndarray, cfg: EvaluationConfig) 
         m[f"{avg}_f1"] = float(f)
     m["ece"] = calibration_bins(probs, labels, cfg.calibration_bins).ece
     m["log_loss"] = float(log_loss(labels, probs, labels=all_labels))
-    m["n_samples"] = int(len(labels))
+    m["n_samples"] = len(labels)
     return m
 
 
@@ -341,7 +363,13 @@ def evaluate(
         labels, preds, labels=all_labels, average=None, zero_division=0
     )
     per_class = [
-        {"class": c, "precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])}
+        {
+            "class": c,
+            "precision": float(p[i]),
+            "recall": float(r[i]),
+            "f1": float(f[i]),
+            "support": int(s[i]),
+        }
         for i, c in enumerate(classes)
     ]
     absent = [c for i, c in enumerate(classes) if s[i] == 0]
@@ -349,7 +377,10 @@ def evaluate(
         logger.warning(
             "%d of %d classes have no test samples (%s%s); their rows are empty and they are "
             "left out of the macro averages",
-            len(absent), num_classes, ", ".join(absent[:5]), ", ..." if len(absent) > 5 else "",
+            len(absent),
+            num_classes,
+            ", ".join(absent[:5]),
+            ", ..." if len(absent) > 5 else "",
         )
     return EvaluationResult(
         metrics=metrics,

@@ -36,7 +36,9 @@ def _label_fontsize(n: int) -> float:
     return float(np.clip(11 - n / 12, 4.5, 10))
 
 
-def confusion_matrix_png(confusion: np.ndarray, classes: Sequence[str], normalize: bool = True) -> bytes:
+def confusion_matrix_png(
+    confusion: np.ndarray, classes: Sequence[str], normalize: bool = True
+) -> bytes:
     """Row-normalised confusion matrix (each row: where that true class's images went)."""
     cm = np.asarray(confusion, dtype=np.float64)
     n = len(classes)
@@ -51,7 +53,9 @@ def confusion_matrix_png(confusion: np.ndarray, classes: Sequence[str], normaliz
     # square-root colour scale: a 2% confusion is still visible next to a 98% diagonal
     norm = PowerNorm(gamma=0.5, vmin=0, vmax=1 if normalize else max(cm.max(), 1))
     im = ax.imshow(cm, cmap="Blues", norm=norm, interpolation="nearest")
-    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="share of true class" if normalize else "count")
+    fig.colorbar(
+        im, ax=ax, fraction=0.046, pad=0.04, label="share of true class" if normalize else "count"
+    )
     fs = float(min(10, 0.55 * 72 * side / n))  # about half a cell high, in points
     ax.set_xticks(range(n), labels=list(classes), rotation=90, fontsize=fs)
     ax.set_yticks(range(n), labels=list(classes), fontsize=fs)
@@ -63,8 +67,15 @@ def confusion_matrix_png(confusion: np.ndarray, classes: Sequence[str], normaliz
             for j in range(n):
                 if cm[i, j] > 0:
                     txt = f"{cm[i, j]:.2f}" if normalize else f"{int(cm[i, j])}"
-                    ax.text(j, i, txt, ha="center", va="center", fontsize=fs - 1,
-                            color="white" if norm(cm[i, j]) > 0.6 else "black")
+                    ax.text(
+                        j,
+                        i,
+                        txt,
+                        ha="center",
+                        va="center",
+                        fontsize=fs - 1,
+                        color="white" if norm(cm[i, j]) > 0.6 else "black",
+                    )
     return _png(fig)
 
 
@@ -96,11 +107,27 @@ def reliability_diagram_png(calibration: CalibrationBins) -> bytes:
     fig = Figure(figsize=(6, 7))
     ax, ax_n = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
     ax.plot([0, 1], [0, 1], "--", color="gray", label="perfect calibration")
-    ax.bar(centers, np.nan_to_num(acc), width=width * 0.95, color="#2e86c1", edgecolor="#1b4f72",
-           linewidth=0.5, label="accuracy")
+    ax.bar(
+        centers,
+        np.nan_to_num(acc),
+        width=width * 0.95,
+        color="#2e86c1",
+        edgecolor="#1b4f72",
+        linewidth=0.5,
+        label="accuracy",
+    )
     gap_bottom = np.fmin(acc, conf)
-    ax.bar(centers, np.nan_to_num(np.abs(conf - acc)), bottom=np.nan_to_num(gap_bottom), width=width * 0.95,
-           facecolor="none", edgecolor="#c0392b", hatch="///", linewidth=0, label="gap to mean confidence")
+    ax.bar(
+        centers,
+        np.nan_to_num(np.abs(conf - acc)),
+        bottom=np.nan_to_num(gap_bottom),
+        width=width * 0.95,
+        facecolor="none",
+        edgecolor="#c0392b",
+        hatch="///",
+        linewidth=0,
+        label="gap to mean confidence",
+    )
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
     ax.set_ylabel("accuracy")
@@ -161,7 +188,9 @@ def _finish(ax: Any, title: str, drawn: bool, legend: bool = True) -> None:
     ax.set_xlabel("epoch")
     ax.grid(alpha=0.3)
     if not drawn:
-        ax.text(0.5, 0.5, "not recorded", ha="center", va="center", transform=ax.transAxes, color="gray")
+        ax.text(
+            0.5, 0.5, "not recorded", ha="center", va="center", transform=ax.transAxes, color="gray"
+        )
     elif legend:
         ax.legend()
 
@@ -194,20 +223,29 @@ def _fmt(v: Any) -> str:
     return html.escape(str(v))
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[Any]], bad_rows: set[int] = frozenset()) -> str:
+def _table(
+    header: Sequence[str], rows: Sequence[Sequence[Any]], bad_rows: set[int] = frozenset()
+) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     body = []
     for i, row in enumerate(rows):
         cells = "".join(
-            f'<td class="num">{_fmt(c)}</td>' if isinstance(c, (int, float, np.number)) and not isinstance(c, bool)
+            f'<td class="num">{_fmt(c)}</td>'
+            if isinstance(c, (int, float, np.number)) and not isinstance(c, bool)
             else f"<td>{_fmt(c)}</td>"
             for c in row
         )
-        body.append(f'<tr{" class=bad" if i in bad_rows else ""}>{cells}</tr>')
+        body.append(f"<tr{' class=bad' if i in bad_rows else ''}>{cells}</tr>")
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
-def _card(name: str, value: float, low: float | None = None, high: float | None = None, level: float = 0.95) -> str:
+def _card(
+    name: str,
+    value: float,
+    low: float | None = None,
+    high: float | None = None,
+    level: float = 0.95,
+) -> str:
     ci = ""
     if low is not None and high is not None and not (math.isnan(low) or math.isnan(high)):
         ci = f'<div class="ci">{level:.0%} CI {low:.4f} to {high:.4f}</div>'
@@ -223,14 +261,24 @@ def render_html_report(
     """One self-contained HTML page (images inlined, no external links) for the dashboard."""
     m = result.metrics
     level = result.confidence_level
-    parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
-             f"<style>{_CSS}</style></head><body>",
-             f"<h1>{html.escape(title)}</h1>",
-             f"<p class='muted'>{m.get('n_samples', len(result.correct))} test images, {len(result.classes)} classes; "
-             f"generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC}</p>"]
+    parts = [
+        f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
+        f"<style>{_CSS}</style></head><body>",
+        f"<h1>{html.escape(title)}</h1>",
+        (
+            f"<p class='muted'>{m.get('n_samples', len(result.correct))} test images, {len(result.classes)} classes; "
+            f"generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC}</p>"
+        ),
+    ]
     top_k_key = next((k for k in m if k.startswith("top") and k.endswith("_accuracy")), None)
-    cards = [_card("accuracy", m["accuracy"], m.get("accuracy_ci_low"), m.get("accuracy_ci_high"), level),
-             _card("macro_f1", m["macro_f1"], m.get("macro_f1_ci_low"), m.get("macro_f1_ci_high"), level)]
+    cards = [
+        _card(
+            "accuracy", m["accuracy"], m.get("accuracy_ci_low"), m.get("accuracy_ci_high"), level
+        ),
+        _card(
+            "macro_f1", m["macro_f1"], m.get("macro_f1_ci_low"), m.get("macro_f1_ci_high"), level
+        ),
+    ]
     if top_k_key:
         cards.append(_card(top_k_key, m[top_k_key]))
     cards.append(_card("ece", m["ece"]))
@@ -238,26 +286,38 @@ def render_html_report(
 
     if extra:
         parts.append("<h2>Context</h2>")
-        parts.append(_table(["item", "value"], [[str(k), _extra_value(v)] for k, v in extra.items()]))
+        parts.append(
+            _table(["item", "value"], [[str(k), _extra_value(v)] for k, v in extra.items()])
+        )
 
     parts.append("<h2>Metrics</h2>")
     rows = []
     for key, value in m.items():
-        if key.endswith("_ci_low") or key.endswith("_ci_high"):
+        if key.endswith(("_ci_low", "_ci_high")):
             continue
         low, high = m.get(f"{key}_ci_low"), m.get(f"{key}_ci_high")
-        ci = f"{low:.4f} to {high:.4f}" if low is not None and high is not None and not math.isnan(low) else ""
+        ci = (
+            f"{low:.4f} to {high:.4f}"
+            if low is not None and high is not None and not math.isnan(low)
+            else ""
+        )
         rows.append([key, value, ci])
     parts.append(_table(["metric", "value", f"bootstrap {level:.0%} CI"], rows))
     if result.absent_classes:
-        parts.append(f"<p class='muted'>Classes with no test images (left out of macro averages): "
-                     f"{html.escape(', '.join(result.absent_classes))}</p>")
+        parts.append(
+            f"<p class='muted'>Classes with no test images (left out of macro averages): "
+            f"{html.escape(', '.join(result.absent_classes))}</p>"
+        )
 
     parts.append("<h2>Worst confusions</h2>")
     worst = result.worst_confusions(10)
     if worst:
-        parts.append(_table(["true class", "predicted as", "images", "share of true class"],
-                            [[w["true"], w["predicted"], w["count"], w["share_of_true"]] for w in worst]))
+        parts.append(
+            _table(
+                ["true class", "predicted as", "images", "share of true class"],
+                [[w["true"], w["predicted"], w["count"], w["share_of_true"]] for w in worst],
+            )
+        )
     else:
         parts.append("<p>No misclassified test images.</p>")
 
@@ -274,8 +334,13 @@ def render_html_report(
     parts.append("<h2>Per-class results</h2>")
     pc = sorted(result.per_class, key=lambda r: r["f1"])
     bad = {i for i, r in enumerate(pc) if r["support"] > 0 and r["f1"] < 0.8}
-    parts.append(_table(["class", "precision", "recall", "f1", "support"],
-                        [[r["class"], r["precision"], r["recall"], r["f1"], r["support"]] for r in pc], bad))
+    parts.append(
+        _table(
+            ["class", "precision", "recall", "f1", "support"],
+            [[r["class"], r["precision"], r["recall"], r["f1"], r["support"]] for r in pc],
+            bad,
+        )
+    )
     parts.append("</body></html>")
     return "\n".join(parts)
 

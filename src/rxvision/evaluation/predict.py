@@ -70,7 +70,9 @@ def predict(
     probs, labels, embeds = [], [], []
     try:
         with torch.inference_mode():
-            for batch in tqdm(loader, desc="predict", unit="batch", disable=not progress, leave=False):
+            for batch in tqdm(
+                loader, desc="predict", unit="batch", disable=not progress, leave=False
+            ):
                 x, y = _split_batch(batch)
                 x = x.to(device, non_blocking=True)
                 if with_embeddings:
@@ -78,8 +80,16 @@ def predict(
                     # embed(), not a head we could apply to the pooled features
                     embeds.append(model.embed(x).float().flatten(1).cpu())
                 logits = model(x)
-                if not isinstance(logits, torch.Tensor) or logits.ndim != 2 or logits.shape[0] != x.shape[0]:
-                    shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+                if (
+                    not isinstance(logits, torch.Tensor)
+                    or logits.ndim != 2
+                    or logits.shape[0] != x.shape[0]
+                ):
+                    shape = (
+                        tuple(logits.shape)
+                        if isinstance(logits, torch.Tensor)
+                        else type(logits).__name__
+                    )
                     raise RxVisionError(
                         f"the model must return logits of shape (batch, classes), got {shape}"
                     )
@@ -88,7 +98,9 @@ def predict(
     finally:
         model.train(was_training)
     if not probs:
-        raise RxVisionError("the loader yielded no batches", "check that the test split is not empty")
+        raise RxVisionError(
+            "the loader yielded no batches", "check that the test split is not empty"
+        )
     out = Predictions(
         probs=torch.cat(probs).numpy().astype(np.float32),
         labels=torch.cat(labels).numpy().astype(np.int64),

@@ -43,8 +43,12 @@ class GateInput:
     @classmethod
     def from_evaluation(cls, result: Any, test_fingerprint: str, name: str = "model") -> GateInput:
         """From an rxvision.evaluation.EvaluationResult."""
-        return cls(metrics=dict(result.metrics), correct=np.asarray(result.correct, dtype=bool),
-                   test_fingerprint=test_fingerprint, name=name)
+        return cls(
+            metrics=dict(result.metrics),
+            correct=np.asarray(result.correct, dtype=bool),
+            test_fingerprint=test_fingerprint,
+            name=name,
+        )
 
 
 @dataclass(frozen=True)
@@ -58,8 +62,13 @@ class RuleOutcome:
     message: str
 
     def to_dict(self) -> dict[str, Any]:
-        return {"rule": self.rule, "value": _json(self.value), "threshold": _json(self.threshold),
-                "passed": self.passed, "message": self.message}
+        return {
+            "rule": self.rule,
+            "value": _json(self.value),
+            "threshold": _json(self.threshold),
+            "passed": self.passed,
+            "message": self.message,
+        }
 
 
 @dataclass(frozen=True)
@@ -98,13 +107,21 @@ class GateDecision:
         out += [r.message for r in self.rules if r.passed is None]
         if self.stage == "production":
             if self.champion_name is None:
-                out.append(f"{self.candidate_name} passed every floor and there is no production model yet: it becomes production.")
+                out.append(
+                    f"{self.candidate_name} passed every floor and there is no production model yet: it becomes production."
+                )
             else:
-                out.append(f"{self.candidate_name} passed every floor and beats the production model {self.champion_name}: it becomes production.")
+                out.append(
+                    f"{self.candidate_name} passed every floor and beats the production model {self.champion_name}: it becomes production."
+                )
         elif self.stage == "staging":
-            out.append(f"{self.candidate_name} passed every floor but did not replace the production model {self.champion_name}: it goes to staging.")
+            out.append(
+                f"{self.candidate_name} passed every floor but did not replace the production model {self.champion_name}: it goes to staging."
+            )
         else:
-            out.append(f"{self.candidate_name} is rejected: it failed {len(self.failed_rules)} floor(s).")
+            out.append(
+                f"{self.candidate_name} is rejected: it failed {len(self.failed_rules)} floor(s)."
+            )
         return out
 
     def to_dict(self) -> dict[str, Any]:
@@ -164,53 +181,128 @@ def _floor(rule: str, metric: str, value: float, threshold: float, upper: bool) 
 def decide(candidate: GateInput, champion: GateInput | None, cfg: GateConfig) -> GateDecision:
     """Apply the floors, then (if a comparable champion exists) challenger vs champion."""
     rules = [
-        _floor(RULE_MIN_ACCURACY, "accuracy", _metric(candidate, "accuracy", "candidate"), cfg.min_accuracy, upper=False),
-        _floor(RULE_MIN_MACRO_F1, "macro_f1", _metric(candidate, "macro_f1", "candidate"), cfg.min_macro_f1, upper=False),
-        _floor(RULE_MAX_ECE, "ece", _metric(candidate, "ece", "candidate"), cfg.max_ece, upper=True),
+        _floor(
+            RULE_MIN_ACCURACY,
+            "accuracy",
+            _metric(candidate, "accuracy", "candidate"),
+            cfg.min_accuracy,
+            upper=False,
+        ),
+        _floor(
+            RULE_MIN_MACRO_F1,
+            "macro_f1",
+            _metric(candidate, "macro_f1", "candidate"),
+            cfg.min_macro_f1,
+            upper=False,
+        ),
+        _floor(
+            RULE_MAX_ECE, "ece", _metric(candidate, "ece", "candidate"), cfg.max_ece, upper=True
+        ),
     ]
     passed_floors = all(r.passed for r in rules)
-    common = dict(candidate_name=candidate.name, champion_name=champion.name if champion else None)
+    common = {
+        "candidate_name": candidate.name,
+        "champion_name": champion.name if champion else None,
+    }
 
     if champion is None:
-        rules.append(RuleOutcome(RULE_NO_CHAMPION, None, None, True,
-                                 "there is no production model to compare with"))
-        return GateDecision(stage="production" if passed_floors else None, passed_floors=passed_floors,
-                            beats_champion=None, comparable=True, needs_champion_reevaluation=False,
-                            rules=rules, **common)
+        rules.append(
+            RuleOutcome(
+                RULE_NO_CHAMPION, None, None, True, "there is no production model to compare with"
+            )
+        )
+        return GateDecision(
+            stage="production" if passed_floors else None,
+            passed_floors=passed_floors,
+            beats_champion=None,
+            comparable=True,
+            needs_champion_reevaluation=False,
+            rules=rules,
+            **common,
+        )
 
     comparable, problem = _comparable(candidate, champion)
-    rules.append(RuleOutcome(RULE_SAME_TEST_SET, None, None, comparable, problem or (
-        f"{candidate.name} and the production model {champion.name} were scored on the same "
-        f"test set ({candidate.test_fingerprint[:12]})")))
+    rules.append(
+        RuleOutcome(
+            RULE_SAME_TEST_SET,
+            None,
+            None,
+            comparable,
+            problem
+            or (
+                f"{candidate.name} and the production model {champion.name} were scored on the same "
+                f"test set ({candidate.test_fingerprint[:12]})"
+            ),
+        )
+    )
     if not comparable:
-        return GateDecision(stage="staging" if passed_floors else None, passed_floors=passed_floors,
-                            beats_champion=None, comparable=False, needs_champion_reevaluation=True,
-                            rules=rules, **common)
+        return GateDecision(
+            stage="staging" if passed_floors else None,
+            passed_floors=passed_floors,
+            beats_champion=None,
+            comparable=False,
+            needs_champion_reevaluation=True,
+            rules=rules,
+            **common,
+        )
 
     metric = cfg.compare_metric
     cand_v, champ_v = _metric(candidate, metric, "candidate"), _metric(champion, metric, "champion")
     needed = champ_v + cfg.min_gain
     gain_ok = cand_v >= needed
     gain = cand_v - champ_v
-    rules.append(RuleOutcome(RULE_MIN_GAIN, cand_v, needed, bool(gain_ok), (
-        f"{metric} {cand_v:.4f} vs production {champ_v:.4f}: gain {gain:+.4f} "
-        + (f">= min_gain {cfg.min_gain:.4f}" if gain_ok else f"is less than min_gain {cfg.min_gain:.4f}"))))
+    rules.append(
+        RuleOutcome(
+            RULE_MIN_GAIN,
+            cand_v,
+            needed,
+            bool(gain_ok),
+            (
+                f"{metric} {cand_v:.4f} vs production {champ_v:.4f}: gain {gain:+.4f} "
+                + (
+                    f">= min_gain {cfg.min_gain:.4f}"
+                    if gain_ok
+                    else f"is less than min_gain {cfg.min_gain:.4f}"
+                )
+            ),
+        )
+    )
 
     # b: only the candidate right; c: only the champion right (candidate-only errors)
     test = mcnemar(candidate.correct, champion.correct)
     worse = test.significant(cfg.mcnemar_alpha) and test.c > test.b
-    rules.append(RuleOutcome(RULE_MCNEMAR, test.p_value, cfg.mcnemar_alpha, not worse, (
-        f"McNemar p={test.p_value:.4g} ({'exact' if test.exact else 'chi-square'}): "
-        f"{test.c} samples only the production model got right, {test.b} only {candidate.name} got right; "
-        + (f"significantly worse at mcnemar_alpha={cfg.mcnemar_alpha}" if worse
-           else f"not significantly worse at mcnemar_alpha={cfg.mcnemar_alpha}"))))
+    rules.append(
+        RuleOutcome(
+            RULE_MCNEMAR,
+            test.p_value,
+            cfg.mcnemar_alpha,
+            not worse,
+            (
+                f"McNemar p={test.p_value:.4g} ({'exact' if test.exact else 'chi-square'}): "
+                f"{test.c} samples only the production model got right, {test.b} only {candidate.name} got right; "
+                + (
+                    f"significantly worse at mcnemar_alpha={cfg.mcnemar_alpha}"
+                    if worse
+                    else f"not significantly worse at mcnemar_alpha={cfg.mcnemar_alpha}"
+                )
+            ),
+        )
+    )
 
     beats = bool(gain_ok and not worse)
     stage: Stage | None = None
     if passed_floors:
         stage = "production" if beats else "staging"
-    return GateDecision(stage=stage, passed_floors=passed_floors, beats_champion=beats, comparable=True,
-                        needs_champion_reevaluation=False, rules=rules, mcnemar=test, **common)
+    return GateDecision(
+        stage=stage,
+        passed_floors=passed_floors,
+        beats_champion=beats,
+        comparable=True,
+        needs_champion_reevaluation=False,
+        rules=rules,
+        mcnemar=test,
+        **common,
+    )
 
 
 def _comparable(candidate: GateInput, champion: GateInput) -> tuple[bool, str | None]:
