@@ -27,15 +27,7 @@ DEFAULT_HOME = PROJECT_ROOT / ".rxvision"
 LOCAL_STACK = "rxvision-local"
 MODEL_NAME = "rxvision-classifier"
 
-# component type -> (component name, flavor, configuration builder key)
-_LOCAL_COMPONENTS = (
-    ("orchestrator", "rxvision-local-orchestrator", "local"),
-    ("artifact_store", "rxvision-local-artifacts", "local"),
-    ("experiment_tracker", "rxvision-mlflow-tracker", "mlflow"),
-    ("model_registry", "rxvision-mlflow-registry", "mlflow"),
-    ("data_validator", "rxvision-evidently", "evidently"),
-    ("model_deployer", "rxvision-bentoml", "bentoml"),
-)
+LOCAL_STACK_FILE = Path(__file__).resolve().parent / "local.yaml"
 
 
 @dataclass(frozen=True)
@@ -118,48 +110,28 @@ def _reset_zenml_singletons(paths: StatePaths) -> None:
     )
 
 
-def _component_config(flavor_type: str, flavor: str, paths: StatePaths) -> dict[str, object]:
-    if flavor_type == "artifact_store":
-        return {"path": str(paths.artifacts)}
-    # MLflow without a tracking URI keeps its store inside the artifact store (no file:// URI,
-    # which MLflow 3.17 refuses unless MLFLOW_ALLOW_FILE_STORE is set).
-    return {}
-
-
 def ensure_local_stack(paths: StatePaths | None = None, activate: bool = True) -> str:
     """Create the ZenML repository and register + activate ``rxvision-local``; idempotent.
 
-    Returns the stack name. Components that already exist are reused, so a second call (or a
-    second process) changes nothing.
+    The stack comes from ``stacks/local.yaml`` (the same file ``python -m stacks.register``
+    reads). Components and a stack that already exist are reused, so a second call (or a
+    second process) changes nothing. Returns the stack name.
     """
     from zenml.client import Client
-    from zenml.enums import StackComponentType
+
+    from stacks.register import register_stack
 
     paths = paths or StatePaths.under(resolve_home(), _env_repository())
+    os.environ["RXVISION_HOME"] = str(paths.home)  # the stack file's ${RXVISION_HOME}
     if not Client.is_repository_directory(paths.repository):
         paths.repository.mkdir(parents=True, exist_ok=True)
         Client.initialize(root=paths.repository)
         logger.info("created the ZenML repository at %s", paths.repository)
+    name = register_stack(LOCAL_STACK_FILE)
     client = Client()
-    try:
-        client.get_stack(LOCAL_STACK, allow_name_prefix_match=False)
-    except KeyError:
-        components: dict[StackComponentType, str] = {}
-        for type_name, name, flavor in _LOCAL_COMPONENTS:
-            ctype = StackComponentType(type_name)
-            try:
-                client.get_stack_component(ctype, name, allow_name_prefix_match=False)
-            except KeyError:
-                client.create_stack_component(
-                    name=name, flavor=flavor, component_type=ctype,
-                    configuration=_component_config(type_name, flavor, paths),
-                )
-            components[ctype] = name
-        client.create_stack(name=LOCAL_STACK, components=components)
-        logger.info("registered ZenML stack %s (state in %s)", LOCAL_STACK, paths.home)
-    if activate and client.active_stack_model.name != LOCAL_STACK:
-        client.activate_stack(LOCAL_STACK)
-    return LOCAL_STACK
+    if activate and client.active_stack_model.name != name:
+        client.activate_stack(name)
+    return name
 
 
 def _env_repository() -> Path | None:
