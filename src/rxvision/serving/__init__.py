@@ -7,7 +7,9 @@ from rxvision.serving.predictor import (
     LabelScore,
     Prediction,
     Predictor,
+    preprocess_batch,
     resolve_runtime,
+    top_k_predictions,
     write_export_manifest,
 )
 
@@ -21,6 +23,8 @@ __all__ = [
     "Prediction",
     "Predictor",
     "REASONS",
+    "preprocess_batch",
+    "top_k_predictions",
     "decode_image",
     "resolve_runtime",
     "write_export_manifest",

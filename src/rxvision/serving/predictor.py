@@ -72,6 +72,41 @@ def write_export_manifest(directory: Path, onnx_path: Path, extra: dict[str, Any
     return manifest
 
 
+def preprocess_batch(images: Sequence[np.ndarray], normalization: Any) -> np.ndarray:
+    """RGB uint8 images of any size -> one float32 batch N x 3 x S x S (the eval transform)."""
+    from rxvision.data.transforms import preprocess_image
+
+    if not images:
+        size = int(normalization.image_size)
+        return np.zeros((0, 3, size, size), dtype=np.float32)
+    return np.stack([preprocess_image(img, normalization) for img in images])
+
+
+def top_k_predictions(
+    probs: np.ndarray,
+    classes: Sequence[str],
+    top_k: int,
+    model_version: str,
+    embeddings: np.ndarray | None = None,
+) -> list[Prediction]:
+    """Probability rows -> Prediction objects with the ``top_k`` labels, best first."""
+    k = max(1, min(int(top_k), len(classes)))
+    out = []
+    for i, row in enumerate(np.asarray(probs)):
+        order = np.argsort(-row, kind="stable")[:k]
+        top = [LabelScore(classes[j], float(row[j])) for j in order]
+        out.append(
+            Prediction(
+                label=top[0].label,
+                confidence=top[0].probability,
+                top_k=top,
+                model_version=model_version,
+                embedding=None if embeddings is None else embeddings[i],
+            )
+        )
+    return out
+
+
 class Predictor:
     """Preprocess -> batch inference -> softmax -> top-k. ``predict_arrays`` is the batchable
     core the service's model API wraps; ``predict`` does the whole path for RGB images."""
@@ -142,11 +177,7 @@ class Predictor:
 
     def preprocess(self, images: Sequence[np.ndarray]) -> np.ndarray:
         """RGB uint8 images of any size -> one float32 batch N x 3 x S x S."""
-        from rxvision.data.transforms import preprocess_image
-
-        if not images:
-            return np.zeros((0, 3, self.image_size, self.image_size), dtype=np.float32)
-        return np.stack([preprocess_image(img, self.normalization) for img in images])
+        return preprocess_batch(images, self.normalization)
 
     def predict_arrays(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """Preprocessed batch -> (probabilities N x C, embeddings N x D or None)."""
@@ -159,21 +190,7 @@ class Predictor:
 
     def to_predictions(self, probs: np.ndarray, embeddings: np.ndarray | None = None) -> list[Prediction]:
         """Probabilities -> Prediction objects with the top-k labels."""
-        out = []
-        k = self.top_k
-        for i, row in enumerate(np.asarray(probs)):
-            order = np.argsort(-row, kind="stable")[:k]
-            top = [LabelScore(self.classes[j], float(row[j])) for j in order]
-            out.append(
-                Prediction(
-                    label=top[0].label,
-                    confidence=top[0].probability,
-                    top_k=top,
-                    model_version=self.model_version,
-                    embedding=None if embeddings is None else embeddings[i],
-                )
-            )
-        return out
+        return top_k_predictions(probs, self.classes, self.top_k, self.model_version, embeddings)
 
     def predict(self, images: Sequence[np.ndarray]) -> list[Prediction]:
         """RGB uint8 images -> one Prediction each (empty list for no images)."""
