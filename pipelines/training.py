@@ -78,6 +78,32 @@ def run_training(cfg: RxVisionConfig, zenml_options: dict[str, Any] | None = Non
         raise
 
 
+def compile_training(cfg: RxVisionConfig, zenml_options: dict[str, Any] | None, stack_name: str) -> Any:
+    """Compile the pipeline for a registered stack without running it: step settings,
+    component references and the stack's setting keys are checked (no cluster needed)."""
+    import os
+
+    from zenml.client import Client
+    from zenml.config.compiler import Compiler
+    from zenml.config.pipeline_run_configuration import PipelineRunConfiguration
+    from zenml.stack import Stack
+
+    stack_model = Client().get_stack(stack_name, allow_name_prefix_match=False)
+    saved = os.environ.get("ZENML_ACTIVE_STACK_ID")
+    os.environ["ZENML_ACTIVE_STACK_ID"] = str(stack_model.id)
+    try:
+        pipe = training_pipeline.copy()
+        pipe.prepare(config=config_param(cfg))
+        run_config = PipelineRunConfiguration.model_validate(zenml_options or {})
+        return Compiler().compile(pipeline=pipe, stack=Stack.from_model(stack_model),
+                                  run_configuration=run_config)
+    finally:
+        if saved is None:
+            os.environ.pop("ZENML_ACTIVE_STACK_ID", None)
+        else:
+            os.environ["ZENML_ACTIVE_STACK_ID"] = saved
+
+
 def _user_error(exc: BaseException) -> RxVisionError | None:
     seen = set()
     while exc is not None and id(exc) not in seen:
