@@ -1,0 +1,137 @@
+"""Data-layer throughput: synthetic generation, validation (header check vs full decode) and
+the training DataLoader at several worker counts. Every figure comes with a ratio against a
+reference measured in the same run, because absolute numbers swing with machine load.
+
+    python benchmarks/bench_data.py                    # print the figures
+    python benchmarks/bench_data.py --write docs/benchmarks/data.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from rxvision.config import DataConfig, LoaderConfig, ValidationConfig
+from rxvision.data.loader import ImageDataset, build_loader
+from rxvision.data.sources import LabelMap, scan_imagefolder
+from rxvision.data.synthetic import generate_synthetic_pills
+from rxvision.data.transforms import Normalization, build_train_transform
+from rxvision.data.validation import validate_dataset
+
+
+def _rate(n: int, seconds: float) -> float:
+    return n / seconds if seconds > 0 else float("inf")
+
+
+def bench_generation(tmp: Path, classes: int, per_class: int, size: int, workers: list[int]) -> list[tuple[str, float]]:
+    rows = []
+    for w in workers:
+        start = time.perf_counter()
+        generate_synthetic_pills(tmp / f"gen-w{w}", classes, per_class, size, seed=0, workers=w)
+        rows.append((f"{w} process(es)", _rate(classes * per_class, time.perf_counter() - start)))
+    return rows
+
+
+def bench_validation(folder: Path, repeats: int) -> list[tuple[str, float]]:
+    rows = []
+    for decode in ("header", "full"):
+        best = float("inf")
+        for _ in range(repeats):  # best of N: the least disturbed by other load
+            index = scan_imagefolder(folder)  # fresh index: no cached hashes
+            start = time.perf_counter()
+            validate_dataset(index, ValidationConfig(decode=decode, min_images_per_class=1))
+            best = min(best, time.perf_counter() - start)
+        rows.append((decode, _rate(len(index), best)))
+    return rows
+
+
+def bench_loader(folder: Path, image_size: int, batch_size: int, workers: list[int]) -> list[tuple[str, float]]:
+    index = scan_imagefolder(folder)
+    norm = Normalization(image_size=image_size)
+    rows = []
+    for w in workers:
+        ds = ImageDataset(index.samples, LabelMap(index.classes), build_train_transform(DataConfig(), norm, seed=0))
+        cfg = LoaderConfig(batch_size=batch_size, num_workers=w, persistent_workers=True, pin_memory=False)
+        loader = build_loader(ds, cfg, train=True, seed=0)
+        for _ in loader:  # warm-up epoch: worker start-up and page cache out of the figure
+            pass
+        start, n = time.perf_counter(), 0
+        for x, _ in loader:
+            n += x.shape[0]
+        rows.append((f"{w} worker(s)", _rate(n, time.perf_counter() - start)))
+    return rows
+
+
+def _table(title: str, unit: str, rows: list[tuple[str, float]], ref_label: str) -> str:
+    ref = rows[0][1]
+    lines = [f"### {title}", "", f"| setting | {unit} | ratio vs {ref_label} |", "|---|---|---|"]
+    lines += [f"| {name} | {rate:.0f} | {rate / ref:.2f}x |" for name, rate in rows]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--classes", type=int, default=12)
+    ap.add_argument("--per-class", type=int, default=50, help="images per class (generation and the rest)")
+    ap.add_argument("--size", type=int, default=160, help="synthetic image side, px")
+    ap.add_argument("--image-size", type=int, default=128, help="model input side for the loader, px")
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--workers", default="0,1,2", help="DataLoader worker counts; the first is the reference")
+    ap.add_argument("--gen-workers", default="1,2", help="generator process counts; the first is the reference")
+    ap.add_argument("--repeats", type=int, default=3, help="validation: best of N runs")
+    ap.add_argument("--write", type=Path, default=None, help="also write the figures as a markdown fragment here")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(1)  # workers, not intra-op threads, are what is measured
+    loader_workers = [int(w) for w in args.workers.split(",")]
+    gen_workers = [int(w) for w in args.gen_workers.split(",")]
+    n = args.classes * args.per_class
+    load_before = os.getloadavg()
+    with tempfile.TemporaryDirectory(prefix="rxv-bench-") as tmp_name:
+        tmp = Path(tmp_name)
+        gen = bench_generation(tmp, args.classes, args.per_class, args.size, gen_workers)
+        folder = next((tmp / f"gen-w{gen_workers[0]}").iterdir())
+        val = bench_validation(folder, args.repeats)
+        load = bench_loader(folder, args.image_size, args.batch_size, loader_workers)
+    load_after = os.getloadavg()
+    machine = (
+        f"{platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}, "
+        f"torch {torch.__version__}; load average {load_before[0]:.1f} before, {load_after[0]:.1f} after "
+        f"(other jobs shared the machine when this is above 0)"
+    )
+    command = "python benchmarks/bench_data.py " + " ".join(sys.argv[1:]) if argv is None else "bench_data.main(...)"
+    out = "\n".join(
+        [
+            "## Data layer",
+            "",
+            f"Reproduce: `{command.strip()}`",
+            "",
+            f"Machine: {machine}. {n} synthetic {args.size}px JPEGs ({args.classes} classes x {args.per_class}).",
+            "",
+            _table("Synthetic pill generation", "images/s", gen, gen[0][0]),
+            _table(
+                "Validation (all checks; header = PIL verify, full = decode every pixel)",
+                "images/s", val, "header check",
+            ),
+            _table(
+                f"DataLoader with the train transforms ({args.image_size}px, batch {args.batch_size}, "
+                "second epoch, persistent workers, 1 torch thread)",
+                "images/s", load, f"{loader_workers[0]} workers",
+            ),
+        ]
+    )
+    print(out)
+    if args.write is not None:
+        args.write.parent.mkdir(parents=True, exist_ok=True)
+        args.write.write_text(out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
