@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
@@ -29,6 +29,7 @@ RULE_SAME_TEST_SET = "same_test_set"
 RULE_MIN_GAIN = "min_gain"
 RULE_MCNEMAR = "mcnemar_not_worse"
 RULE_NO_CHAMPION = "no_champion"
+FLOOR_RULES = (RULE_MIN_ACCURACY, RULE_MIN_MACRO_F1, RULE_MAX_ECE)
 
 
 @dataclass(frozen=True)
@@ -90,7 +91,6 @@ class GateDecision:
     mcnemar: McNemarResult | None = None
     champion_name: str | None = None
     candidate_name: str = "model"
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def rejected(self) -> bool:
@@ -119,8 +119,9 @@ class GateDecision:
                 f"{self.candidate_name} passed every floor but did not replace the production model {self.champion_name}: it goes to staging."
             )
         else:
+            floors = [r.rule for r in self.failed_rules if r.rule in FLOOR_RULES]
             out.append(
-                f"{self.candidate_name} is rejected: it failed {len(self.failed_rules)} floor(s)."
+                f"{self.candidate_name} is rejected: it failed {len(floors)} floor(s) ({', '.join(floors)})."
             )
         return out
 

@@ -61,7 +61,9 @@ def test_hand_computed_small_case():
     # truth 0 0 1 1 2 2, predicted 0 1 1 1 2 0:
     # class 0: P=1/2 R=1/2 F1=1/2; class 1: P=2/3 R=1 F1=4/5; class 2: P=1 R=1/2 F1=2/3
     labels = np.array([0, 0, 1, 1, 2, 2])
-    res = evaluate(one_hot_probs([0, 1, 1, 1, 2, 0], 3), labels, ["a", "b", "c"], EvaluationConfig())
+    res = evaluate(
+        one_hot_probs([0, 1, 1, 1, 2, 0], 3), labels, ["a", "b", "c"], EvaluationConfig()
+    )
     m = res.metrics
     assert m["accuracy"] == pytest.approx(4 / 6)
     assert m["macro_precision"] == pytest.approx((1 / 2 + 2 / 3 + 1) / 3)
@@ -101,11 +103,19 @@ def test_top_k_counts_the_true_class_among_the_k_most_likely():
     )
     labels = np.array([0, 1, 2, 3])
     classes = list("abcd")
-    assert evaluate(probs, labels, classes, EvaluationConfig(top_k=1)).metrics["top1_accuracy"] == 0.25
-    assert evaluate(probs, labels, classes, EvaluationConfig(top_k=2)).metrics["top2_accuracy"] == 0.5
-    assert evaluate(probs, labels, classes, EvaluationConfig(top_k=3)).metrics["top3_accuracy"] == 0.75
+    assert (
+        evaluate(probs, labels, classes, EvaluationConfig(top_k=1)).metrics["top1_accuracy"] == 0.25
+    )
+    assert (
+        evaluate(probs, labels, classes, EvaluationConfig(top_k=2)).metrics["top2_accuracy"] == 0.5
+    )
+    assert (
+        evaluate(probs, labels, classes, EvaluationConfig(top_k=3)).metrics["top3_accuracy"] == 0.75
+    )
     # k as large as the class count: every true class is included
-    assert evaluate(probs, labels, classes, EvaluationConfig(top_k=4)).metrics["top4_accuracy"] == 1.0
+    assert (
+        evaluate(probs, labels, classes, EvaluationConfig(top_k=4)).metrics["top4_accuracy"] == 1.0
+    )
 
 
 def test_two_classes_are_evaluated():
@@ -144,7 +154,10 @@ def test_bootstrap_interval_contains_the_point_estimate_and_narrows_with_n():
         assert m["accuracy_ci_low"] <= m["accuracy"] <= m["accuracy_ci_high"]
         assert m["macro_f1_ci_low"] <= m["macro_f1"] <= m["macro_f1_ci_high"]
         assert m["accuracy_ci_low"] < m["accuracy_ci_high"]
-        widths[n] = (m["accuracy_ci_high"] - m["accuracy_ci_low"], m["macro_f1_ci_high"] - m["macro_f1_ci_low"])
+        widths[n] = (
+            m["accuracy_ci_high"] - m["accuracy_ci_low"],
+            m["macro_f1_ci_high"] - m["macro_f1_ci_low"],
+        )
     # width shrinks like 1/sqrt(n): sqrt(20) ~ 4.5x narrower; require at least 2x
     assert widths[2000][0] < widths[100][0] / 2
     assert widths[2000][1] < widths[100][1] / 2
@@ -156,8 +169,14 @@ def test_bootstrap_is_reproducible_with_the_seed():
     a = evaluate(probs, labels, list("abcd"), EvaluationConfig(seed=7)).metrics
     b = evaluate(probs, labels, list("abcd"), EvaluationConfig(seed=7)).metrics
     c = evaluate(probs, labels, list("abcd"), EvaluationConfig(seed=8)).metrics
-    assert a["accuracy_ci_low"] == b["accuracy_ci_low"] and a["macro_f1_ci_high"] == b["macro_f1_ci_high"]
-    assert (a["accuracy_ci_low"], a["macro_f1_ci_low"]) != (c["accuracy_ci_low"], c["macro_f1_ci_low"])
+    assert (
+        a["accuracy_ci_low"] == b["accuracy_ci_low"]
+        and a["macro_f1_ci_high"] == b["macro_f1_ci_high"]
+    )
+    assert (a["accuracy_ci_low"], a["macro_f1_ci_low"]) != (
+        c["accuracy_ci_low"],
+        c["macro_f1_ci_low"],
+    )
 
 
 def test_vectorised_resample_statistic_matches_sklearn_per_resample():
@@ -174,7 +193,9 @@ def test_vectorised_resample_statistic_matches_sklearn_per_resample():
 
 def test_disabled_bootstrap_gives_nan_intervals_and_json_nulls():
     labels = np.array([0, 1, 2, 0])
-    res = evaluate(one_hot_probs([0, 1, 2, 1], 3), labels, list("abc"), EvaluationConfig(bootstrap_samples=0))
+    res = evaluate(
+        one_hot_probs([0, 1, 2, 1], 3), labels, list("abc"), EvaluationConfig(bootstrap_samples=0)
+    )
     assert np.isnan(res.metrics["accuracy_ci_low"])
     d = res.to_dict()
     assert d["metrics"]["accuracy_ci_low"] is None
@@ -199,7 +220,9 @@ def test_predicting_a_class_absent_from_the_test_set_counts_against_the_model():
     labels = np.array([0, 0, 1, 1, 2, 2])
     preds = [0, 0, 1, 1, 2, 3]
     res = evaluate(one_hot_probs(preds, 4), labels, list("abcd"), EvaluationConfig())
-    assert res.metrics["macro_f1"] == pytest.approx(f1_score(labels, preds, average="macro", zero_division=0))
+    assert res.metrics["macro_f1"] == pytest.approx(
+        f1_score(labels, preds, average="macro", zero_division=0)
+    )
     assert res.metrics["macro_f1"] < 1.0
 
 
@@ -216,8 +239,15 @@ def test_result_round_trips_through_json():
 def test_worst_confusions_lists_the_largest_off_diagonal_cells_first():
     labels = np.array([0, 0, 0, 1, 1, 2, 2, 2])
     preds = [1, 1, 0, 1, 1, 0, 2, 2]
-    worst = evaluate(one_hot_probs(preds, 3), labels, list("abc"), EvaluationConfig()).worst_confusions()
-    assert worst[0] == {"true": "a", "predicted": "b", "count": 2, "share_of_true": pytest.approx(2 / 3)}
+    worst = evaluate(
+        one_hot_probs(preds, 3), labels, list("abc"), EvaluationConfig()
+    ).worst_confusions()
+    assert worst[0] == {
+        "true": "a",
+        "predicted": "b",
+        "count": 2,
+        "share_of_true": pytest.approx(2 / 3),
+    }
     assert worst[1]["true"] == "c" and worst[1]["predicted"] == "a" and worst[1]["count"] == 1
     assert len(worst) == 2
 

@@ -21,9 +21,16 @@ from rxvision.evaluation import (
 )
 
 HISTORY = [
-    {"epoch": e, "train_loss": 2 / e, "val_loss": 2.2 / e, "train_accuracy": 1 - 0.5 / e,
-     "val_accuracy": 1 - 0.6 / e, "train_macro_f1": 1 - 0.55 / e, "val_macro_f1": 1 - 0.65 / e,
-     "lr": 1e-3 * 0.7**e}
+    {
+        "epoch": e,
+        "train_loss": 2 / e,
+        "val_loss": 2.2 / e,
+        "train_accuracy": 1 - 0.5 / e,
+        "val_accuracy": 1 - 0.6 / e,
+        "train_macro_f1": 1 - 0.55 / e,
+        "val_macro_f1": 1 - 0.65 / e,
+        "lr": 1e-3 * 0.7**e,
+    }
     for e in range(1, 5)
 ]
 

@@ -76,8 +76,12 @@ def test_predict_then_evaluate_on_held_out_digits(digits, trained):
     x, y = digits
     loader = DataLoader(TensorDataset(x[300:], y[300:]), batch_size=16)
     out = predict(trained, loader)
-    res = evaluate(out.probs, out.labels, [str(d) for d in range(10)], EvaluationConfig(bootstrap_samples=200))
-    assert res.metrics["accuracy"] == pytest.approx(float(np.mean(out.probs.argmax(1) == out.labels)))
+    res = evaluate(
+        out.probs, out.labels, [str(d) for d in range(10)], EvaluationConfig(bootstrap_samples=200)
+    )
+    assert res.metrics["accuracy"] == pytest.approx(
+        float(np.mean(out.probs.argmax(1) == out.labels))
+    )
     assert res.metrics["accuracy"] > 0.8  # a trained probe, not chance (0.1)
     assert res.metrics["n_samples"] == 100
 

@@ -16,7 +16,9 @@ CFG = GateConfig(min_accuracy=0.8, min_macro_f1=0.8, max_ece=0.1, min_gain=0.0, 
 GOOD = {"accuracy": 0.92, "macro_f1": 0.91, "ece": 0.03}
 
 
-def model(metrics: dict, correct: np.ndarray | None = None, fp: str = "testset-a", name: str = "cand") -> GateInput:
+def model(
+    metrics: dict, correct: np.ndarray | None = None, fp: str = "testset-a", name: str = "cand"
+) -> GateInput:
     if correct is None:
         correct = np.ones(100, bool)
     return GateInput(metrics=metrics, correct=correct, test_fingerprint=fp, name=name)
@@ -42,7 +44,12 @@ def test_first_model_that_passes_the_floors_becomes_production():
 @pytest.mark.parametrize(
     ("metric", "value", "rule_name", "words"),
     [
-        ("accuracy", 0.75, "min_accuracy", "accuracy 0.7500 is below the floor min_accuracy=0.8000"),
+        (
+            "accuracy",
+            0.75,
+            "min_accuracy",
+            "accuracy 0.7500 is below the floor min_accuracy=0.8000",
+        ),
         ("macro_f1", 0.6, "min_macro_f1", "macro_f1 0.6000 is below the floor min_macro_f1=0.8000"),
         ("ece", 0.25, "max_ece", "ece 0.2500 is above the ceiling max_ece=0.1000"),
     ],
@@ -54,13 +61,20 @@ def test_each_floor_rejects_and_names_itself(metric, value, rule_name, words):
     assert [r.rule for r in failed] == [rule_name]
     assert failed[0].value == value and failed[0].threshold == getattr(CFG, rule_name)
     assert d.reasons[0] == words
-    assert "rejected" in d.reasons[-1]
+    assert d.reasons[-1] == f"cand is rejected: it failed 1 floor(s) ({rule_name})."
 
 
 def test_floors_reject_even_a_model_that_beats_the_champion():
     champ = model({**GOOD, "macro_f1": 0.5}, name="v1")
     d = decide(model({**GOOD, "accuracy": 0.5}), champ, CFG)
     assert d.stage is None and d.beats_champion is True
+
+
+def test_rejection_counts_only_floors_not_the_champion_rules():
+    champ = model({**GOOD, "macro_f1": 0.99}, name="v1")
+    d = decide(model({**GOOD, "accuracy": 0.5, "ece": 0.3}), champ, CFG)
+    assert {r.rule for r in d.failed_rules} == {"min_accuracy", "max_ece", "min_gain"}
+    assert d.reasons[-1] == "cand is rejected: it failed 2 floor(s) (min_accuracy, max_ece)."
 
 
 def test_nan_metric_fails_its_floor():
@@ -157,7 +171,12 @@ def test_decision_serialises_to_json_with_every_rule():
     data = json.loads(json.dumps(d.to_dict(), allow_nan=False))
     assert data["stage"] == "production"
     assert [r["rule"] for r in data["rules"]] == [
-        "min_accuracy", "min_macro_f1", "max_ece", "same_test_set", "min_gain", "mcnemar_not_worse"
+        "min_accuracy",
+        "min_macro_f1",
+        "max_ece",
+        "same_test_set",
+        "min_gain",
+        "mcnemar_not_worse",
     ]
     assert all({"value", "threshold", "passed", "message"} <= set(r) for r in data["rules"])
     assert "quality gate: production" in d.summary()
