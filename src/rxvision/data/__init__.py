@@ -7,7 +7,12 @@ for convenience.
 from rxvision.data.loader import ImageDataset, build_loader
 from rxvision.data.sources import DatasetIndex, LabelMap, Sample, load_source
 from rxvision.data.split import DatasetSplits, fingerprint, stratified_split
-from rxvision.data.transforms import Normalization, build_eval_transform, build_train_transform, preprocess_image
+from rxvision.data.transforms import (
+    Normalization,
+    build_eval_transform,
+    build_train_transform,
+    preprocess_image,
+)
 
 __all__ = [
     "DatasetIndex",

@@ -4,7 +4,8 @@ DistributedSampler under DDP, seeded workers)."""
 from __future__ import annotations
 
 import random
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch

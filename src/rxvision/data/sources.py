@@ -8,9 +8,9 @@ import json
 import logging
 import os
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Iterable
 
 from rxvision.config import DataConfig
 from rxvision.data.images import IMAGE_EXTENSIONS, hash_files
@@ -61,7 +61,7 @@ class DatasetIndex:
             self._hashes.update(hash_files(missing, threads=threads))
         return self._hashes
 
-    def with_samples(self, samples: Iterable[Sample]) -> "DatasetIndex":
+    def with_samples(self, samples: Iterable[Sample]) -> DatasetIndex:
         """A copy holding ``samples`` (same classes/root; hashes reused)."""
         return replace(self, samples=list(samples), ignored=list(self.ignored), _hashes=dict(self._hashes))
 
@@ -118,7 +118,7 @@ class LabelMap:
         return json.dumps({"classes": self.classes}, indent=2)
 
     @classmethod
-    def from_json(cls, text: str) -> "LabelMap":
+    def from_json(cls, text: str) -> LabelMap:
         try:
             data = json.loads(text)
             classes = data["classes"] if isinstance(data, dict) else data
@@ -134,7 +134,7 @@ class LabelMap:
         return path
 
     @classmethod
-    def load(cls, path: Path) -> "LabelMap":
+    def load(cls, path: Path) -> LabelMap:
         path = Path(path)
         if not path.is_file():
             raise RxVisionError(f"label map file not found: {path}")

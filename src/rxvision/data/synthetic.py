@@ -155,7 +155,7 @@ _ASPECT = {"round": 1.0, "oval": 0.62, "capsule": 0.4, "oblong": 0.46, "triangle
 def _draw_pill(spec: PillSpec, length: int, rng: np.random.Generator) -> Image.Image:
     """An RGBA pill, long axis horizontal, ``length`` px long: body colour(s) with a little
     per-image colour variation, 3-D shading, score line and an engraved imprint."""
-    width, height = length, max(8, int(round(length * _ASPECT[spec.shape])))
+    width, height = length, max(8, round(length * _ASPECT[spec.shape]))
     mask = _shape_mask(spec.shape, width, height)
     tint = rng.normal(0, 6, 3)
     c1 = np.clip(np.array(COLOURS[spec.colour], float) + tint, 0, 255)

@@ -10,13 +10,13 @@ from typing import Any
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # no version check over a network we lack
 
-import albumentations as A  # noqa: E402
-import cv2  # noqa: E402
-import numpy as np  # noqa: E402
-from albumentations.pytorch import ToTensorV2  # noqa: E402
+import albumentations as A
+import cv2
+import numpy as np
+from albumentations.pytorch import ToTensorV2
 
-from rxvision.config import DataConfig  # noqa: E402
-from rxvision.errors import RxVisionError  # noqa: E402
+from rxvision.config import DataConfig
+from rxvision.errors import RxVisionError
 
 INTERPOLATIONS: dict[str, int] = {
     "nearest": cv2.INTER_NEAREST,
@@ -59,7 +59,7 @@ class Normalization:
     @property
     def resize_size(self) -> int:
         """Shorter side before the center crop."""
-        return int(round(self.image_size / self.crop_pct))
+        return round(self.image_size / self.crop_pct)
 
     @property
     def cv2_interpolation(self) -> int:
@@ -71,7 +71,7 @@ class Normalization:
         return d
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Normalization":
+    def from_dict(cls, data: dict[str, Any]) -> Normalization:
         known = {"mean", "std", "image_size", "interpolation", "crop_pct"}
         unknown = set(data) - known
         if unknown:

@@ -12,7 +12,7 @@ from rxvision.data.sources import load_source
 from rxvision.data.synthetic import class_catalog, generate_synthetic_pills
 from rxvision.errors import RxVisionError
 
-SMALL = dict(num_classes=3, images_per_class=4, image_size=48)
+SMALL = {"num_classes": 3, "images_per_class": 4, "image_size": 48}
 
 
 def _files(folder: Path) -> dict[str, bytes]:

@@ -12,7 +12,7 @@ from rxvision.data.sources import DatasetIndex, LabelMap, Sample, read_manifest,
 from rxvision.data.validation import apply_policy, validate_dataset
 from rxvision.errors import RxVisionError
 
-LENIENT = dict(min_resolution=16, min_images_per_class=1, max_imbalance_ratio=100.0)
+LENIENT = {"min_resolution": 16, "min_images_per_class": 1, "max_imbalance_ratio": 100.0}
 
 
 def _cfg(**kw) -> ValidationConfig:
@@ -68,7 +68,7 @@ def test_colour_modes_are_flagged_or_converted(imagefolder: Path, make_image, mo
     flagged = validate_dataset(index, _cfg(color_mode_policy="flag"))
     _only_problem(flagged, "color_mode", path)
     converted = validate_dataset(index, _cfg(color_mode_policy="convert"))
-    assert converted.passed and sum(converted.converted.values(), []) == [str(path)]
+    assert converted.passed and [p for ps in converted.converted.values() for p in ps] == [str(path)]
     # a converted image must load for training: the loader converts it the same way
     x, _ = ImageDataset([Sample(path, "gamma")], LabelMap(index.classes))[0]
     assert x.shape[0] == 3
