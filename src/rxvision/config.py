@@ -247,8 +247,12 @@ class ServingConfig(_Strict):
 class MonitoringConfig(_Strict):
     window: str = "24h"
     min_rows: int = Field(50, ge=1)
-    # a column drifts when Evidently's per-column test says so at this threshold
-    drift_threshold: float = Field(0.05, gt=0, lt=1)
+    # Evidently's per-column drift method (e.g. ks, wasserstein, psi, jensenshannon); None:
+    # Evidently chooses by type and sample size (KS/chi-square <= 1000 rows, else distances).
+    drift_method: str | None = None
+    # a column drifts when that method's score crosses this threshold (p-value methods: at
+    # or below; distance methods: at or above); None: the method's own default.
+    drift_threshold: float | None = Field(None, gt=0)
     # the dataset drifts when at least this share of columns drift
     drift_share: float = Field(0.3, gt=0, le=1)
     # confidence drop (mean confidence reference - current) that alone counts as drift
