@@ -63,7 +63,8 @@ def mcnemar(correct_a: Any, correct_b: Any) -> McNemarResult:
     b_arr = _as_correct(correct_b, "correct_b")
     if a.shape != b_arr.shape:
         raise RxVisionError(
-            f"the two models were scored on different numbers of samples ({a.size} vs {b_arr.size})",
+            "the two models were scored on different numbers of samples "
+            f"({a.size} vs {b_arr.size})",
             "McNemar's test needs both models' results on the same test samples, in the same order",
         )
     if a.size == 0:

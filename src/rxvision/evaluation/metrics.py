@@ -175,7 +175,8 @@ def check_inputs(
     if probs.shape[1] != num_classes:
         raise RxVisionError(
             f"probabilities have {probs.shape[1]} columns but there are {num_classes} classes",
-            "the model's head and the label map disagree: evaluate with the classes the model was trained on",
+            "the model's head and the label map disagree: "
+            "evaluate with the classes the model was trained on",
         )
     if num_classes < 2:
         raise RxVisionError(f"need at least 2 classes to evaluate, got {num_classes}")

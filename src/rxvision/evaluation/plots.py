@@ -197,9 +197,11 @@ def _finish(ax: Any, title: str, drawn: bool, legend: bool = True) -> None:
 
 # ----------------------------------------------------------------------------- HTML report
 _CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px;color:#222;max-width:1200px}
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px;color:#222;
+     max-width:1200px}
 h1{margin-bottom:4px} h2{border-bottom:1px solid #ddd;padding-bottom:4px;margin-top:32px}
-table{border-collapse:collapse;margin:8px 0} th,td{border:1px solid #ddd;padding:4px 10px;text-align:left}
+table{border-collapse:collapse;margin:8px 0}
+th,td{border:1px solid #ddd;padding:4px 10px;text-align:left}
 th{background:#f4f6f8} td.num{text-align:right;font-variant-numeric:tabular-nums}
 .cards{display:flex;flex-wrap:wrap;gap:12px}
 .card{border:1px solid #ddd;border-radius:8px;padding:10px 16px;min-width:150px}
@@ -249,7 +251,8 @@ def _card(
     ci = ""
     if low is not None and high is not None and not (math.isnan(low) or math.isnan(high)):
         ci = f'<div class="ci">{level:.0%} CI {low:.4f} to {high:.4f}</div>'
-    return f'<div class="card"><div>{html.escape(name)}</div><div class="v">{_fmt(value)}</div>{ci}</div>'
+    value_div = f'<div class="v">{_fmt(value)}</div>'
+    return f'<div class="card"><div>{html.escape(name)}</div>{value_div}{ci}</div>'
 
 
 def render_html_report(
@@ -262,11 +265,13 @@ def render_html_report(
     m = result.metrics
     level = result.confidence_level
     parts = [
-        f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
+        f"<title>{html.escape(title)}</title>",
         f"<style>{_CSS}</style></head><body>",
         f"<h1>{html.escape(title)}</h1>",
         (
-            f"<p class='muted'>{m.get('n_samples', len(result.correct))} test images, {len(result.classes)} classes; "
+            f"<p class='muted'>{m.get('n_samples', len(result.correct))} test images, "
+            f"{len(result.classes)} classes; "
             f"generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC}</p>"
         ),
     ]

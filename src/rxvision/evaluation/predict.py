@@ -61,7 +61,8 @@ def predict(
     if with_embeddings and not callable(getattr(model, "embed", None)):
         raise RxVisionError(
             f"{type(model).__name__} has no embed(x) method, so embeddings cannot be computed",
-            "call predict(..., with_embeddings=False) or use a model from rxvision.models.build_model",
+            "call predict(..., with_embeddings=False) "
+            "or use a model from rxvision.models.build_model",
         )
     device = torch.device(device)
     was_training = model.training

@@ -105,23 +105,26 @@ class GateDecision:
         """Why this stage: the failed rules first, then the verdict; human sentences."""
         out = [r.message for r in self.failed_rules]
         out += [r.message for r in self.rules if r.passed is None]
-        if self.stage == "production":
-            if self.champion_name is None:
-                out.append(
-                    f"{self.candidate_name} passed every floor and there is no production model yet: it becomes production."
-                )
-            else:
-                out.append(
-                    f"{self.candidate_name} passed every floor and beats the production model {self.champion_name}: it becomes production."
-                )
+        cand, champ = self.candidate_name, self.champion_name
+        if self.stage == "production" and champ is None:
+            out.append(
+                f"{cand} passed every floor and there is no production model yet: "
+                "it becomes production."
+            )
+        elif self.stage == "production":
+            out.append(
+                f"{cand} passed every floor and beats the production model {champ}: "
+                "it becomes production."
+            )
         elif self.stage == "staging":
             out.append(
-                f"{self.candidate_name} passed every floor but did not replace the production model {self.champion_name}: it goes to staging."
+                f"{cand} passed every floor but did not replace the production model "
+                f"{champ}: it goes to staging."
             )
         else:
             floors = [r.rule for r in self.failed_rules if r.rule in FLOOR_RULES]
             out.append(
-                f"{self.candidate_name} is rejected: it failed {len(floors)} floor(s) ({', '.join(floors)})."
+                f"{cand} is rejected: it failed {len(floors)} floor(s) ({', '.join(floors)})."
             )
         return out
 
@@ -160,8 +163,10 @@ def _json(v: float | None) -> float | None:
 def _metric(inp: GateInput, key: str, role: str) -> float:
     if key not in inp.metrics:
         raise RxVisionError(
-            f"the {role} {inp.name} has no '{key}' metric (has: {', '.join(sorted(inp.metrics)) or 'none'})",
-            "evaluate it with rxvision.evaluation.evaluate, which reports every metric the gate reads",
+            f"the {role} {inp.name} has no '{key}' metric "
+            f"(has: {', '.join(sorted(inp.metrics)) or 'none'})",
+            "evaluate it with rxvision.evaluation.evaluate, "
+            "which reports every metric the gate reads",
         )
     value = inp.metrics[key]
     return math.nan if value is None else float(value)
@@ -231,8 +236,8 @@ def decide(candidate: GateInput, champion: GateInput | None, cfg: GateConfig) ->
             comparable,
             problem
             or (
-                f"{candidate.name} and the production model {champion.name} were scored on the same "
-                f"test set ({candidate.test_fingerprint[:12]})"
+                f"{candidate.name} and the production model {champion.name} were scored on "
+                f"the same test set ({candidate.test_fingerprint[:12]})"
             ),
         )
     )
@@ -280,7 +285,8 @@ def decide(candidate: GateInput, champion: GateInput | None, cfg: GateConfig) ->
             not worse,
             (
                 f"McNemar p={test.p_value:.4g} ({'exact' if test.exact else 'chi-square'}): "
-                f"{test.c} samples only the production model got right, {test.b} only {candidate.name} got right; "
+                f"{test.c} samples only the production model got right, "
+                f"{test.b} only {candidate.name} got right; "
                 + (
                     f"significantly worse at mcnemar_alpha={cfg.mcnemar_alpha}"
                     if worse
@@ -310,7 +316,8 @@ def _comparable(candidate: GateInput, champion: GateInput) -> tuple[bool, str | 
     if candidate.test_fingerprint != champion.test_fingerprint:
         return False, (
             f"the production model {champion.name} was scored on test set "
-            f"{champion.test_fingerprint[:12]}, {candidate.name} on {candidate.test_fingerprint[:12]}: "
+            f"{champion.test_fingerprint[:12]}, "
+            f"{candidate.name} on {candidate.test_fingerprint[:12]}: "
             "the comparison is not valid; re-evaluate the production model on the candidate's "
             "test set and decide again (until then the candidate cannot replace it)"
         )
