@@ -9,6 +9,7 @@ rows is its own outcome ("not enough data"), never an alarm.
 
 from __future__ import annotations
 
+import html
 import json
 import logging
 import math
@@ -91,6 +92,16 @@ class DriftResult:
             },
             "whylogs": json.loads(self.whylogs.to_json(orient="records")) if len(self.whylogs) else [],
         }
+
+    def report_html(self) -> str:
+        """Evidently's report, or a small page saying why there is none (not enough data)."""
+        if self.html:
+            return self.html
+        text = html.escape(self.summary()).replace("\n", "<br>")
+        return (
+            "<!DOCTYPE html><html><head><meta charset='utf-8'><title>RxVision drift</title></head>"
+            f"<body><h2>RxVision drift check</h2><p>{text}</p></body></html>"
+        )
 
     def summary(self) -> str:
         """A few lines for the log and the run summary."""

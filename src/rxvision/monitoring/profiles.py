@@ -54,6 +54,12 @@ def merge_profiles(views: Iterable[object]):  # -> whylogs DatasetProfileView | 
     return merged
 
 
+def traffic_profile(df: pd.DataFrame, window_seconds: int = 3600):  # -> DatasetProfileView | None
+    """The traffic's profile, built per time window and merged (as profiles from several
+    workers or days would be); None for no rows."""
+    return merge_profiles(window_profiles(df, window_seconds).values())
+
+
 def save_profile(view: object, path: Path) -> Path:
     """Write a profile view as whylogs' binary format."""
     path = Path(path)

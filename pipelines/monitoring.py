@@ -1,0 +1,124 @@
+"""The monitoring pipeline: the window's served traffic against the production model
+version's reference features -> Evidently drift report (shown in the dashboard) + whylogs
+comparison -> decision as run and model-version metadata -> alert.
+
+    python run.py --pipeline monitoring [--window 24h] [--fail-on-drift] [--retrain-on-drift]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from typing import Any
+
+from zenml import Model, pipeline
+
+from rxvision.config import RxVisionConfig
+from rxvision.errors import RxVisionError
+from rxvision.monitoring.traffic_log import parse_window, resolve_log_dir
+from steps.common import MODEL_NAME, REFERENCE_FEATURES, config_param
+from steps.monitoring import DRIFT_RESULT, alert_on_drift, check_drift, load_traffic
+
+logger = logging.getLogger(__name__)
+PIPELINE_NAME = "rxvision_monitoring"
+EXIT_DRIFT = 4
+
+
+@pipeline(name=PIPELINE_NAME, enable_cache=False)
+def monitoring_pipeline(
+    config: dict[str, Any], window: str, log_dir: str, now: float, reference_id: str, model_version_id: str
+) -> None:
+    """Traffic + the model version's reference artifact (by id: lineage shows it) -> drift."""
+    from zenml.client import Client
+
+    reference = Client().get_artifact_version(reference_id)
+    traffic = load_traffic(log_dir, window, now)
+    _report, result, _whylogs, _profile = check_drift(reference, traffic, config, model_version_id)
+    alert_on_drift(result)
+
+
+def production_reference(model_version: str | None = None) -> tuple[Any, Any]:
+    """(model version, its reference_features artifact) of the production version (or the
+    one named); a missing one is a user error saying what to run first."""
+    from zenml.client import Client
+    from zenml.enums import ModelStages
+
+    wanted = model_version or ModelStages.PRODUCTION
+    try:
+        mv = Client().get_model_version(MODEL_NAME, wanted)
+    except KeyError:
+        raise RxVisionError(
+            f"no {wanted} version of the model '{MODEL_NAME}' to monitor",
+            "run `python run.py --pipeline training` first (a model that passes the gate becomes production)",
+        ) from None
+    artifact = mv.get_artifact(REFERENCE_FEATURES)
+    if artifact is None:
+        raise RxVisionError(
+            f"model version {mv.name} of '{MODEL_NAME}' has no '{REFERENCE_FEATURES}' artifact",
+            "retrain with the current training pipeline, which stores reference features",
+        )
+    return mv, artifact
+
+
+def run_monitoring(cfg: RxVisionConfig, window: str, zenml_options: dict[str, Any] | None = None,
+                   model_version: str | None = None, now: float | None = None) -> tuple[Any, dict[str, Any]]:
+    """Run the pipeline on the active stack; returns (pipeline run, drift result dict)."""
+    from zenml.client import Client
+
+    from pipelines import with_run_options
+
+    parse_window(window)  # a bad window is a one-line error before anything runs
+    mv, reference = production_reference(model_version)
+    pipe = with_run_options(monitoring_pipeline, zenml_options).with_options(
+        model=Model(name=MODEL_NAME, version=mv.number)
+    )
+    run = pipe(
+        config=config_param(cfg), window=window, log_dir=str(resolve_log_dir(cfg.serving.log_dir)),
+        now=time.time() if now is None else now, reference_id=str(reference.id), model_version_id=str(mv.id),
+    )
+    run = Client().get_pipeline_run(run.id)
+    result = run.steps["check_drift"].outputs[DRIFT_RESULT][0].load()
+    return run, result
+
+
+def print_summary(run: Any, result: dict[str, Any], window: str) -> None:
+    """One screen: window, traffic rows, decision, drifted columns, where to look."""
+    from rich.console import Console
+    from rich.panel import Panel
+    from rich.table import Table
+
+    table = Table.grid(padding=(0, 2))
+    table.add_row("run", run.name)
+    table.add_row("window", f"last {window}: {result['n_current']} rows vs {result['n_reference']} reference")
+    head = {"drift": "[bold red]DRIFT DETECTED[/]", "no_drift": "[green]no drift[/]",
+            "not_enough_data": "[yellow]not enough data[/]"}[result["outcome"]]
+    table.add_row("decision", head)
+    table.add_row("reason", result["reason"])
+    if result["drifted_columns"]:
+        table.add_row("drifted columns", ", ".join(result["drifted_columns"]))
+    if result.get("confidence_drop") is not None:
+        table.add_row("mean confidence", f"{result['confidence_reference']:.3f} -> "
+                      f"{result['confidence_current']:.3f}")
+    table.add_row("report", "ZenML dashboard: run -> check_drift -> drift_report (python run.py --dashboard)")
+    Console().print(Panel(table, title="RxVision monitoring", expand=False))
+
+
+def main(cfg: RxVisionConfig, args: argparse.Namespace) -> int:
+    """run.py entry point: monitor, summarise, optionally retrain, map drift to an exit code."""
+    window = getattr(args, "window", None) or cfg.monitoring.window
+    run, result = run_monitoring(cfg, window, getattr(args, "zenml_options", None),
+                                 getattr(args, "model_version", None))
+    print_summary(run, result, window)
+    if result["drifted"]:
+        logger.warning("DRIFT DETECTED: %s", result["reason"])
+        if getattr(args, "retrain_on_drift", False):
+            from pipelines import training
+
+            logger.warning("--retrain-on-drift: starting the training pipeline")
+            code = training.main(cfg, args)
+            if code:
+                return code
+        if getattr(args, "fail_on_drift", False):
+            return EXIT_DRIFT
+    return 0

@@ -1,0 +1,89 @@
+"""Monitoring steps: read the window's served traffic, compare it with the production model
+version's reference features, record the decision, alert. Thin adapters around
+rxvision.monitoring."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Annotated, Any
+from uuid import UUID
+
+import pandas as pd
+from zenml import get_step_context, log_metadata, step
+from zenml.logger import get_logger
+from zenml.types import HTMLString
+
+from steps.common import to_config
+
+logger = get_logger(__name__)
+
+# artifact names (stable: tests and the dashboard read them by name)
+TRAFFIC_FEATURES = "traffic_features"
+TRAFFIC_PROFILE = "traffic_profile"
+DRIFT_REPORT = "drift_report"
+DRIFT_RESULT = "drift_result"
+WHYLOGS_DRIFT = "whylogs_drift"
+ALERTED = "drift_alerted"
+
+
+@step(enable_cache=False)
+def load_traffic(log_dir: str, window: str, now: float) -> Annotated[pd.DataFrame, TRAFFIC_FEATURES]:
+    """The rows the service logged in the last ``window`` before ``now`` (unix seconds)."""
+    from rxvision.monitoring.traffic_log import parse_window, read_traffic_log
+
+    df = read_traffic_log(Path(log_dir), parse_window(window), now=now)
+    since = datetime.fromtimestamp(now - parse_window(window).total_seconds(), tz=timezone.utc)
+    log_metadata({"traffic_rows": len(df), "window": window, "since_utc": since.isoformat(),
+                  "log_dir": log_dir})
+    logger.info("traffic: %d rows logged in the last %s under %s", len(df), window, log_dir)
+    return df
+
+
+@step(enable_cache=False)
+def check_drift(
+    reference: pd.DataFrame, traffic: pd.DataFrame, config: dict[str, Any], model_version_id: str
+) -> tuple[
+    Annotated[HTMLString, DRIFT_REPORT],
+    Annotated[dict[str, Any], DRIFT_RESULT],
+    Annotated[pd.DataFrame, WHYLOGS_DRIFT],
+    Annotated[bytes, TRAFFIC_PROFILE],
+]:
+    """Evidently report + whylogs comparison; the decision goes to the step, the run and the
+    model version as metadata."""
+    from rxvision.monitoring.drift import detect_drift
+    from rxvision.monitoring.profiles import traffic_profile
+
+    cfg = to_config(config)
+    result = detect_drift(reference, traffic, cfg.monitoring)
+    summary = result.to_dict()
+    meta = {k: summary[k] for k in ("outcome", "drifted", "reason", "n_current", "drifted_columns",
+                                    "share", "prediction_drift", "confidence_drop")}
+    meta = {"drift": {k: v for k, v in meta.items() if v is not None}}
+    log_metadata(meta)
+    log_metadata(meta, run_id_name_or_prefix=get_step_context().pipeline_run.id)
+    log_metadata(meta, model_version_id=UUID(model_version_id))
+    profile = traffic_profile(traffic) if len(traffic) else None
+    return (HTMLString(result.report_html()), summary, result.whylogs,
+            profile.serialize() if profile is not None else b"")
+
+
+@step(enable_cache=False)
+def alert_on_drift(result: dict[str, Any]) -> Annotated[bool, ALERTED]:
+    """Post to the stack's alerter when drift was found; without one, warn loudly."""
+    from zenml.client import Client
+
+    if not result.get("drifted"):
+        logger.info("no drift alert: %s", result.get("reason"))
+        return False
+    message = (f":rotating_light: RxVision drift detected: {result['reason']} "
+               f"(columns: {', '.join(result['drifted_columns']) or '-'})")
+    alerter = Client().active_stack.alerter
+    if alerter is None:
+        logger.warning("!" * 72)
+        logger.warning("DRIFT DETECTED (no alerter in this stack): %s", result["reason"])
+        logger.warning("!" * 72)
+        return False
+    posted = bool(alerter.post(message))
+    logger.warning("drift alert %s via %s", "posted" if posted else "NOT posted", alerter.name)
+    return posted
