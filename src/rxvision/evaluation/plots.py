@@ -215,7 +215,13 @@ def _img(png: bytes, alt: str) -> str:
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
 
 
+class _Raw(str):
+    """HTML that is already escaped (nested tables of the context section)."""
+
+
 def _fmt(v: Any) -> str:
+    if isinstance(v, _Raw):
+        return v
     if isinstance(v, bool) or v is None:
         return html.escape(str(v))
     if isinstance(v, (int, np.integer)):
@@ -301,11 +307,12 @@ def render_html_report(
         if key.endswith(("_ci_low", "_ci_high")):
             continue
         low, high = m.get(f"{key}_ci_low"), m.get(f"{key}_ci_high")
-        ci = (
-            f"{low:.4f} to {high:.4f}"
-            if low is not None and high is not None and not math.isnan(low)
-            else ""
-        )
+        if low is None or high is None:
+            ci = ""
+        elif math.isnan(low) or math.isnan(high):
+            ci = "n/a (bootstrap off or too few samples)"
+        else:
+            ci = f"{low:.4f} to {high:.4f}"
         rows.append([key, value, ci])
     parts.append(_table(["metric", "value", f"bootstrap {level:.0%} CI"], rows))
     if result.absent_classes:
@@ -350,9 +357,17 @@ def render_html_report(
     return "\n".join(parts)
 
 
-def _extra_value(v: Any) -> Any:
+def _extra_value(v: Any, depth: int = 0) -> Any:
+    """Context values as HTML: mappings and lists of records become small nested tables."""
+    if depth > 3:
+        return str(v)
     if isinstance(v, Mapping):
-        return ", ".join(f"{k}={_fmt(x)}" for k, x in v.items())
+        rows = [[str(k), _extra_value(x, depth + 1)] for k, x in v.items()]
+        return _Raw(_table(["key", "value"], rows))
+    if isinstance(v, (list, tuple)) and v and all(isinstance(x, Mapping) for x in v):
+        header = list(dict.fromkeys(k for x in v for k in x))
+        rows = [[_extra_value(x.get(k), depth + 1) for k in header] for x in v]
+        return _Raw(_table([str(h) for h in header], rows))
     if isinstance(v, (list, tuple)):
         return "; ".join(str(x) for x in v)
     return v

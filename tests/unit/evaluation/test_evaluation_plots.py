@@ -109,3 +109,19 @@ def test_html_report_without_history_has_no_training_curves(small):
     page = render_html_report(small, None, title="t", extra=None)
     assert len(re.findall(r"data:image/png;base64,", page)) == 3
     assert "Training curves" not in page
+
+
+def test_html_report_shows_nested_context_as_tables_escaped_once(small):
+    gate = {"stage": "staging", "rules": [{"rule": "min_accuracy", "passed": True, "message": "a < b"}]}
+    page = render_html_report(small, None, title="t", extra={"gate": gate})
+    assert "<th>rule</th>" in page and "<td>min_accuracy</td>" in page
+    assert "a &lt; b" in page and "&amp;lt;" not in page
+
+
+def test_html_report_without_intervals_says_not_available():
+    labels = np.arange(30) % 3
+    probs = np.full((30, 3), 0.1)
+    probs[np.arange(30), labels] = 0.8
+    res = evaluate(probs, labels, ["a", "b", "c"], EvaluationConfig(bootstrap_samples=0))
+    page = render_html_report(res, [], title="t", extra={})
+    assert "n/a" in page and "CI " not in page.split("<h2>")[0]
