@@ -79,7 +79,8 @@ class GateDecision:
     comparable is False when a champion exists but was scored on another test set (or has no
     per-sample results): then needs_champion_reevaluation is True, the candidate cannot be
     promoted over it, and the caller should re-evaluate the champion on the candidate's test
-    set and call `decide` again.
+    set and call `decide` again (needs_champion_reevaluation stays False for a candidate that
+    failed its floors: re-scoring the champion could not change that verdict).
     """
 
     stage: Stage | None
@@ -247,7 +248,8 @@ def decide(candidate: GateInput, champion: GateInput | None, cfg: GateConfig) ->
             passed_floors=passed_floors,
             beats_champion=None,
             comparable=False,
-            needs_champion_reevaluation=True,
+            # only worth doing when the candidate could be promoted at all
+            needs_champion_reevaluation=passed_floors,
             rules=rules,
             **common,
         )

@@ -147,6 +147,12 @@ def test_champion_scored_on_another_test_set_is_not_comparable():
     assert not any(r.rule in ("min_gain", "mcnemar_not_worse") for r in d.rules)
 
 
+def test_rejected_candidate_does_not_ask_for_champion_reevaluation():
+    champ = model(GOOD, fp="testset-old", name="v1")
+    d = decide(model({**GOOD, "accuracy": 0.1}, fp="testset-new"), champ, CFG)
+    assert d.stage is None and d.comparable is False and d.needs_champion_reevaluation is False
+
+
 def test_champion_without_per_sample_results_must_be_reevaluated():
     champ = GateInput(metrics=GOOD, correct=None, test_fingerprint="testset-a", name="v1")
     d = decide(model(GOOD), champ, CFG)
