@@ -1,7 +1,13 @@
 """Models: timm backbone + head, pretrained-weight providers, and the model bundle format."""
 
 from rxvision.models.build import build_model, normalization_for, normalization_values
-from rxvision.models.bundle import BundleInfo, LoadedBundle, load_bundle, read_bundle_info, save_bundle
+from rxvision.models.bundle import (
+    BundleInfo,
+    LoadedBundle,
+    load_bundle,
+    read_bundle_info,
+    save_bundle,
+)
 from rxvision.models.classifier import AttentionPoolHead, RxVisionClassifier
 from rxvision.models.weights import hub_reachable, package_weights_file, resolve_weights_source
 

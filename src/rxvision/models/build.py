@@ -11,7 +11,12 @@ import timm
 from rxvision.config import ModelConfig
 from rxvision.errors import RxVisionError
 from rxvision.models.classifier import RxVisionClassifier, create_backbone
-from rxvision.models.weights import PACKAGE_WEIGHTS, create_hub_backbone, load_pretrained, resolve_weights_source
+from rxvision.models.weights import (
+    PACKAGE_WEIGHTS,
+    create_hub_backbone,
+    load_pretrained,
+    resolve_weights_source,
+)
 
 if TYPE_CHECKING:
     from rxvision.data.transforms import Normalization
@@ -22,12 +27,20 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-def build_model(cfg: ModelConfig, num_classes: int, load_weights: bool = True) -> RxVisionClassifier:
+def build_model(
+    cfg: ModelConfig, num_classes: int, load_weights: bool = True
+) -> RxVisionClassifier:
     """The configured classifier with its pretrained weights (``load_weights=False`` skips
     fetching them, for a model whose full state dict is loaded next, e.g. from a bundle)."""
     if num_classes < 2:
-        raise RxVisionError(f"a classifier needs at least 2 classes, got {num_classes}", "check the dataset")
-    source = resolve_weights_source(cfg.backbone, cfg.pretrained, cfg.weights, cfg.weights_path) if load_weights else "none"
+        raise RxVisionError(
+            f"a classifier needs at least 2 classes, got {num_classes}", "check the dataset"
+        )
+    source = (
+        resolve_weights_source(cfg.backbone, cfg.pretrained, cfg.weights, cfg.weights_path)
+        if load_weights
+        else "none"
+    )
     if source == "hub":
         backbone = create_hub_backbone(cfg.backbone)
     else:
@@ -35,7 +48,9 @@ def build_model(cfg: ModelConfig, num_classes: int, load_weights: bool = True) -
         if source in ("file", "package"):
             load_pretrained(backbone, cfg.backbone, source, cfg.weights_path)
         elif load_weights:
-            log.warning("model.pretrained=false: %s starts from random initialisation", cfg.backbone)
+            log.warning(
+                "model.pretrained=false: %s starts from random initialisation", cfg.backbone
+            )
     model = RxVisionClassifier(backbone, num_classes, cfg.head, cfg.attention_heads, cfg.dropout)
     if cfg.freeze_backbone:
         model.set_backbone_trainable(False)
@@ -55,10 +70,14 @@ def normalization_values(cfg: ModelConfig) -> dict[str, object]:
     if source == "package":
         spec = PACKAGE_WEIGHTS[cfg.backbone]
         mean, std = spec.mean, spec.std
-    return {"mean": tuple(float(m) for m in mean), "std": tuple(float(s) for s in std), "interpolation": interp}
+    return {
+        "mean": tuple(float(m) for m in mean),
+        "std": tuple(float(s) for s in std),
+        "interpolation": interp,
+    }
 
 
-def normalization_for(cfg: ModelConfig, image_size: int) -> "Normalization":
+def normalization_for(cfg: ModelConfig, image_size: int) -> Normalization:
     """The Normalization (data layer type) matching the model's pretrained weights.
 
     crop_pct is 1.0: our training crops are drawn from the whole image (RandomResizedCrop), so

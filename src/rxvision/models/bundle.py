@@ -61,7 +61,7 @@ class BundleInfo:
         """The data layer's Normalization object for this bundle."""
         from rxvision.data.transforms import Normalization
 
-        return Normalization(**self.normalization)
+        return Normalization.from_dict(self.normalization)
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -94,10 +94,12 @@ def _as_dict(obj: Any) -> dict[str, Any]:
         data = dict(obj)
     else:
         raise TypeError(f"cannot store {type(obj).__name__} in a bundle")
-    return json.loads(json.dumps(data, default=lambda v: list(v) if isinstance(v, tuple) else str(v)))
+    return json.loads(
+        json.dumps(data, default=lambda v: list(v) if isinstance(v, tuple) else str(v))
+    )
 
 
-def _atomic_write(path: Path, write) -> None:  # noqa: ANN001 - a callable taking the tmp path
+def _atomic_write(path: Path, write) -> None:
     tmp = path.with_name(path.name + ".tmp")
     write(tmp)
     os.replace(tmp, path)
@@ -116,12 +118,16 @@ def save_bundle(
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     if len(classes) != model.num_classes:
-        raise RxVisionError(f"{len(classes)} class names for a model with {model.num_classes} outputs")
+        raise RxVisionError(
+            f"{len(classes)} class names for a model with {model.num_classes} outputs"
+        )
     cfg = _as_dict(config)
     if isinstance(config, ModelConfig):
         cfg = {"model": cfg}
     if "model" not in cfg:
-        raise RxVisionError("the bundle config must hold a 'model' section", "pass the RxVisionConfig")
+        raise RxVisionError(
+            "the bundle config must hold a 'model' section", "pass the RxVisionConfig"
+        )
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     weights = directory / WEIGHTS_FILE
     _atomic_write(weights, lambda tmp: torch.save(state, tmp))
@@ -141,7 +147,9 @@ def save_bundle(
         created_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         versions={"torch": torch.__version__, "timm": timm.__version__},
     )
-    _atomic_write(directory / META_FILE, lambda tmp: tmp.write_text(json.dumps(info.to_dict(), indent=2)))
+    _atomic_write(
+        directory / META_FILE, lambda tmp: tmp.write_text(json.dumps(info.to_dict(), indent=2))
+    )
     log.info("saved model bundle %s (sha256 %s)", directory, info.sha256[:12])
     return info
 
@@ -151,19 +159,29 @@ def read_bundle_info(directory: Path) -> BundleInfo:
     directory = Path(directory)
     meta = directory / META_FILE
     if not meta.is_file():
-        raise RxVisionError(f"{directory} is not a model bundle (no {META_FILE})", "point at a folder written by save_bundle")
+        raise RxVisionError(
+            f"{directory} is not a model bundle (no {META_FILE})",
+            "point at a folder written by save_bundle",
+        )
     try:
         data = json.loads(meta.read_text())
         return BundleInfo(path=directory, **data)
     except (json.JSONDecodeError, TypeError) as exc:
-        raise RxVisionError(f"{meta} is damaged: {exc}", "re-create the bundle from the training run") from None
+        raise RxVisionError(
+            f"{meta} is damaged: {exc}", "re-create the bundle from the training run"
+        ) from None
 
 
-def load_bundle(directory: Path, verify: bool = True, map_location: str | torch.device = "cpu") -> LoadedBundle:
+def load_bundle(
+    directory: Path, verify: bool = True, map_location: str | torch.device = "cpu"
+) -> LoadedBundle:
     """The model (eval mode) and its info; with ``verify`` a sha256 mismatch is an error."""
     info = read_bundle_info(directory)
     if info.format > BUNDLE_FORMAT:
-        raise RxVisionError(f"bundle format {info.format} is newer than this RxVision ({BUNDLE_FORMAT})", "upgrade rxvision")
+        raise RxVisionError(
+            f"bundle format {info.format} is newer than this RxVision ({BUNDLE_FORMAT})",
+            "upgrade rxvision",
+        )
     if not info.weights_path.is_file():
         raise RxVisionError(f"bundle {directory} has no {WEIGHTS_FILE}", "re-create the bundle")
     if verify:

@@ -135,7 +135,7 @@ class RxVisionClassifier(nn.Module):
         elif self.training:
             self.backbone.train()
 
-    def train(self, mode: bool = True) -> "RxVisionClassifier":
+    def train(self, mode: bool = True) -> RxVisionClassifier:
         super().train(mode)
         if self._backbone_frozen:
             # a frozen backbone must not drift through BatchNorm running statistics either

