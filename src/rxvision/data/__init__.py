@@ -1,31 +1,38 @@
 """The data layer: sources, synthetic pills, validation, split, transforms and loaders.
 
-Import from the submodules (``rxvision.data.sources`` etc.); the names below are re-exported
-for convenience.
+The names below are loaded lazily, so importing one submodule (e.g. the synthetic generator in
+a worker process) does not pull in torch and albumentations.
 """
 
-from rxvision.data.loader import ImageDataset, build_loader
-from rxvision.data.sources import DatasetIndex, LabelMap, Sample, load_source
-from rxvision.data.split import DatasetSplits, fingerprint, stratified_split
-from rxvision.data.transforms import (
-    Normalization,
-    build_eval_transform,
-    build_train_transform,
-    preprocess_image,
-)
+from __future__ import annotations
 
-__all__ = [
-    "DatasetIndex",
-    "DatasetSplits",
-    "ImageDataset",
-    "LabelMap",
-    "Normalization",
-    "Sample",
-    "build_eval_transform",
-    "build_loader",
-    "build_train_transform",
-    "fingerprint",
-    "load_source",
-    "preprocess_image",
-    "stratified_split",
-]
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "DatasetIndex": "sources",
+    "LabelMap": "sources",
+    "Sample": "sources",
+    "load_source": "sources",
+    "DatasetSplits": "split",
+    "fingerprint": "split",
+    "stratified_split": "split",
+    "Normalization": "transforms",
+    "build_eval_transform": "transforms",
+    "build_train_transform": "transforms",
+    "preprocess_image": "transforms",
+    "ImageDataset": "loader",
+    "build_loader": "loader",
+    "ValidationReport": "validation",
+    "apply_policy": "validation",
+    "validate_dataset": "validation",
+    "generate_synthetic_pills": "synthetic",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"rxvision.data.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module 'rxvision.data' has no attribute {name!r}")

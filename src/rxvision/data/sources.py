@@ -61,6 +61,10 @@ class DatasetIndex:
             self._hashes.update(hash_files(missing, threads=threads))
         return self._hashes
 
+    def remember_hashes(self, hashes: dict[Path, str | None]) -> None:
+        """Keep content hashes computed elsewhere (validation) for the split and fingerprint."""
+        self._hashes.update(hashes)
+
     def with_samples(self, samples: Iterable[Sample]) -> DatasetIndex:
         """A copy holding ``samples`` (same classes/root; hashes reused)."""
         return replace(self, samples=list(samples), ignored=list(self.ignored), _hashes=dict(self._hashes))

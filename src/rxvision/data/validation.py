@@ -262,7 +262,7 @@ def validate_dataset(index: DatasetIndex, cfg: ValidationConfig, threads: int | 
     unique_paths = list(dict.fromkeys(s.path for s in samples))
     with ThreadPoolExecutor(max_workers=threads or _default_threads()) as pool:
         infos = dict(zip(unique_paths, pool.map(lambda p: _inspect(Path(p), cfg.decode == "full"), unique_paths)))
-    index._hashes.update({p: i.sha256 for p, i in infos.items()})  # the split and fingerprint reuse them
+    index.remember_hashes({p: i.sha256 for p, i in infos.items()})  # the split and fingerprint reuse them
 
     bad: set[Path] = set()  # samples excluded under skip
     converted: dict[str, list[str]] = defaultdict(list)
