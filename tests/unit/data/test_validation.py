@@ -43,7 +43,7 @@ def test_truncated_jpeg_is_reported(imagefolder: Path) -> None:
     assert "truncated" in report.checks["corrupt"].reasons[str(bad)]
 
 
-def test_header_check_is_cheaper_and_misses_jpeg_truncation(imagefolder: Path) -> None:
+def test_header_check_misses_jpeg_truncation_that_full_decode_finds(imagefolder: Path) -> None:
     _truncate(imagefolder / "alpha" / "03.jpg")
     assert validate_dataset(scan_imagefolder(imagefolder), _cfg(decode="header")).passed
 
