@@ -11,7 +11,7 @@ import logging
 from typing import Any
 
 from zenml import Model, pipeline
-from zenml.enums import StackComponentType
+from zenml.enums import ExecutionMode, StackComponentType
 
 from rxvision.config import RxVisionConfig
 from rxvision.errors import RxVisionError
@@ -45,15 +45,16 @@ def model_definition() -> Model:
     )
 
 
-@pipeline(name=PIPELINE_NAME, model=model_definition())
+@pipeline(name=PIPELINE_NAME, model=model_definition(), execution_mode=ExecutionMode.FAIL_FAST)
 def training_pipeline(config: dict[str, Any]) -> None:
     """The steps in order; the experiment tracker is the active stack's (if it has one)."""
     tracker = active_component_name(StackComponentType.EXPERIMENT_TRACKER)
     tracked = {"experiment_tracker": tracker} if tracker else {}
-    index, fingerprint = load_data(config)
-    clean, _report, _html = validate_data(index, fingerprint, config)
-    profile_data(clean, fingerprint, config)
-    splits, test_fp = split_data(clean, fingerprint, config)
+    data = config["data"]
+    index, fingerprint = load_data(data)
+    clean, _report, _html = validate_data(index, fingerprint, data)
+    profile_data(clean, fingerprint, data)
+    splits, test_fp = split_data(clean, fingerprint, data)
     bundle, history = train_model.with_options(**tracked)(splits, fingerprint, config)
     final, evaluation, _eval_html, _plots = evaluate_model.with_options(**tracked)(
         bundle, splits, history, test_fp, config)

@@ -1,7 +1,9 @@
 """Data steps: load the source, validate it (policy fail/skip), profile it, split it.
 
-``load_data`` always runs (it reads the files to fingerprint them); the steps after it are
-cached by their inputs' contents, so they re-run only when the fingerprint or config changes.
+They take only the ``data`` section of the config, so a change to training or the gate does
+not invalidate them. ``load_data`` always runs (it reads the files to fingerprint them); the
+steps after it are cached by their inputs' contents (index, fingerprint, data config), so they
+re-run only when the data or its config changes.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from zenml import log_metadata, step
 from zenml.logger import get_logger
 from zenml.types import HTMLString
 
+from rxvision.config import DataConfig
 from rxvision.data.sources import DatasetIndex
 from rxvision.data.split import DatasetSplits, fingerprint, stratified_split
 from steps.common import (
@@ -24,7 +27,6 @@ from steps.common import (
     TEST_FINGERPRINT,
     VALIDATION_HTML,
     VALIDATION_REPORT,
-    to_config,
 )
 
 logger = get_logger(__name__)
@@ -32,23 +34,23 @@ logger = get_logger(__name__)
 
 @step(enable_cache=False)
 def load_data(
-    config: dict[str, Any],
+    data_config: dict[str, Any],
 ) -> tuple[Annotated[DatasetIndex, DATASET_INDEX], Annotated[str, DATASET_FINGERPRINT]]:
     """Index the configured source (generating synthetic pills if needed) and fingerprint it."""
     from rxvision.data.sources import load_source
 
-    cfg = to_config(config)
-    index = load_source(cfg.data)
+    data = DataConfig.model_validate(data_config)
+    index = load_source(data)
     fp = fingerprint(index)
     logger.info("dataset: %d images, %d classes, fingerprint %s", len(index), len(index.classes), fp[:12])
     log_metadata({"images": len(index), "classes": len(index.classes), "fingerprint": fp,
-                  "source": cfg.data.source, "class_counts": index.counts()})
+                  "source": data.source, "class_counts": index.counts()})
     return index, fp
 
 
 @step
 def validate_data(
-    index: DatasetIndex, dataset_fingerprint: str, config: dict[str, Any]
+    index: DatasetIndex, dataset_fingerprint: str, data_config: dict[str, Any]
 ) -> tuple[
     Annotated[DatasetIndex, "clean_index"],
     Annotated[dict[str, Any], VALIDATION_REPORT],
@@ -57,12 +59,12 @@ def validate_data(
     """Integrity checks; policy `fail` stops the run naming the files, `skip` drops them."""
     from rxvision.data.validation import apply_policy, validate_dataset
 
-    cfg = to_config(config)
-    report = validate_dataset(index, cfg.data.validation)
+    data = DataConfig.model_validate(data_config)
+    report = validate_dataset(index, data.validation)
     report_dict = report.to_dict()
-    log_metadata({"validation_passed": bool(report.passed), "policy": cfg.data.validation.policy,
+    log_metadata({"validation_passed": bool(report.passed), "policy": data.validation.policy,
                   "dataset_fingerprint": dataset_fingerprint})
-    clean = apply_policy(index, report, cfg.data.validation)  # raises RxVisionError under `fail`
+    clean = apply_policy(index, report, data.validation)  # raises RxVisionError under `fail`
     excluded = [str(p) for p in getattr(report, "excluded", [])]
     log_metadata({"excluded_files": len(excluded), "images_after_validation": len(clean)})
     if excluded:
@@ -72,7 +74,7 @@ def validate_data(
 
 @step
 def profile_data(
-    index: DatasetIndex, dataset_fingerprint: str, config: dict[str, Any]
+    index: DatasetIndex, dataset_fingerprint: str, data_config: dict[str, Any]
 ) -> tuple[Annotated[pd.DataFrame, IMAGE_FEATURES], Annotated[HTMLString, DATA_QUALITY_HTML]]:
     """The image-feature table (what drift monitoring compares) and an Evidently
     data-quality report over it, per class, shown in the dashboard."""
@@ -82,25 +84,25 @@ def profile_data(
     from rxvision.data.images import load_rgb
     from rxvision.monitoring.features import feature_table
 
-    cfg = to_config(config)
+    data = DataConfig.model_validate(data_config)
     images = (load_rgb(s.path) for s in index.samples)
     sizes = [s.path.stat().st_size for s in index.samples]
     table = feature_table(images, file_sizes=sizes, n_components=0)
     table.insert(0, "label", [s.label for s in index.samples])
     # Evidently 0.7's own API (ZenML's evidently step speaks the legacy one).
     snapshot = Report([DataSummaryPreset()]).run(current_data=table, reference_data=None)
-    log_metadata({"feature_rows": len(table), "profile": cfg.data.source})
+    log_metadata({"feature_rows": len(table), "source": data.source})
     return table, HTMLString(snapshot.get_html_str(as_iframe=False))
 
 
 @step
 def split_data(
-    index: DatasetIndex, dataset_fingerprint: str, config: dict[str, Any]
+    index: DatasetIndex, dataset_fingerprint: str, data_config: dict[str, Any]
 ) -> tuple[Annotated[DatasetSplits, SPLITS], Annotated[str, TEST_FINGERPRINT]]:
     """Stratified train/val/test split; the test split's own fingerprint lets the gate tell
     whether two models were scored on the same images."""
-    cfg = to_config(config)
-    splits = stratified_split(index, cfg.data.split)
+    data = DataConfig.model_validate(data_config)
+    splits = stratified_split(index, data.split)
     test_fp = fingerprint(index.with_samples(splits.test))
     logger.info("split: %s", splits.summary())
     log_metadata({"train": len(splits.train), "val": len(splits.val), "test": len(splits.test),

@@ -54,5 +54,8 @@ def reference_features(
     view = whylogs.log(pandas=table).profile().view()
     log_metadata({"reference_rows": len(table), "embedding_components": k})
     logger.info("reference features: %d rows x %d columns", len(table), table.shape[1])
-    return (table, projector.to_json() if projector else "", view.serialize(),
-            view.to_pandas().reset_index())
+    summary = view.to_pandas().reset_index()
+    # whylogs puts FrequentItem objects in some cells; Parquet (the artifact format) needs text
+    for col in summary.columns[summary.dtypes == object]:
+        summary[col] = summary[col].map(lambda v: None if v is None else str(v))
+    return table, projector.to_json() if projector else "", view.serialize(), summary
