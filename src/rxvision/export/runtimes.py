@@ -67,6 +67,7 @@ class OnnxRunner:
 
         self.name = name
         path = Path(path)
+        self.path = path
         if not path.is_file():
             raise RxVisionError(f"ONNX model not found: {path}", "export the model first (rxvision.export.export_onnx)")
         opts = ort.SessionOptions()

@@ -40,10 +40,10 @@ def toy_images(n: int, num_classes: int, size: int, seed: int = 0) -> tuple[np.n
 
 def make_tiny_bundle(
     out_dir: Path,
-    backbone: str = "resnet10t",
+    backbone: str = "test_resnet",
     image_size: int = 32,
     num_classes: int = 3,
-    train_steps: int = 30,
+    train_steps: int = 20,
     seed: int = 0,
 ) -> Path:
     """Train ``backbone`` (random init) for ``train_steps`` Adam steps on toy images and save a
@@ -62,11 +62,11 @@ def make_tiny_bundle(
         images, labels = toy_images(64, num_classes, image_size, seed=seed)
         x = torch.from_numpy(np.stack([preprocess_image(img, norm) for img in images]))
         y = torch.from_numpy(labels).long()
-        opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+        opt = torch.optim.Adam(model.parameters(), lr=1e-2)
         model.train()
         gen = torch.Generator().manual_seed(seed)
         for _ in range(train_steps):
-            idx = torch.randperm(len(x), generator=gen)[:32]
+            idx = torch.randperm(len(x), generator=gen)[:16]
             opt.zero_grad()
             loss = torch.nn.functional.cross_entropy(model(x[idx]), y[idx])
             loss.backward()

@@ -1,0 +1,1 @@
+"""The BentoML service of RxVision (service.py), its model-store helper and traffic logging."""

@@ -1,0 +1,12 @@
+"""A tiny trained model bundle, built once per session (no pipeline, no pretrained weights)."""
+
+from pathlib import Path
+
+import pytest
+
+from rxvision.serving.tiny import make_tiny_bundle
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_tiny_bundle(tmp_path_factory.mktemp("tiny") / "bundle", image_size=32, num_classes=3, train_steps=30)
