@@ -1,0 +1,168 @@
+"""Monitoring costs, each next to its reference measured in the same process:
+
+1. feature extraction per image (rxvision.monitoring.features) at several upload sizes,
+   against the model's own inference per image;
+2. the in-process serving path (decode JPEG -> preprocess -> ONNX predict) with traffic
+   logging on against off (goal: on/off throughput >= 0.95), at batch 1 and batch 8;
+3. reading 100k logged rows and the drift check on them (Evidently report + whylogs
+   comparison), against the same on 1k rows.
+
+    /root/.venvs/rxvision/bin/python benchmarks/bench_monitoring.py [--rows 100000] [--rounds 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from rxvision.telemetry import disable_telemetry  # noqa: E402
+
+disable_telemetry()
+warnings.filterwarnings("ignore")
+logging.basicConfig(level=logging.ERROR)
+
+
+def _timeit(fn, repeat: int) -> float:
+    """Median seconds of one call over ``repeat`` calls."""
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def bench_features(predictor) -> None:
+    from rxvision.monitoring.features import image_features
+    from rxvision.monitoring.simulate import pill_image
+
+    rng = np.random.default_rng(0)
+    print("\n## 1. feature extraction per image (median of 200 calls)")
+    batch = predictor.preprocess([pill_image(rng, 160)])
+    predictor.predict_arrays(batch)
+    t_model = _timeit(lambda: predictor.predict_arrays(batch), 50)
+    print(f"reference: model inference, batch 1, {predictor.runtime}: {t_model * 1e3:.2f} ms/img")
+    for side in (64, 160, 512, 1024):
+        img = np.kron(pill_image(rng, 64), np.ones((side // 64, side // 64, 1), dtype=np.uint8))
+        t = _timeit(lambda: image_features(img, 12345), 200)
+        print(f"features {side:>4}x{side:<4}: {t * 1e3:.3f} ms/img  ({t / t_model:.3f} x model inference)")
+
+
+def bench_serving_path(predictor, rounds: int, tmp: Path) -> None:
+    from bentos.traffic import TrafficLogger, monitoring_options
+    from rxvision.config import ServingConfig
+    from rxvision.monitoring.simulate import encoded_size, traffic
+    from rxvision.serving.decode import decode_image
+
+    import cv2
+
+    images = traffic(64, seed=1, size=160)
+    blobs = [cv2.imencode(".jpg", im[:, :, ::-1])[1].tobytes() for im in images]
+    opts = monitoring_options(ServingConfig(log_dir=tmp / "log"))
+    tl = TrafficLogger(predictor.classes, model_version="bench", monitor_options=opts)
+
+    def serve(batch_size: int, log: bool) -> float:
+        t = time.perf_counter()
+        for start in range(0, len(blobs), batch_size):
+            chunk = blobs[start:start + batch_size]
+            decoded = [decode_image(b) for b in chunk]
+            probs, emb = predictor.predict_arrays(predictor.preprocess(decoded))
+            if log:
+                tl.log_prediction(decoded, probs, file_sizes=[len(b) for b in chunk], embeddings=emb)
+        return len(blobs) / (time.perf_counter() - t)
+
+    print(f"\n## 2. in-process serving path, {len(blobs)} JPEG uploads (160 px), "
+          f"{rounds} interleaved rounds, median img/s")
+    serve(8, True)  # warm up (also initialises the monitor's files)
+    for bs in (1, 8):
+        off, on = [], []
+        for _ in range(rounds):
+            off.append(serve(bs, False))
+            on.append(serve(bs, True))
+        m_off, m_on = statistics.median(off), statistics.median(on)
+        print(f"batch {bs}: monitoring off {m_off:7.1f} img/s | on {m_on:7.1f} img/s | "
+              f"on/off = {m_on / m_off:.3f}")
+    assert tl.errors == 0, tl.errors
+    print(f"(rows logged: {tl.rows}; log files: {sum(f.stat().st_size for f in (tmp / 'log').rglob('data.*'))/1e6:.1f} MB)")
+
+
+def _rows(n: int, base: pd.DataFrame, seed: int, shift: float = 0.0) -> pd.DataFrame:
+    """n rows resampled from real feature rows with a little jitter (a synthetic 'day')."""
+    rng = np.random.default_rng(seed)
+    df = base.sample(n, replace=True, random_state=seed).reset_index(drop=True)
+    for col in ("brightness", "contrast", "sharpness", "colourfulness", "confidence"):
+        df[col] = df[col] * (1 + rng.normal(0, 0.02, n)) - shift * (col == "brightness")
+    return df
+
+
+def bench_drift(rows: int, tmp: Path) -> None:
+    from rxvision.config import MonitoringConfig
+    from rxvision.monitoring.drift import detect_drift
+    from rxvision.monitoring.features import feature_table
+    from rxvision.monitoring.simulate import encoded_size, traffic
+    from rxvision.monitoring.traffic_log import read_traffic_log, write_traffic_rows
+
+    imgs = traffic(600, seed=2)
+    probs = np.random.default_rng(0).dirichlet(np.ones(6) * 0.2, size=len(imgs))
+    base = feature_table(imgs, [encoded_size(i) for i in imgs], probs, [f"c{i}" for i in range(6)])
+    reference = _rows(2000, base, seed=3)
+    cfg = MonitoringConfig()
+    print(f"\n## 3. monitoring on logged rows (reference {len(reference)} rows; "
+          f"Evidently report + whylogs comparison)")
+    detect_drift(reference, _rows(200, base, 4), cfg)  # warm-up: imports, first render
+    results = {}
+    for n in (1000, rows):
+        log_dir = tmp / f"drift{n}"
+        now = time.time()
+        write_traffic_rows(log_dir / "rxvision_traffic" / "data" / "data.0.log", _rows(n, base, 5, shift=0.1),
+                           logged_at=now - 60)
+        t0 = time.perf_counter()
+        current = read_traffic_log(log_dir, now=now)
+        t1 = time.perf_counter()
+        result = detect_drift(reference, current, cfg)
+        t2 = time.perf_counter()
+        results[n] = (t1 - t0, t2 - t1)
+        print(f"{n:>7} rows: read log {t1 - t0:6.2f} s | detect_drift {t2 - t1:6.2f} s | "
+              f"total {t2 - t0:6.2f} s | {result.outcome} ({', '.join(result.drifted_columns)})")
+    small, big = results[1000], results[rows]
+    print(f"ratio {rows} rows / 1000 rows: total {sum(big) / sum(small):.2f}x "
+          f"for {rows / 1000:.0f}x the rows")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--rows", type=int, default=100_000)
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--threads", type=int, default=2)
+    args = p.parse_args()
+    from rxvision.serving.predictor import Predictor
+    from rxvision.serving.tiny import make_tiny_bundle
+
+    print(f"# bench_monitoring  (cpus: {os.cpu_count()}, python {sys.version.split()[0]})")
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        bundle = make_tiny_bundle(tmp / "bundle", backbone="tf_efficientnet_lite0", image_size=128,
+                                  num_classes=12, train_steps=0)
+        predictor = Predictor.from_bundle(bundle, runtime="onnx", threads=args.threads,
+                                          onnx_dir=tmp / "onnx")
+        print(f"model: tf_efficientnet_lite0 @128 (untrained; timing only), runtime {predictor.runtime}, "
+              f"embedding output: {predictor.has_embedding}")
+        bench_features(predictor)
+        bench_serving_path(predictor, args.rounds, tmp)
+        bench_drift(args.rows, tmp)
+
+
+if __name__ == "__main__":
+    main()
