@@ -189,9 +189,12 @@ class EmbeddingProjector:
         return (x - self.mean) @ self.components.T
 
     def save(self, path: Path) -> Path:
-        """Write an ``.npz`` file (no pickle) and return its path."""
+        """Write ``.npz`` (no pickle), or JSON when the name ends in ``.json``; returns the path."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
+        if path.suffix.lower() == ".json":
+            path.write_text(self.to_json())
+            return path
         with path.open("wb") as fh:
             np.savez(
                 fh,
@@ -203,7 +206,7 @@ class EmbeddingProjector:
 
     @classmethod
     def load(cls, path: Path) -> "EmbeddingProjector":
-        """Read a projector written by :meth:`save`."""
+        """Read a projector written by :meth:`save` (``.npz`` or JSON, told apart by content)."""
         path = Path(path)
         if not path.is_file():
             raise RxVisionError(
@@ -211,14 +214,21 @@ class EmbeddingProjector:
                 "run the training pipeline, which saves it with the reference features",
             )
         try:
+            with path.open("rb") as fh:
+                is_json = fh.read(1) == b"{"
+            if is_json:
+                return cls.from_json(path.read_text())
             with np.load(path, allow_pickle=False) as data:
                 return cls(
                     mean=data["mean"],
                     components=data["components"],
                     explained_variance_ratio=data["explained_variance_ratio"],
                 )
-        except (KeyError, ValueError, OSError) as exc:
-            raise RxVisionError(f"embedding projector {path} is unreadable: {exc}") from None
+        except (KeyError, ValueError, OSError, TypeError) as exc:
+            raise RxVisionError(
+                f"embedding projector {path} is unreadable: {exc}",
+                "re-run the deployment pipeline to copy the model version's projector",
+            ) from None
 
     def to_json(self) -> str:
         """JSON form, for metadata stores that want text."""

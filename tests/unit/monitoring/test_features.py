@@ -116,6 +116,16 @@ def test_projector_survives_save_and_load(tmp_path):
     np.testing.assert_allclose(loaded.transform(emb), proj.transform(emb), rtol=1e-6)
     again = EmbeddingProjector.from_json(proj.to_json())
     np.testing.assert_allclose(again.transform(emb), proj.transform(emb), rtol=1e-5, atol=1e-6)
+    # the service reads the JSON file the deployment writes (projector.json)
+    from_file = EmbeddingProjector.load(proj.save(tmp_path / "projector.json"))
+    np.testing.assert_allclose(from_file.transform(emb), proj.transform(emb), rtol=1e-5, atol=1e-6)
+
+
+def test_unreadable_projector_file_is_reported(tmp_path):
+    bad = tmp_path / "projector.json"
+    bad.write_text("{not json")
+    with pytest.raises(RxVisionError, match="unreadable"):
+        EmbeddingProjector.load(bad)
 
 
 def test_projector_puts_a_new_kind_far_from_the_training_kinds():
