@@ -1,0 +1,70 @@
+"""One real `bentoml serve` per test module: a tiny trained model saved into a temporary
+BENTOML_HOME, served on a free 127.0.0.1 port, stopped (process group) at teardown."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+if str(REPO_ROOT) not in sys.path:  # bentos/ is imported from the repository root
+    sys.path.insert(0, str(REPO_ROOT))
+
+# small limits so the limit cases stay small; a small in-flight cap so overload is reachable
+SERVER_OVERRIDES = (
+    "serving.max_image_bytes=300000",
+    "serving.max_image_pixels=1000000",
+    "serving.max_images_per_request=4",
+    "serving.max_in_flight=6",
+    "serving.max_latency_ms=200",
+    "serving.threads=1",
+)
+
+
+@pytest.fixture(scope="module")
+def bentoml_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    home = tmp_path_factory.mktemp("bentoml_home")
+    old = os.environ.get("BENTOML_HOME")
+    os.environ["BENTOML_HOME"] = str(home)
+    yield home
+    if old is None:
+        os.environ.pop("BENTOML_HOME", None)
+    else:
+        os.environ["BENTOML_HOME"] = old
+
+
+@pytest.fixture(scope="module")
+def served_model_tag(bentoml_home: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The tiny model in the temporary BentoML store (BentoML reads BENTOML_HOME at import)."""
+    import subprocess
+
+    bundle = tmp_path_factory.mktemp("tiny") / "bundle"
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]);"
+        "from pathlib import Path;"
+        "from rxvision.serving.tiny import make_tiny_bundle;"
+        "from bentos.store import save_bundle_to_bentoml;"
+        "b = make_tiny_bundle(Path(sys.argv[2]), image_size=32, num_classes=3);"
+        "m = save_bundle_to_bentoml(b, labels={'zenml_model_version': '7', 'zenml_model_stage': 'production'});"
+        "print(m.tag)"
+    )
+    # a child process, so this test process never imports bentoml against another store
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(REPO_ROOT), str(bundle)],
+        env={**os.environ, "BENTOML_HOME": str(bentoml_home)},
+        capture_output=True, text=True, check=True,
+    )
+    return out.stdout.strip().splitlines()[-1]
+
+
+@pytest.fixture(scope="module")
+def server(bentoml_home: Path, served_model_tag: str, tmp_path_factory: pytest.TempPathFactory):
+    from bentos.launch import serve
+
+    log = tmp_path_factory.mktemp("logs") / "serve.log"
+    with serve(bentoml_home, log, overrides=SERVER_OVERRIDES, model_tag=served_model_tag) as srv:
+        yield srv
