@@ -234,6 +234,8 @@ class ServingConfig(_Strict):
     port: int = Field(3000, ge=1, le=65535)
     # requests in flight per API worker before new ones are answered 503 + Retry-After
     max_in_flight: int = Field(256, ge=1)
+    # adaptive batching of the model API (false: one inference per request; for comparison)
+    batching: bool = True
     retry_after_s: int = Field(1, ge=1)
     # BentoML traffic timeout per request, seconds
     request_timeout_s: int = Field(60, ge=1)
