@@ -1,0 +1,117 @@
+"""Stacks: the local stack's state stays in RXVISION_HOME and its set-up is idempotent; the
+Kubernetes GPU stack registers from its file (no cluster needed) and the training pipeline
+compiles for it with the GPU, node, toleration and shared-memory settings in the step pod.
+Also run.py's one-line user errors."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_local_stack_keeps_all_state_in_rxvision_home_and_setup_is_idempotent(rxvision_home) -> None:  # noqa: ANN001
+    from zenml.client import Client
+    from zenml.config.global_config import GlobalConfiguration
+
+    from stacks.setup import ensure_local_stack
+
+    client = Client()
+    stack = client.active_stack
+    assert stack.name == "rxvision-local"
+    assert {c.flavor for c in stack.components.values()} >= {"local", "mlflow", "evidently", "bentoml"}
+    assert Path(stack.artifact_store.path).is_relative_to(rxvision_home.home)
+    assert Path(GlobalConfiguration().config_directory).is_relative_to(rxvision_home.home)
+    assert Path(os.environ["BENTOML_HOME"]).is_relative_to(rxvision_home.home)
+    components_before = {c.id for c in client.list_stack_components(size=100).items}
+    assert ensure_local_stack(rxvision_home) == "rxvision-local"  # second call: nothing new
+    assert {c.id for c in client.list_stack_components(size=100).items} == components_before
+    assert [s.name for s in client.list_stacks(size=100).items].count("rxvision-local") == 1
+
+
+@pytest.fixture(scope="module")
+def k8s_stack(rxvision_home) -> str:  # noqa: ANN001
+    from stacks.register import register_stack
+
+    name = register_stack(ROOT / "stacks" / "k8s-gpu.yaml")
+    assert register_stack(ROOT / "stacks" / "k8s-gpu.yaml") == name  # idempotent
+    return name
+
+
+def test_k8s_stack_registers_from_its_file(k8s_stack) -> None:  # noqa: ANN001
+    from zenml.client import Client
+    from zenml.enums import StackComponentType as T
+
+    stack = Client().get_stack(k8s_stack)
+    flavors = {t: comps[0].flavor_name for t, comps in stack.components.items()}
+    assert flavors == {T.ORCHESTRATOR: "kubernetes", T.ARTIFACT_STORE: "s3",
+                       T.CONTAINER_REGISTRY: "default", T.IMAGE_BUILDER: "kaniko",
+                       T.EXPERIMENT_TRACKER: "mlflow", T.MODEL_REGISTRY: "mlflow"}
+    assert Client().active_stack_model.name == "rxvision-local"  # registering does not activate
+
+
+def test_training_pipeline_compiles_for_k8s_with_gpu_pod_settings(k8s_stack, tiny_config) -> None:  # noqa: ANN001
+    from zenml.client import Client
+    from zenml.integrations.kubernetes.manifest_utils import build_pod_manifest
+    from zenml.stack import Stack
+
+    from pipelines.training import compile_training
+    from run import split_config_file
+
+    rx_file, options = split_config_file(ROOT / "configs" / "k8s-gpu.yaml")
+    cfg = tiny_config(config_file=rx_file)
+    assert cfg.training.devices == 4 and cfg.training.precision == "16"
+    snapshot = compile_training(cfg, options, k8s_stack)
+    train = snapshot.step_configurations["train_model"]
+    assert train.config.experiment_tracker == "rxvision-mlflow-remote"
+    assert train.config.settings["resources"].gpu_count == 4
+    orchestrator = Stack.from_model(Client().get_stack(k8s_stack)).orchestrator
+    pod = build_pod_manifest(pod_name="train", image_name="rxvision:test", command=["python"], args=[],
+                             privileged=False, pod_settings=orchestrator.get_settings(train).pod_settings
+                             ).to_dict()["spec"]
+    container = pod["containers"][0]
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == "4"
+    shm = next(m for m in container["volume_mounts"] if m["name"] == "dshm")
+    assert shm.get("mountPath", shm.get("mount_path")) == "/dev/shm"
+    shm_volume = next(v for v in pod["volumes"] if v["name"] == "dshm")
+    assert shm_volume.get("emptyDir", shm_volume.get("empty_dir"))["medium"] == "Memory"
+    assert pod["node_selector"] == {"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-80GB"}
+    assert pod["tolerations"][0]["key"] == "nvidia.com/gpu"
+    load = orchestrator.get_settings(snapshot.step_configurations["load_data"]).pod_settings
+    assert [v["name"] for v in load.volumes] == ["data"]  # every step pod sees the dataset
+
+
+def test_stack_file_missing_variable_is_a_clear_error(rxvision_home, tmp_path) -> None:  # noqa: ANN001
+    from rxvision.errors import RxVisionError
+    from stacks.register import register_stack
+
+    spec = tmp_path / "stack.yaml"
+    spec.write_text("name: broken\ncomponents:\n  orchestrator:\n    name: o\n    flavor: local\n"
+                    "  artifact_store:\n    name: a\n    flavor: local\n"
+                    "    configuration: {path: ${RXVISION_TEST_UNSET_VARIABLE}}\n")
+    os.environ.pop("RXVISION_TEST_UNSET_VARIABLE", None)
+    with pytest.raises(RxVisionError, match="RXVISION_TEST_UNSET_VARIABLE"):
+        register_stack(spec)
+
+
+@pytest.mark.parametrize(("argv", "expected"), [
+    (["--pipeline", "trainin"], "unknown pipeline 'trainin'"),
+    (["--config", "no/such/file.yaml"], "config file not found"),
+    (["--set", "training.epochz=3"], "unknown key 'training.epochz'"),
+    (["--profile", "huge"], "unknown profile 'huge'"),
+])
+def test_run_py_user_errors_are_one_line_without_traceback(argv, expected, tmp_path) -> None:  # noqa: ANN001
+    env = {**os.environ, "RXVISION_HOME": str(tmp_path / "home")}
+    proc = subprocess.run([sys.executable, str(ROOT / "run.py"), *argv], capture_output=True, text=True,
+                          env=env, cwd=ROOT, timeout=300)
+    assert proc.returncode == 2
+    assert expected in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.startswith("error: ")
