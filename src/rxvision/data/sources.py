@@ -206,6 +206,7 @@ def read_manifest(path: Path, classes: list[str] | None = None) -> DatasetIndex:
         has_split = "split" in columns
         samples: list[Sample] = []
         problems: list[str] = []
+        seen: dict[Path, int] = {}
         for line, row in enumerate(reader, start=2):
             raw_path = (row.get("path") or "").strip()
             label = (row.get("label") or "").strip()
@@ -222,6 +223,10 @@ def read_manifest(path: Path, classes: list[str] | None = None) -> DatasetIndex:
             file_path = Path(raw_path).expanduser()
             if not file_path.is_absolute():
                 file_path = base / file_path
+            if file_path in seen:  # one file, one label: a second row is a manifest bug
+                problems.append(f"line {line}: {raw_path} already listed on line {seen[file_path]}")
+                continue
+            seen[file_path] = line
             samples.append(Sample(path=file_path, label=label, split=split))
     if problems:
         shown = "; ".join(problems[:10]) + (f" (+{len(problems) - 10} more)" if len(problems) > 10 else "")

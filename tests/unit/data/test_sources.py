@@ -60,6 +60,12 @@ def test_manifest_bad_rows_are_named_with_line_numbers(tmp_path: Path) -> None:
     assert "line 2: empty path" in msg and "line 3: empty label" in msg and "'holdout'" in msg
 
 
+def test_manifest_listing_a_file_twice_is_an_error(tmp_path: Path) -> None:
+    (tmp_path / "m.csv").write_text("path,label\na.png,x\nb.png,x\na.png,y\n")
+    with pytest.raises(RxVisionError, match="line 4: a.png already listed on line 2"):
+        read_manifest(tmp_path / "m.csv")
+
+
 def test_manifest_bad_path_is_kept_for_validation_to_report(tmp_path: Path) -> None:
     (tmp_path / "m.csv").write_text("path,label\ndoes/not/exist.png,x\n")
     index = read_manifest(tmp_path / "m.csv")
