@@ -253,6 +253,21 @@ class _ShardSampler(Sampler[int]):
         return len(self.indices)
 
 
+def _seed_epoch(
+    loader: DataLoader, sampler: DistributedSampler, seed: int, rank: int, epoch: int
+) -> None:
+    """Data order and augmentation draws that depend only on (seed, rank, epoch), so a resumed
+    run sees what the interrupted one would have (exactly so with num_workers=0 or
+    non-persistent workers; persistent workers keep the streams they started with)."""
+    sampler.set_epoch(epoch)
+    stream = seed + 1000 * rank + epoch
+    if loader.generator is not None:
+        loader.generator.manual_seed(stream)  # draws each epoch's worker seeds
+    reseed = getattr(loader.dataset, "reseed", None)
+    if loader.num_workers == 0 and callable(reseed):
+        reseed(stream)  # in-process augmentation RNG (albumentations Compose)
+
+
 def _loaders(
     job: _Job, rank: int, world: int, device_type: str
 ) -> tuple[DataLoader, DistributedSampler, DataLoader]:
@@ -444,7 +459,7 @@ def _run(rank: int, world: int, job: _Job, device: torch.device, precision: Prec
             ddp = _wrap(model, world, device)  # DDP registers only parameters that need grads
             if rank == 0:
                 log.info("epoch %d: backbone unfrozen", epoch + 1)
-        sampler.set_epoch(epoch)
+        _seed_epoch(train_loader, sampler, job.cfg.training.seed, rank, epoch)
         lr = float(optimizer.param_groups[0]["lr"])
         train_stats = _train_epoch(
             ddp,
