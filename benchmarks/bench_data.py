@@ -69,6 +69,45 @@ def bench_loader(folder: Path, image_size: int, batch_size: int, workers: list[i
     return rows
 
 
+def learnability(epochs: int, cache_dir: Path, num_workers: int) -> list[tuple[str, float]]:
+    """Fine-tune the demo model on the demo synthetic set; test accuracy after each epoch.
+    Checks the generator keeps classes separable (target: >= 98 % within a few epochs)."""
+    from rxvision.config import load_config
+    from rxvision.data.sources import load_source
+    from rxvision.data.split import stratified_split
+    from rxvision.data.transforms import build_eval_transform
+    from rxvision.models.build import build_model, normalization_for
+
+    cfg = load_config("demo", overrides=[f"data.cache_dir={cache_dir}", f"data.loader.num_workers={num_workers}"])
+    torch.manual_seed(0)
+    splits = stratified_split(load_source(cfg.data), cfg.data.split)
+    norm = normalization_for(cfg.model, cfg.data.image_size)
+    lm = splits.label_map
+    train = build_loader(ImageDataset(splits.train, lm, build_train_transform(cfg.data, norm, seed=0)),
+                         cfg.data.loader, train=True, seed=0)
+    test = build_loader(ImageDataset(splits.test, lm, build_eval_transform(norm)), cfg.data.loader, train=False)
+    model = build_model(cfg.model, len(lm))
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.training.optimizer.lr, weight_decay=1e-5)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.training.optimizer.lr, total_steps=epochs * len(train))
+    loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=cfg.training.label_smoothing)
+    rows = []
+    for epoch in range(1, epochs + 1):
+        model.train()
+        for x, y in train:
+            opt.zero_grad()
+            loss_fn(model(x), y).backward()
+            opt.step()
+            sched.step()
+        model.eval()
+        correct = 0
+        with torch.no_grad():
+            for x, y in test:
+                correct += int((model(x).argmax(1) == y).sum())
+        rows.append((f"epoch {epoch} ({len(splits.test)} test images)", 100.0 * correct / len(splits.test)))
+        print(f"learnability: epoch {epoch}: test accuracy {rows[-1][1]:.1f} %", flush=True)
+    return rows
+
+
 def _table(title: str, unit: str, rows: list[tuple[str, float]], ref_label: str) -> str:
     ref = rows[0][1]
     lines = [f"### {title}", "", f"| setting | {unit} | ratio vs {ref_label} |", "|---|---|---|"]
@@ -86,19 +125,30 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", default="0,1,2", help="DataLoader worker counts; the first is the reference")
     ap.add_argument("--gen-workers", default="1,2", help="generator process counts; the first is the reference")
     ap.add_argument("--repeats", type=int, default=3, help="validation: best of N runs")
+    ap.add_argument("--sections", default="gen,val,loader", help="any of gen,val,loader,learn")
+    ap.add_argument("--learn-epochs", type=int, default=3, help="learn: epochs of fine-tuning")
+    ap.add_argument("--cache-dir", type=Path, default=None, help="learn: where the demo data is generated")
     ap.add_argument("--write", type=Path, default=None, help="also write the figures as a markdown fragment here")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)  # workers, not intra-op threads, are what is measured
     loader_workers = [int(w) for w in args.workers.split(",")]
     gen_workers = [int(w) for w in args.gen_workers.split(",")]
+    sections = set(args.sections.split(","))
     n = args.classes * args.per_class
     load_before = os.getloadavg()
+    gen = val = load = learn = None
     with tempfile.TemporaryDirectory(prefix="rxv-bench-") as tmp_name:
         tmp = Path(tmp_name)
-        gen = bench_generation(tmp, args.classes, args.per_class, args.size, gen_workers)
-        folder = next((tmp / f"gen-w{gen_workers[0]}").iterdir())
-        val = bench_validation(folder, args.repeats)
-        load = bench_loader(folder, args.image_size, args.batch_size, loader_workers)
+        if sections & {"gen", "val", "loader"}:
+            gen = bench_generation(tmp, args.classes, args.per_class, args.size, gen_workers)
+            folder = next((tmp / f"gen-w{gen_workers[0]}").iterdir())
+            if "val" in sections:
+                val = bench_validation(folder, args.repeats)
+            if "loader" in sections:
+                load = bench_loader(folder, args.image_size, args.batch_size, loader_workers)
+        if "learn" in sections:
+            torch.set_num_threads(os.cpu_count() or 1)
+            learn = learnability(args.learn_epochs, args.cache_dir or tmp / "cache", loader_workers[-1])
     load_after = os.getloadavg()
     machine = (
         f"{platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}, "
@@ -106,26 +156,27 @@ def main(argv: list[str] | None = None) -> int:
         f"(other jobs shared the machine when this is above 0)"
     )
     command = "python benchmarks/bench_data.py " + " ".join(sys.argv[1:]) if argv is None else "bench_data.main(...)"
-    out = "\n".join(
-        [
-            "## Data layer",
-            "",
-            f"Reproduce: `{command.strip()}`",
-            "",
-            f"Machine: {machine}. {n} synthetic {args.size}px JPEGs ({args.classes} classes x {args.per_class}).",
-            "",
-            _table("Synthetic pill generation", "images/s", gen, gen[0][0]),
-            _table(
-                "Validation (all checks; header = PIL verify, full = decode every pixel)",
-                "images/s", val, "header check",
-            ),
-            _table(
-                f"DataLoader with the train transforms ({args.image_size}px, batch {args.batch_size}, "
-                "second epoch, persistent workers, 1 torch thread)",
-                "images/s", load, f"{loader_workers[0]} workers",
-            ),
-        ]
-    )
+    parts = [
+        "## Data layer",
+        "",
+        f"Reproduce: `{command.strip()}`",
+        "",
+        f"Machine: {machine}. {n} synthetic {args.size}px JPEGs ({args.classes} classes x {args.per_class}).",
+        "",
+    ]
+    if gen:
+        parts.append(_table("Synthetic pill generation", "images/s", gen, gen[0][0]))
+    if val:
+        parts.append(_table("Validation (all checks; header = PIL verify, full = decode every pixel)",
+                            "images/s", val, "header check"))
+    if load:
+        parts.append(_table(
+            f"DataLoader with the train transforms ({args.image_size}px, batch {args.batch_size}, "
+            "second epoch, persistent workers, 1 torch thread)", "images/s", load, f"{loader_workers[0]} workers"))
+    if learn:
+        parts.append(_table("Learnability: demo data (12 x 150, 160 px), pretrained tf_efficientnet_lite0 @128, "
+                            "test accuracy %", "accuracy %", learn, "epoch 1"))
+    out = "\n".join(parts)
     print(out)
     if args.write is not None:
         args.write.parent.mkdir(parents=True, exist_ok=True)
