@@ -108,3 +108,82 @@ def test_bad_window_is_a_user_error(trained):
 
     with pytest.raises(RxVisionError, match="bad monitoring window"):
         run_monitoring(trained, "yesterday")
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.serving
+def test_served_traffic_reaches_the_monitoring_pipeline(trained, tmp_path):
+    """serve -> send traffic -> monitoring pipeline: the rows the real `bentoml serve` logged
+    are the ones the pipeline reads, and the shift is reported."""
+    import io
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import httpx
+    from PIL import Image
+
+    from bentos.store import save_bundle_to_bentoml
+    from pipelines.monitoring import run_monitoring
+    from rxvision.data.images import load_rgb
+    from rxvision.data.sources import load_source
+    from rxvision.monitoring import EmbeddingProjector
+    from rxvision.monitoring.simulate import shift_image
+    from steps.common import EMBEDDING_PROJECTOR, MODEL_BUNDLE
+
+    mv = _production()
+    projector_json = mv.get_artifact(EMBEDDING_PROJECTOR).load()
+    projector_file = EmbeddingProjector.from_json(projector_json).save(tmp_path / "projector.json")
+    bento_model = save_bundle_to_bentoml(mv.get_artifact(MODEL_BUNDLE).load(), projector_file=projector_file,
+                                         labels={"zenml_model_version": mv.number})
+    log_dir = tmp_path / "served-traffic"
+    port = _free_port()
+    env = {**os.environ, "RXVISION_MODEL_TAG": str(bento_model.tag),
+           "RXVISION_OVERRIDES": f"serving.log_dir={log_dir}"}
+    root = Path(__file__).resolve().parents[2]
+    server_log = (tmp_path / "serve.log").open("w")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "bentoml", "serve", "bentos.service:RxVision", "--port", str(port),
+         "--host", "127.0.0.1"], cwd=root, env=env, start_new_session=True,
+        stdout=server_log, stderr=subprocess.STDOUT)
+    tail = lambda: (tmp_path / "serve.log").read_text()[-3000:]  # noqa: E731
+    sent = 0
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 240
+        while True:
+            assert server.poll() is None, f"bentoml serve exited:\n{tail()}"
+            try:
+                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, f"service not ready in time:\n{tail()}"
+            time.sleep(1)
+        rng = np.random.default_rng(1)
+        for sample in list(load_source(trained.data).samples)[:30]:
+            buf = io.BytesIO()
+            Image.fromarray(shift_image(load_rgb(sample.path), "dark_blur", rng)).save(buf, "PNG")
+            reply = httpx.post(f"{base}/classify", files={"image": ("x.png", buf.getvalue(), "image/png")},
+                               timeout=60)
+            assert reply.status_code == 200, f"{reply.text}\n{tail()}"
+            sent += 1
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=60)
+        server_log.close()
+
+    cfg = trained.model_copy(deep=True)
+    cfg.serving.log_dir = log_dir
+    _, result = run_monitoring(cfg, "1h")
+    assert result["n_current"] == sent
+    assert result["drifted"] and "brightness" in result["drifted_columns"]
