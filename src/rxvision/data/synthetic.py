@@ -118,7 +118,7 @@ def class_catalog(num_classes: int) -> list[PillSpec]:
 
 
 # ----------------------------------------------------------------------------- drawing
-@lru_cache(maxsize=8)
+@lru_cache(maxsize=8)  # fonts are immutable; loading one per image would dominate small renders
 def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
     return ImageFont.load_default(size=size)
 
