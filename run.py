@@ -18,7 +18,7 @@ Contract for pipeline modules (for the engineers who add a pipeline)
     main(cfg: rxvision.config.RxVisionConfig, args: argparse.Namespace) -> int
 
 after the environment is configured and the stack is active. ``cfg`` is the validated config
-(profile + --config file + --set overrides; ``data.cache_dir`` defaults into RXVISION_HOME).
+(profile + --config file + --set overrides; the data cache defaults to $RXVISION_HOME/cache).
 ``args`` carries every flag below under its dest name (``args.no_cache``, ``args.fail_on_gate``,
 ``args.model_version``, ``args.containerize``, ``args.input``, ``args.window``,
 ``args.fail_on_drift``, ``args.retrain_on_drift``, ``args.debug``), plus ``args.state`` (a
@@ -156,8 +156,6 @@ def _run(args: argparse.Namespace) -> int:
     finally:
         if rx_file is not None:
             rx_file.unlink(missing_ok=True)
-    if cfg.data.cache_dir is None:
-        cfg.data.cache_dir = paths.data_cache
     if args.no_cache:
         zenml_options["enable_cache"] = False
     args.zenml_options = zenml_options
@@ -179,7 +177,14 @@ def _dashboard(paths: Any, command: str) -> int:
 
     ensure_local_stack(paths)
     logging.getLogger("rxvision").info("starting the dashboard: %s", command)
-    return subprocess.call(["zenml", "login", "--local", "--port", "8237"])
+    zenml_cli = Path(sys.executable).with_name("zenml")
+    if not zenml_cli.exists():
+        raise RxVisionError("the `zenml` command is not installed next to this Python",
+                            "pip install 'zenml[server,local]'")
+    rc = subprocess.call([str(zenml_cli), "login", "--local", "--port", "8237"])
+    if rc == 0:
+        print(f"dashboard: http://127.0.0.1:8237  (stop it: {command.replace('login --local --port 8237', 'logout --local')})")
+    return rc
 
 
 def main(argv: list[str] | None = None) -> int:
