@@ -31,8 +31,9 @@ from rxvision.errors import RxVisionError
 log = logging.getLogger(__name__)
 
 # bump when the images drawn for the same parameters change: old caches are then not reused
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 SUPERSAMPLE = 2  # pills are drawn at 2x and downsampled: smooth edges and legible imprints
+MAX_PILL = 0.66  # longest pill side, share of the image side (smallest: 0.42)
 
 COLOURS: dict[str, tuple[int, int, int]] = {
     "white": (236, 234, 226),
@@ -152,25 +153,20 @@ _ASPECT = {"round": 1.0, "oval": 0.62, "capsule": 0.4, "oblong": 0.46, "triangle
            "diamond": 0.68, "hexagon": 1.0, "pentagon": 1.0, "square": 1.0}
 
 
-def _draw_pill(spec: PillSpec, length: int, rng: np.random.Generator) -> Image.Image:
-    """An RGBA pill, long axis horizontal, ``length`` px long: body colour(s) with a little
-    per-image colour variation, 3-D shading, score line and an engraved imprint."""
+def draw_pill(spec: PillSpec, length: int) -> Image.Image:
+    """The pill template: RGBA, long axis horizontal, ``length`` px long: body colour(s), a
+    rim darkening that follows the outline, score line and an engraved imprint. Per-image
+    variation (tint, light direction, pose, scale) is applied when a photo is composed."""
     width, height = length, max(8, round(length * _ASPECT[spec.shape]))
     mask = _shape_mask(spec.shape, width, height)
-    tint = rng.normal(0, 6, 3)
-    c1 = np.clip(np.array(COLOURS[spec.colour], float) + tint, 0, 255)
+    c1 = np.array(COLOURS[spec.colour], float)
     body = np.empty((height, width, 3), float)
     body[:] = c1
     if spec.colour2:
-        body[:, width // 2 :] = np.clip(np.array(COLOURS[spec.colour2], float) + tint, 0, 255)
-    # shading: a dome lit from a random direction (brighter toward the light, darker rim)
+        body[:, width // 2 :] = np.array(COLOURS[spec.colour2], float)
     # the rim follows the real outline: a blurred mask is 1 inside and falls off at the edge
     rim = np.asarray(mask.filter(ImageFilter.BoxBlur(max(1, length // 14))), float) / 255.0
-    nx = np.linspace(-1, 1, width)[None, :]
-    ny = np.linspace(-1, 1, height)[:, None]
-    light = rng.uniform(0, 2 * np.pi)
-    directional = 0.06 * (np.cos(light) * nx + np.sin(light) * ny)
-    body *= (0.7 + 0.3 * rim**0.6 + directional)[..., None]
+    body *= (0.7 + 0.3 * rim**0.6)[..., None]
     pill = Image.fromarray(np.clip(body, 0, 255).astype(np.uint8))
     d = ImageDraw.Draw(pill)
     dark = tuple(int(v * 0.55) for v in c1)
@@ -222,21 +218,37 @@ def _background(size: int, rng: np.random.Generator) -> np.ndarray:
     return base[None, None, :] + texture[..., None]
 
 
-def render_pill_image(spec: PillSpec, image_size: int, rng: np.random.Generator) -> Image.Image:
+def pill_template(spec: PillSpec, image_size: int) -> Image.Image:
+    """The largest pill drawn for ``image_size`` photos, supersampled; reuse it per class."""
+    return draw_pill(spec, round(image_size * SUPERSAMPLE * MAX_PILL))
+
+
+def render_pill_image(
+    spec: PillSpec, image_size: int, rng: np.random.Generator, template: Image.Image | None = None
+) -> Image.Image:
     """One photograph of ``spec`` (RGB, image_size square). The pill stays inside the central
     ~85% so center crops keep it whole. Only the pill is drawn supersampled (it has the fine
-    detail); the scene is composed at the output size to keep generation fast."""
+    detail); the scene is composed at the output size to keep generation fast. ``template``
+    (from :func:`pill_template`) saves redrawing the pill for every image of a class."""
     size = image_size
     canvas = _background(size, rng)
-    length = int(size * SUPERSAMPLE * rng.uniform(0.42, 0.66))
-    big = _draw_pill(spec, length, rng).rotate(rng.uniform(0, 360), resample=Image.Resampling.BILINEAR, expand=True)
-    pill = big.resize((max(1, big.width // SUPERSAMPLE), max(1, big.height // SUPERSAMPLE)), Image.Resampling.LANCZOS)
+    template = template if template is not None else pill_template(spec, size)
+    shrink = rng.uniform(0.42, MAX_PILL) / MAX_PILL / SUPERSAMPLE
+    tint = 1 + rng.normal(0, 4, 3).astype(np.float32) / 160
+    light = rng.uniform(0, 2 * np.pi)
+    big = template.rotate(rng.uniform(0, 360), resample=Image.Resampling.BILINEAR, expand=True)
+    pill = big.resize((max(1, round(big.width * shrink)), max(1, round(big.height * shrink))), Image.Resampling.LANCZOS)
     pw, ph = pill.size
     margin = int(size * 0.075)
     x = int(rng.integers(margin, max(margin + 1, size - margin - pw)))
     y = int(rng.integers(margin, max(margin + 1, size - margin - ph)))
     x_end, y_end = min(size, x + pw), min(size, y + ph)
-    pill_arr = np.asarray(pill, np.float32)[: y_end - y, : x_end - x]
+    pill_arr = np.array(pill, np.float32)[: y_end - y, : x_end - x]
+    # per-photo colour variation and a light direction across the pill (brighter toward it)
+    nx = np.linspace(-1, 1, pill_arr.shape[1], dtype=np.float32)[None, :]
+    ny = np.linspace(-1, 1, pill_arr.shape[0], dtype=np.float32)[:, None]
+    directional = 1 + np.float32(0.06) * (np.float32(np.cos(light)) * nx + np.float32(np.sin(light)) * ny)
+    pill_arr[..., :3] *= directional[..., None] * tint[None, None, :]
     alpha = np.zeros((size, size), np.float32)
     alpha[y:y_end, x:x_end] = pill_arr[..., 3] / 255.0
     # soft shadow, offset away from the light
@@ -273,9 +285,10 @@ def _cache_key(num_classes: int, images_per_class: int, image_size: int, seed: i
 def _render_class(args: tuple[Path, PillSpec, int, int, int, int]) -> int:
     folder, spec, class_idx, images_per_class, image_size, seed = args
     folder.mkdir(parents=True, exist_ok=True)
+    template = pill_template(spec, image_size)
     for i in range(images_per_class):
         rng = np.random.default_rng([seed, class_idx, i])  # one stream per image: order-free
-        img = render_pill_image(spec, image_size, rng)
+        img = render_pill_image(spec, image_size, rng, template)
         img.save(folder / f"{i:05d}.jpg", format="JPEG", quality=int(rng.integers(60, 96)))
     return images_per_class
 
