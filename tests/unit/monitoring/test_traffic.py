@@ -138,3 +138,11 @@ def test_window_units_are_understood():
     assert parse_window("24h") == timedelta(days=1)
     assert parse_window("30m") == timedelta(minutes=30)
     assert parse_window("2w") == timedelta(days=14)
+
+
+def test_first_batch_is_logged_whole_without_duplicate_column_warnings(tmp_path, caplog):
+    tl, name = _logger(tmp_path)
+    with caplog.at_level("WARNING"):
+        assert tl.log_prediction(traffic(4, seed=3), _probs(4)) == 4
+    assert "duplicated" not in caplog.text
+    assert len(read_traffic_log(tmp_path, monitor_name=name)) == 4
