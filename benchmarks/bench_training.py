@@ -112,20 +112,14 @@ def bench_engine(args: argparse.Namespace) -> None:
 
 
 def bench_loader(args: argparse.Namespace) -> None:
-    from rxvision.data import ImageDataset, build_loader, build_train_transform, load_source
+    from rxvision.data import ImageDataset, LabelMap, build_loader, build_train_transform, load_source
     from rxvision.models import normalization_for
 
     cfg = load_config("demo", overrides=[f"data.loader.batch_size={args.batch_size}"])
     torch.set_num_threads(args.threads)
     index = load_source(cfg.data)
     norm = normalization_for(cfg.model, cfg.data.image_size)
-    dataset = ImageDataset(
-        index.samples,
-        index.label_map
-        if hasattr(index, "label_map")
-        else __import__("rxvision.data", fromlist=["LabelMap"]).LabelMap(index.classes),
-        build_train_transform(cfg.data, norm, seed=0),
-    )
+    dataset = ImageDataset(index.samples, LabelMap(index.classes), build_train_transform(cfg.data, norm, seed=0))
     loader = build_loader(dataset, cfg.data.loader, train=True, seed=0)
     batches = max(2, args.images // args.batch_size)
     it = iter(loader)

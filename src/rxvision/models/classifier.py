@@ -79,9 +79,11 @@ class RxVisionClassifier(nn.Module):
         self.backbone = backbone
         self.num_classes = num_classes
         self.head_type = head
-        features = int(backbone.num_features)
+        features = int(backbone.num_features)  # channels of the forward_features map
+        # pooled width: differs from num_features where timm adds a post-pool conv (mobilenetv3)
+        pooled = int(getattr(backbone, "head_hidden_size", None) or features)
         if head == "linear":
-            self.head: nn.Module = LinearHead(features, num_classes, dropout)
+            self.head: nn.Module = LinearHead(pooled, num_classes, dropout)
         elif head == "attention":
             self.head = AttentionPoolHead(features, num_classes, attention_heads, dropout)
         else:

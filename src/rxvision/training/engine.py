@@ -345,6 +345,7 @@ def _train_process(rank: int, world: int, job: _Job, init: str | None) -> None:
     if device_type == "cuda":
         torch.cuda.set_device(device)
     threads = threads_per_process(tcfg, device_type)
+    caller_threads = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(threads)
     if world > 1:
@@ -355,6 +356,7 @@ def _train_process(rank: int, world: int, job: _Job, init: str | None) -> None:
     finally:
         if world > 1 and dist.is_initialized():
             dist.destroy_process_group()
+        torch.set_num_threads(caller_threads)  # in-process training leaves the caller as it was
 
 
 def _run(rank: int, world: int, job: _Job, device: torch.device, precision: Precision) -> None:

@@ -207,3 +207,18 @@ def test_tampered_bundle_weights_fail_the_sha256_check(tmp_path: Path) -> None:
 def test_missing_bundle_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(RxVisionError, match="not a model bundle"):
         load_bundle(tmp_path)
+
+
+def test_unreachable_hub_fails_in_seconds_not_minutes(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens on the discard port
+    with pytest.raises(RxVisionError, match="cannot be reached"):
+        build_model(ModelConfig(backbone="resnet10t", pretrained=True, weights="hub"), 3)
+
+
+@pytest.mark.parametrize("backbone", ["mobilenetv3_small_050", "test_efficientnet", "test_vit"])
+def test_linear_head_fits_the_pooled_width_of_each_family(backbone: str) -> None:
+    model = build_model(ModelConfig(backbone=backbone, pretrained=False), num_classes=3).eval()
+    size = 160 if "vit" in backbone else 64
+    with torch.no_grad():
+        assert model(torch.randn(1, 3, size, size)).shape == (1, 3)
