@@ -98,3 +98,11 @@ def test_transform_none_gives_unit_range_tensor(tmp_path: Path, make_image) -> N
     path = make_image(tmp_path / "c" / "x.png")
     x, _ = ImageDataset([Sample(path, "c")], LabelMap(["c"]))[0]
     assert np.isclose(float(x.max()), 1.0, atol=0.01)
+
+
+def test_dataset_pickles_for_spawned_ddp_workers(imagefolder: Path) -> None:
+    import pickle
+
+    ds = _dataset(imagefolder, build_train_transform(DataConfig(), Normalization(image_size=16), seed=3))
+    copy = pickle.loads(pickle.dumps(ds))
+    assert torch.equal(copy[4][0], ds[4][0]) and copy.targets == ds.targets
