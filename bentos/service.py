@@ -202,6 +202,23 @@ class RxVision:
                 raise
         return images, preprocess_batch(images, self.normalization)
 
+    async def _call_model(self, batch: np.ndarray) -> np.ndarray | None:
+        """The model service's answer, or None when it sheds load (its 503). One retry on a
+        dropped connection: the pooled keep-alive connection to the model service can be
+        closed by it just as it is reused, and inference is idempotent."""
+        import aiohttp
+
+        for attempt in range(2):
+            try:
+                return await self.model.to_async.predict_arrays(batch)
+            except bentoml.exceptions.BentoMLException as exc:
+                if getattr(exc, "error_code", None) is not None and int(exc.error_code) == 503:
+                    return None
+                raise
+            except (aiohttp.ClientConnectionError, ConnectionError) as exc:
+                log.warning("model service connection dropped (%s); attempt %d", exc, attempt + 1)
+        return None
+
     async def _classify(self, ctx: bentoml.Context, files: list[Path]) -> dict:
         if not files:
             return self._error(ctx, "empty_batch", "no images in the request", "send one or more files as 'images'")
@@ -222,12 +239,9 @@ class RxVision:
             except InvalidImage as exc:
                 index = getattr(exc, "index", 0)
                 return self._error(ctx, exc.reason, exc.message, exc.hint, index=index)
-            try:
-                out = await self.model.to_async.predict_arrays(batch)
-            except bentoml.exceptions.BentoMLException as exc:
-                if getattr(exc, "error_code", None) is not None and int(exc.error_code) == 503:
-                    return self._overloaded(ctx, "the model is busy (batch queue full)")
-                raise
+            out = await self._call_model(batch)
+            if out is None:
+                return self._overloaded(ctx, "the model is busy (its batch queue cannot meet max_latency_ms)")
             out = np.asarray(out)
             probs = out[:, : self.num_classes]
             emb = out[:, self.num_classes :] if out.shape[1] > self.num_classes else None

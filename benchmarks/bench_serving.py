@@ -1,0 +1,174 @@
+"""Serving throughput and latency, in one run: the service with adaptive batching, the same
+service without batching, and the in-process ceiling (decode + preprocess + predict at the
+best batch size). Also the time from `bentoml serve` start to ready.
+
+    python benchmarks/bench_serving.py [--backbone tf_efficientnet_lite0] [--size 128] \
+        [--concurrency 1 8 32 64] [--duration 10]
+
+Closed-loop clients (each sends its next request when the previous answer arrives) run in this
+process with httpx's asyncio client, so on a small machine they share the CPU with the server.
+Random weights are fine for speed. Figures are printed with their ratio to the ceiling.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import json
+import logging
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+
+
+def make_uploads(n: int, size: int, seed: int = 0) -> list[bytes]:
+    """JPEG uploads a bit larger than the model input, as a camera crop would be."""
+    from PIL import Image
+
+    from rxvision.serving.tiny import toy_images
+
+    images, _ = toy_images(n, 8, size, seed=seed)
+    out = []
+    for img in images:
+        buf = io.BytesIO()
+        Image.fromarray(img).save(buf, format="JPEG", quality=90)
+        out.append(buf.getvalue())
+    return out
+
+
+async def closed_loop(url: str, uploads: list[bytes], concurrency: int, duration: float) -> dict:
+    import httpx
+
+    latencies: list[float] = []
+    codes: dict[int, int] = {}
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(limits=limits, timeout=120) as client:
+        deadline = time.perf_counter() + duration
+
+        async def worker(i: int) -> None:
+            k = i
+            while time.perf_counter() < deadline:
+                data = uploads[k % len(uploads)]
+                k += concurrency
+                start = time.perf_counter()
+                resp = await client.post(f"{url}/classify", files={"image": ("p.jpg", data, "image/jpeg")})
+                codes[resp.status_code] = codes.get(resp.status_code, 0) + 1
+                if resp.status_code == 200:
+                    latencies.append(time.perf_counter() - start)
+
+        start = time.perf_counter()
+        await asyncio.gather(*(worker(i) for i in range(concurrency)))
+        elapsed = time.perf_counter() - start
+    ms = np.array(latencies) * 1000 if latencies else np.array([np.nan])
+    return {
+        "concurrency": concurrency,
+        "ok": len(latencies),
+        "codes": codes,
+        "req_per_s": len(latencies) / elapsed,
+        "p50_ms": float(np.percentile(ms, 50)),
+        "p95_ms": float(np.percentile(ms, 95)),
+        "p99_ms": float(np.percentile(ms, 99)),
+    }
+
+
+def ceiling(bundle: Path, uploads: list[bytes], batch_sizes: list[int], duration: float, threads: int | None) -> dict:
+    """decode + preprocess + predict in this process, no HTTP: img/s per batch size."""
+    from rxvision.serving import ImageLimits, Predictor, decode_image
+
+    predictor = Predictor.from_bundle(bundle, runtime="onnx", threads=threads)
+    predictor.warmup(8)
+    limits = ImageLimits()
+    per_batch = {}
+    for bs in batch_sizes:
+        done, k = 0, 0
+        start = time.perf_counter()
+        while time.perf_counter() - start < duration:
+            blobs = [uploads[(k + j) % len(uploads)] for j in range(bs)]
+            k += bs
+            predictor.predict([decode_image(b, limits) for b in blobs])
+            done += bs
+        per_batch[bs] = done / (time.perf_counter() - start)
+    best = max(per_batch, key=per_batch.get)
+    return {"img_per_s_by_batch": per_batch, "best_batch": best, "img_per_s": per_batch[best]}
+
+
+def run_server(label: str, home: Path, tag: str, overrides: list[str], uploads: list[bytes], args) -> dict:
+    from bentos.launch import serve
+
+    log = home.parent / f"serve-{label}.log"
+    out: dict = {"label": label, "overrides": overrides, "levels": []}
+    with serve(home, log, overrides=overrides, model_tag=tag) as server:
+        out["startup_s"] = server.startup_s
+        asyncio.run(closed_loop(server.url, uploads, 4, 2.0))  # warm the connection pools
+        for c in args.concurrency:
+            res = asyncio.run(closed_loop(server.url, uploads, c, args.duration))
+            out["levels"].append(res)
+            print(f"  {label:<12} c={c:<3} {res['req_per_s']:7.1f} req/s  p50 {res['p50_ms']:7.1f}  p95 {res['p95_ms']:7.1f}  p99 {res['p99_ms']:7.1f} ms  codes {res['codes']}", flush=True)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--backbone", default="tf_efficientnet_lite0")
+    ap.add_argument("--size", type=int, default=128)
+    ap.add_argument("--upload-size", type=int, default=160)
+    ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32, 64])
+    ap.add_argument("--duration", type=float, default=10.0, help="seconds per concurrency level")
+    ap.add_argument("--threads", type=int, default=None, help="inference threads (server and ceiling)")
+    ap.add_argument(
+        "--max-latency-ms", type=int, default=1000,
+        help="serving.max_latency_ms for the batching run; BentoML answers 503 when it predicts a "
+        "request cannot finish within it, so a slow (shared) CPU needs more than the default 100",
+    )
+    ap.add_argument("--monitoring", action="store_true", help="keep traffic logging on (default off here)")
+    ap.add_argument("--json", type=Path, default=None)
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+
+    work = Path(tempfile.mkdtemp(prefix="rxvision-bench-serving-"))
+    os.environ["BENTOML_HOME"] = str(work / "bentoml")  # before bentoml is imported
+    from rxvision.telemetry import disable_telemetry
+
+    disable_telemetry()
+    from bentos.store import save_bundle_to_bentoml
+    from rxvision.serving.tiny import make_tiny_bundle
+
+    bundle = make_tiny_bundle(work / "bundle", backbone=args.backbone, image_size=args.size, num_classes=8, train_steps=0)
+    tag = str(save_bundle_to_bentoml(bundle).tag)
+    uploads = make_uploads(64, args.upload_size)
+    common = ["serving.max_in_flight=1024", f"serving.max_latency_ms={args.max_latency_ms}", f"serving.monitoring={'true' if args.monitoring else 'false'}"]
+    if args.threads:
+        common.append(f"serving.threads={args.threads}")
+
+    print(f"{args.backbone} @{args.size}px, uploads {args.upload_size}px JPEG, {args.duration:.0f} s per level, cores={os.cpu_count()}")
+    results = {
+        "batching": run_server("batching", work / "bentoml", tag, common, uploads, args),
+        "no_batching": run_server("no_batching", work / "bentoml", tag, [*common, "serving.batching=false"], uploads, args),
+    }
+    ceil = ceiling(bundle, uploads, [1, 8, 16, 32], min(args.duration, 8.0), args.threads)
+    results["ceiling"] = ceil
+    print(f"  ceiling (in-process decode+preprocess+predict): {ceil['img_per_s']:.1f} img/s at batch {ceil['best_batch']} "
+          f"({', '.join(f'b{b}: {v:.0f}' for b, v in ceil['img_per_s_by_batch'].items())})")
+    print("\nreq/s (ratio to ceiling)        " + "".join(f"c={c:<12}" for c in args.concurrency))
+    for key in ("batching", "no_batching"):
+        row = "".join(f"{lv['req_per_s']:6.1f} ({lv['req_per_s'] / ceil['img_per_s']:.2f}) " for lv in results[key]["levels"])
+        print(f"{key:<32}{row}")
+    by_c = {lv["concurrency"]: lv for lv in results["no_batching"]["levels"]}
+    print("batching / no batching          " + "".join(
+        f"{lv['req_per_s'] / max(by_c[lv['concurrency']]['req_per_s'], 1e-9):<14.2f}" for lv in results["batching"]["levels"]))
+    print(f"time from `bentoml serve` to ready: {results['batching']['startup_s']:.1f} s (batching), "
+          f"{results['no_batching']['startup_s']:.1f} s (no batching)")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2, default=str))
+
+
+if __name__ == "__main__":
+    main()
