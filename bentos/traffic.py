@@ -140,7 +140,7 @@ def _reset_monitor_record() -> None:
 
         MON_DATAS_VAR.set(None)
         MON_COLUMN_VAR.set(None)
-    except Exception:  # noqa: BLE001 - best effort only
+    except Exception:  # best effort only: internal names may move
         logger.debug("could not reset BentoML's monitor record", exc_info=True)
 
 

@@ -62,13 +62,19 @@ def _log_shifted_traffic(cfg) -> int:
     return logged
 
 
-def test_shifted_traffic_is_reported_with_artifact_and_metadata(trained):
+@pytest.fixture(scope="module")
+def shifted(trained) -> int:
+    """Rows of shifted traffic logged (once) into the tiny config's traffic folder."""
+    return _log_shifted_traffic(trained)
+
+
+def test_shifted_traffic_is_reported_with_artifact_and_metadata(trained, shifted):
     from zenml.client import Client
 
     from pipelines.monitoring import run_monitoring
     from steps.monitoring import DRIFT_REPORT, WHYLOGS_DRIFT
 
-    assert _log_shifted_traffic(trained) >= 20
+    assert shifted >= 20
     run, result = run_monitoring(trained, "1h")
     assert result["outcome"] == "drift" and result["drifted"]
     assert "brightness" in result["drifted_columns"]
@@ -84,6 +90,20 @@ def test_shifted_traffic_is_reported_with_artifact_and_metadata(trained):
     assert mv_meta["drift"]["drifted"] is True
     # the report is an artifact of the production model version (Model Control Plane)
     assert _production().get_artifact(DRIFT_REPORT) is not None
+
+
+def test_fail_on_drift_exits_non_zero_and_prints_the_decision(trained, shifted, capsys):
+    import argparse
+
+    from pipelines.monitoring import EXIT_DRIFT, main
+
+    args = argparse.Namespace(window="1h", fail_on_drift=True, retrain_on_drift=False,
+                              zenml_options=None, model_version=None)
+    assert main(trained, args) == EXIT_DRIFT
+    out = capsys.readouterr().out
+    assert "DRIFT DETECTED" in out and "brightness" in out
+    args.fail_on_drift = False
+    assert main(trained, args) == 0
 
 
 def test_empty_window_is_not_enough_data_not_an_alarm(trained):
@@ -155,7 +175,7 @@ def test_served_traffic_reaches_the_monitoring_pipeline(trained, tmp_path):
         [sys.executable, "-m", "bentoml", "serve", "bentos.service:RxVision", "--port", str(port),
          "--host", "127.0.0.1"], cwd=root, env=env, start_new_session=True,
         stdout=server_log, stderr=subprocess.STDOUT)
-    tail = lambda: (tmp_path / "serve.log").read_text()[-3000:]  # noqa: E731
+    tail = lambda: (tmp_path / "serve.log").read_text()[-3000:]
     sent = 0
     try:
         base = f"http://127.0.0.1:{port}"

@@ -172,7 +172,7 @@ class EmbeddingProjector:
         return int(self.mean.shape[0])
 
     @classmethod
-    def fit(cls, embeddings: np.ndarray, n_components: int, seed: int = 0) -> "EmbeddingProjector":
+    def fit(cls, embeddings: np.ndarray, n_components: int, seed: int = 0) -> EmbeddingProjector:
         """Fit on training embeddings (n x dim); ``n_components`` is capped by n and dim."""
         x = np.asarray(embeddings, dtype=np.float64)
         if x.ndim != 2 or len(x) < 2:
@@ -215,7 +215,7 @@ class EmbeddingProjector:
         return path
 
     @classmethod
-    def load(cls, path: Path) -> "EmbeddingProjector":
+    def load(cls, path: Path) -> EmbeddingProjector:
         """Read a projector written by :meth:`save` (``.npz`` or JSON, told apart by content)."""
         path = Path(path)
         if not path.is_file():
@@ -251,7 +251,7 @@ class EmbeddingProjector:
         )
 
     @classmethod
-    def from_json(cls, text: str) -> "EmbeddingProjector":
+    def from_json(cls, text: str) -> EmbeddingProjector:
         data = json.loads(text)
         return cls(
             mean=np.asarray(data["mean"], dtype=np.float32),
