@@ -9,7 +9,8 @@ How the service uses it (the contract; kept stable)::
     class RxVisionService:
         def __init__(self):
             self.traffic = TrafficLogger(classes, model_version="3", projector=projector_or_None,
-                                         enabled=cfg.serving.monitoring)
+                                         enabled=cfg.serving.monitoring,
+                                         sample_rate=cfg.monitoring.traffic_sample_rate)
         ...
         # after predicting a batch (decoded RGB uint8 images, softmax probs n x num_classes):
         self.traffic.log_prediction(images, probs, file_sizes=[len(b) for b in raw_bytes],
@@ -160,6 +161,8 @@ class TrafficLogger:
         projector: EmbeddingProjector | None = None,
         n_components: int | None = None,
         enabled: bool = True,
+        sample_rate: float = 1.0,
+        seed: int = 0,
         monitor_name: str = MONITOR_NAME,
         monitor_options: dict[str, str] | None = None,
     ) -> None:
@@ -168,6 +171,10 @@ class TrafficLogger:
         self.projector = projector
         self.n_components = projector.n_components if projector is not None else (n_components or 0)
         self.enabled = enabled
+        # monitoring.traffic_sample_rate: log this share of images (drift needs a sample,
+        # not every image); seeded so a replay logs the same rows.
+        self.sample_rate = float(sample_rate)
+        self._rng = np.random.default_rng(seed)
         self.monitor_name = monitor_name
         self.monitor_options = monitor_options
         self.specs = _column_specs(self.n_components)
@@ -225,6 +232,17 @@ class TrafficLogger:
             images = list(images)
             if not images:
                 return 0
+            if self.sample_rate < 1.0:
+                n_in = len(images)
+                keep = np.flatnonzero(self._rng.random(n_in) < self.sample_rate)
+                if not len(keep):
+                    return 0
+                images = [images[i] for i in keep]
+                probs = np.asarray(probs, dtype=np.float64).reshape(n_in, -1)[keep]
+                if file_sizes is not None:
+                    file_sizes = [list(file_sizes)[i] for i in keep]
+                if embeddings is not None:
+                    embeddings = np.asarray(embeddings).reshape(n_in, -1)[keep]
             columns = self._columns(images, probs, file_sizes, embeddings)
         except Exception as exc:  # noqa: BLE001 - logging must never fail a request
             self.errors += 1

@@ -260,6 +260,8 @@ class MonitoringConfig(_Strict):
     # confidence drop (mean confidence reference - current) that alone counts as drift
     max_confidence_drop: float = Field(0.1, gt=0, le=1)
     embedding_components: int = Field(4, ge=0)
+    # share of served images the service logs for drift (1.0: all; lower bounds its cost)
+    traffic_sample_rate: float = Field(1.0, gt=0, le=1)
 
 
 class RxVisionConfig(_Strict):

@@ -146,3 +146,15 @@ def test_first_batch_is_logged_whole_without_duplicate_column_warnings(tmp_path,
         assert tl.log_prediction(traffic(4, seed=3), _probs(4)) == 4
     assert "duplicated" not in caplog.text
     assert len(read_traffic_log(tmp_path, monitor_name=name)) == 4
+
+
+def test_sampled_logging_keeps_each_row_with_its_own_upload(tmp_path):
+    tl, name = _logger(tmp_path, sample_rate=0.25, seed=1)
+    rng = np.random.default_rng(0)
+    for seed in range(25):
+        sides = rng.integers(20, 90, size=8)
+        images = [np.full((s, s, 3), 120, np.uint8) for s in sides]
+        tl.log_prediction(images, _probs(8, seed), file_sizes=[int(s) for s in sides])
+    df = read_traffic_log(tmp_path, monitor_name=name)
+    assert 20 <= len(df) <= 80 and tl.rows == len(df) and tl.errors == 0  # ~50 of 200
+    assert (df["file_size"] == df["width"]).all()  # sampling kept rows aligned
