@@ -75,3 +75,51 @@ def save_bundle_to_bentoml(
             shutil.copy2(projector_file, Path(model.path) / PROJECTOR_FILE)
     log.info("saved %s into the BentoML model store", model.tag)
     return model
+
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+BENTOFILE = REPO_ROOT / "bentos" / "bentofile.yaml"
+
+
+def build_bento(model_tag: str, labels: dict[str, Any] | None = None) -> Any:
+    """``bentoml build`` of bentos/bentofile.yaml from the repository root, pinned to
+    ``model_tag`` (the service reads RXVISION_MODEL_TAG when BentoML imports it to build)."""
+    import os
+
+    previous = os.environ.get("RXVISION_MODEL_TAG")
+    os.environ["RXVISION_MODEL_TAG"] = str(model_tag)
+    try:
+        bento = bentoml.bentos.build_bentofile(
+            str(BENTOFILE),
+            build_ctx=str(REPO_ROOT),
+            labels={k: _label_value(v) for k, v in (labels or {}).items()},
+        )
+    finally:
+        if previous is None:
+            os.environ.pop("RXVISION_MODEL_TAG", None)
+        else:
+            os.environ["RXVISION_MODEL_TAG"] = previous
+    log.info("built Bento %s", bento.tag)
+    return bento
+
+
+def docker_status() -> tuple[bool, str]:
+    """Whether `bentoml containerize` can run here (a Docker CLI and a reachable daemon)."""
+    import shutil
+    import subprocess
+
+    docker = shutil.which("docker")
+    if docker is None:
+        return False, "Docker is not installed (no `docker` command on PATH)"
+    try:
+        probe = subprocess.run([docker, "info"], capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return False, f"the Docker daemon did not answer ({exc})"
+    if probe.returncode != 0:
+        return False, f"the Docker daemon is not reachable: {probe.stderr.strip()[:200]}"
+    return True, "available"
+
+
+def dockerfile_path(bento: Any) -> Path:
+    """The Dockerfile BentoML generated inside the built Bento (checkable without Docker)."""
+    return Path(bento.path) / "env" / "docker" / "Dockerfile"

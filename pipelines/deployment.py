@@ -1,0 +1,154 @@
+"""The deployment pipeline: the production model version -> export (parity-checked, profiled)
+-> BentoML model store with lineage labels -> Bento -> ZenML's BentoML model deployer (local
+`bentoml serve` daemon) -> the URL.
+
+    python run.py --pipeline deployment [--model-version V] [--containerize]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shlex
+from pathlib import Path
+from typing import Any
+
+from zenml import Model, pipeline
+from zenml.integrations.bentoml.steps import bentoml_model_deployer_step
+
+from rxvision.config import RxVisionConfig
+from rxvision.errors import RxVisionError
+from steps.common import EMBEDDING_PROJECTOR, MODEL_BUNDLE, MODEL_NAME, SPLITS, config_param
+from steps.deployment import build_bento_step, export_model_step, save_to_bentoml_step
+
+logger = logging.getLogger(__name__)
+PIPELINE_NAME = "rxvision_deployment"
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEPLOY_TIMEOUT_S = 300  # a contended 2-core CPU needs about a minute to load and warm up
+
+
+@pipeline(name=PIPELINE_NAME, enable_cache=False)
+def deployment_pipeline(
+    config: dict[str, Any], bundle_id: str, splits_id: str, projector_id: str | None, containerize: bool, port: int
+) -> None:
+    """The model version's artifacts (by id, so lineage shows them) -> export -> Bento -> deploy."""
+    from zenml.client import Client
+
+    client = Client()
+    bundle = client.get_artifact_version(bundle_id)
+    splits = client.get_artifact_version(splits_id)
+    projector = client.get_artifact_version(projector_id) if projector_id else ""
+    exported, _report, _profile = export_model_step(bundle, splits, config)
+    tag = save_to_bentoml_step(bundle, exported, projector, config)
+    bento, _container = build_bento_step(tag, bundle, containerize)
+    bentoml_model_deployer_step(
+        bento=bento, model_name=MODEL_NAME, port=port, deployment_type="local",
+        working_dir=str(REPO_ROOT), timeout=DEPLOY_TIMEOUT_S,
+    )
+
+
+def resolve_model_version(model_version: str | None = None) -> Any:
+    """The production version of the model, or the one named (number, name or stage)."""
+    from zenml.client import Client
+    from zenml.enums import ModelStages
+
+    wanted: Any = model_version or ModelStages.PRODUCTION
+    if isinstance(wanted, str) and wanted.isdigit():
+        wanted = int(wanted)
+    try:
+        return Client().get_model_version(MODEL_NAME, wanted)
+    except KeyError:
+        raise RxVisionError(
+            f"no {'production' if model_version is None else repr(model_version)} version of the model '{MODEL_NAME}'",
+            "run `python run.py --pipeline training` first (a model that passes the gate becomes production), "
+            "or name an existing version with --model-version",
+        ) from None
+
+
+def _artifact_id(mv: Any, name: str, required: bool = True) -> str | None:
+    artifact = mv.get_artifact(name)
+    if artifact is None and required:
+        raise RxVisionError(
+            f"model version {mv.name} of '{MODEL_NAME}' has no '{name}' artifact",
+            "retrain with the current training pipeline, which stores it",
+        )
+    return str(artifact.id) if artifact is not None else None
+
+
+def _service_env(cfg: RxVisionConfig, args: argparse.Namespace) -> None:
+    """The deployed service reads its config from the environment (BentoML imports it in a
+    daemon started from this process): pass on the profile and the serving overrides."""
+    os.environ["RXVISION_PROFILE"] = cfg.profile
+    serving = [o for o in getattr(args, "overrides", None) or [] if o.startswith("serving.")]
+    os.environ["RXVISION_OVERRIDES"] = " ".join(shlex.quote(o) for o in serving)
+    os.environ.pop("RXVISION_MODEL_TAG", None)  # the service takes the model this run saves (latest)
+
+
+def run_deployment(cfg: RxVisionConfig, model_version: str | None = None, containerize: bool = False,
+                   zenml_options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
+    """Run the pipeline on the active stack; returns (pipeline run, summary dict)."""
+    from zenml.client import Client
+
+    from pipelines import with_run_options
+
+    mv = resolve_model_version(model_version)
+    pipe = with_run_options(deployment_pipeline, zenml_options).with_options(
+        model=Model(name=MODEL_NAME, version=mv.number)
+    )
+    run = pipe(
+        config=config_param(cfg), bundle_id=_artifact_id(mv, MODEL_BUNDLE), splits_id=_artifact_id(mv, SPLITS),
+        projector_id=_artifact_id(mv, EMBEDDING_PROJECTOR, required=False), containerize=containerize,
+        port=cfg.serving.port,
+    )
+    run = Client().get_pipeline_run(run.id)
+    service = run.steps["bentoml_model_deployer_step"].outputs["output"][0].load()
+    report = run.steps["export_model_step"].outputs["export_report"][0].load()
+    container = run.steps["build_bento_step"].outputs["container_image"][0].load()
+    bento_tag = run.steps["build_bento_step"].outputs["bento"][0].load().tag
+    summary = {
+        "model_version": mv.number, "stage": str(mv.stage), "url": service.prediction_url,
+        "service_uuid": str(service.uuid), "bento": str(bento_tag),
+        "bentoml_model": run.steps["save_to_bentoml_step"].outputs["bentoml_model_tag"][0].load(),
+        "export": report, "container": container,
+    }
+    return run, summary
+
+
+def print_summary(run: Any, summary: dict[str, Any]) -> None:
+    """One screen: version, parity, fastest format, Bento, URL, container outcome."""
+    from rich.console import Console
+    from rich.panel import Panel
+    from rich.table import Table
+
+    table = Table.grid(padding=(0, 2))
+    table.add_row("run", run.name)
+    table.add_row("model", f"{MODEL_NAME} version {summary['model_version']} ({summary['stage']})")
+    parity = summary["export"]["parity"]
+    table.add_row("parity", ", ".join(f"{k}: max|diff| {v['max_abs_diff']:.1e}, top-1 {v['top1_agreement']:.2f}"
+                                      for k, v in parity.items() if k != "int8"))
+    change = summary["export"].get("int8_accuracy_change")
+    if change is not None:
+        table.add_row("int8", f"accuracy change {change:+.3f}")
+    b1 = {s["format"]: s["throughput_ips"] for s in summary["export"]["profile"] if s["batch_size"] == 1}
+    if b1:
+        table.add_row("batch 1", ", ".join(f"{k} {v:.0f} img/s" for k, v in b1.items()))
+    for why in summary["export"]["unavailable"].values():
+        table.add_row("tensorrt", why)
+    table.add_row("bentoml model", summary["bentoml_model"])
+    table.add_row("bento", summary["bento"])
+    container = summary["container"]
+    if container.get("requested"):
+        table.add_row("container", container.get("image") or f"[yellow]skipped: {container.get('skipped')}[/]")
+    table.add_row("dockerfile", container["dockerfile"])
+    table.add_row("URL", f"[bold]{summary['url']}[/]  (POST /classify with a multipart 'image')")
+    Console().print(Panel(table, title="RxVision deployment", expand=False))
+
+
+def main(cfg: RxVisionConfig, args: argparse.Namespace) -> int:
+    """run.py entry point."""
+    _service_env(cfg, args)
+    run, summary = run_deployment(cfg, getattr(args, "model_version", None), bool(getattr(args, "containerize", False)),
+                                  getattr(args, "zenml_options", None))
+    print_summary(run, summary)
+    return 0

@@ -1,0 +1,95 @@
+"""The deployment pipeline on the real local stack: a tiny trained production model is
+exported, stored in BentoML with lineage, built into a Bento and deployed by ZenML's BentoML
+deployer; the deployed service answers over HTTP."""
+
+from __future__ import annotations
+
+import io
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def deployed(isolated_home, tiny_config):  # noqa: ANN001
+    from bentos.launch import free_port
+    from pipelines.deployment import run_deployment
+    from pipelines.training import run_training
+
+    cfg = tiny_config(f"serving.port={free_port()}", "serving.monitoring=false", "export.parity_images=8")
+    run_training(cfg)
+    run, summary = run_deployment(cfg, containerize=True)
+    yield cfg, run, summary
+    from zenml.integrations.bentoml.model_deployers import BentoMLModelDeployer
+
+    deployer = BentoMLModelDeployer.get_active_model_deployer()
+    deployer.delete_model_server(summary["service_uuid"], force=True)
+
+
+def _production():
+    from zenml.client import Client
+    from zenml.enums import ModelStages
+
+    from steps.common import MODEL_NAME
+
+    return Client().get_model_version(MODEL_NAME, ModelStages.PRODUCTION)
+
+
+def test_deployed_service_answers_with_the_production_version(deployed) -> None:
+    cfg, _run, summary = deployed
+    url = summary["url"].rstrip("/")
+    assert url.endswith(str(cfg.serving.port))
+    assert httpx.get(f"{url}/readyz", timeout=30).status_code == 200
+    buf = io.BytesIO()
+    Image.fromarray(np.full((40, 40, 3), 180, np.uint8)).save(buf, format="PNG")
+    resp = httpx.post(f"{url}/classify", files={"image": ("p.png", buf.getvalue(), "image/png")}, timeout=60)
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    assert body["model_version"] == str(_production().number)
+    assert body["label"] in _production().get_artifact("model_bundle").load().joinpath("bundle.json").read_text()
+    info = httpx.post(f"{url}/model_info", json={}, timeout=30).json()
+    assert info["stage"] == "production"
+
+
+def test_export_is_parity_checked_and_profiled_as_metadata(deployed) -> None:
+    _cfg, run, summary = deployed
+    export = summary["export"]
+    assert export["passed"] and export["parity"]["onnx"]["top1_agreement"] == 1.0
+    assert export["profile"] and export["int8_accuracy_change"] is not None
+    profile = run.steps["export_model_step"].outputs["export_profile"][0].load()
+    assert {"format", "batch_size", "p50_ms", "p99_ms", "throughput_ips"} <= set(profile.columns)
+    meta = _production().run_metadata
+    assert "export" in meta and "latency_profile" in meta and "bentoml_model" in meta
+
+
+def test_bentoml_model_carries_lineage_labels(deployed) -> None:
+    import bentoml
+
+    from rxvision.models import read_bundle_info
+
+    _cfg, _run, summary = deployed
+    labels = bentoml.models.get(summary["bentoml_model"]).info.labels
+    bundle = read_bundle_info(_production().get_artifact("model_bundle").load())
+    assert labels["sha256"] == bundle.sha256
+    assert labels["zenml_model"] == "rxvision-classifier"
+    assert labels["zenml_model_version"] == str(_production().number)
+    assert labels["classes"].split(",") == bundle.classes
+    assert "mlflow_run_id" in labels and "metrics" in labels and "preprocessing" in labels
+
+
+def test_containerize_says_why_when_docker_is_absent(deployed) -> None:
+    from pathlib import Path
+
+    from bentos.store import docker_status
+
+    container = deployed[2]["container"]
+    assert Path(container["dockerfile"]).is_file()
+    ok, why = docker_status()
+    if ok:
+        assert container["image"]
+    else:
+        assert container["image"] is None and container["skipped"] == why
