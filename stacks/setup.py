@@ -111,7 +111,8 @@ def _reset_zenml_singletons(paths: StatePaths) -> None:
 
 
 def ensure_local_stack(paths: StatePaths | None = None, activate: bool = True) -> str:
-    """Create the ZenML repository and register + activate ``rxvision-local``; idempotent.
+    """Create the ZenML repository and register ``rxvision-local``, activating it unless the
+    user has activated another stack; idempotent.
 
     The stack comes from ``stacks/local.yaml`` (the same file ``python -m stacks.register``
     reads). Components and a stack that already exist are reused, so a second call (or a
@@ -129,7 +130,8 @@ def ensure_local_stack(paths: StatePaths | None = None, activate: bool = True) -
         logger.info("created the ZenML repository at %s", paths.repository)
     name = register_stack(LOCAL_STACK_FILE)
     client = Client()
-    if activate and client.active_stack_model.name != name:
+    # only replace ZenML's own `default` stack: a stack the user activated is respected
+    if activate and client.active_stack_model.name == "default":
         client.activate_stack(name)
     return name
 

@@ -62,12 +62,14 @@ def quality_gate(
     if champ_mv is not None:
         name = f"version {champ_mv.name}"
         champ_eval = champ_mv.get_artifact(EVALUATION).load()
-        if champ_eval.get("test_fingerprint") == test_fingerprint:
-            result = EvaluationResult.from_dict(champ_eval)
-        else:
+        champ_fp = champ_eval.get("test_fingerprint", "")
+        if champ_fp != test_fingerprint and champ_eval.get("classes") == list(splits.classes):
             logger.info("re-scoring production %s on this run's test split", name)
             result = evaluate_bundle(champ_mv.get_artifact(MODEL_BUNDLE).load(), splits.test, cfg)
-        champion = GateInput.from_evaluation(result, test_fingerprint, name=name)
+            champ_fp = test_fingerprint
+        else:  # same split; or other classes, which the gate reports as not comparable
+            result = EvaluationResult.from_dict(champ_eval)
+        champion = GateInput.from_evaluation(result, champ_fp, name=name)
     decision = decide(candidate, champion, cfg.gate)
     for line in decision.reasons:
         logger.info("gate: %s", line)

@@ -7,6 +7,7 @@ makes ``fit`` spawn N DDP processes inside this step.
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -28,7 +29,7 @@ def _run_dir(run_name: str) -> tuple[Path, str | None]:
     remote = f"{store.path.rstrip('/')}/runs/{run_name}"
     if store.flavor == "local":
         return Path(remote), None
-    return Path(PROJECT_ROOT / ".rxvision" / "runs" / run_name), remote
+    return Path(tempfile.mkdtemp(prefix=f"rxvision-{run_name}-")), remote
 
 
 def _upload(local: Path, remote: str) -> None:

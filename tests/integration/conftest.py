@@ -61,12 +61,24 @@ def rxvision_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator["StatePa
 
 @pytest.fixture(scope="session")
 def tiny_config(rxvision_home) -> Callable[..., RxVisionConfig]:  # noqa: ANN001
-    """Build a tiny demo config (synthetic data cached in the temp home) plus extra overrides."""
+    """Build a tiny demo config plus extra overrides (synthetic data cached in the temp home)."""
 
     def make(*overrides: str, config_file: Path | None = None) -> RxVisionConfig:
-        cfg = load_config("demo", config_file, [*TINY_OVERRIDES, *overrides])
-        if cfg.data.cache_dir is None:
-            cfg.data.cache_dir = rxvision_home.data_cache
-        return cfg
+        # the data cache is $RXVISION_HOME/cache, i.e. inside the temporary home
+        return load_config("demo", config_file, [*TINY_OVERRIDES, *overrides])
 
     return make
+
+
+@pytest.fixture(scope="module")
+def isolated_home(rxvision_home, tmp_path_factory: pytest.TempPathFactory) -> Iterator["StatePaths"]:  # noqa: ANN001, F821
+    """A fresh state folder for one test module: its own ZenML store, model versions and
+    MLflow, so what other modules registered (e.g. a production model) cannot change its
+    outcome. The session's state folder is active again afterwards."""
+    from stacks.setup import configure_environment, ensure_local_stack
+
+    home = tmp_path_factory.mktemp("rxvision-module-home")
+    paths = configure_environment(home, repository=home)
+    ensure_local_stack(paths)
+    yield paths
+    configure_environment(rxvision_home.home, repository=rxvision_home.repository)

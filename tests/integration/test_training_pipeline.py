@@ -1,6 +1,6 @@
-"""The training pipeline on a real local ZenML stack (temporary state folder): tiny synthetic
-pills, the real library (pretrained tf_efficientnet_lite0 at 64 px), real MLflow and the
-ZenML Model Control Plane. Every assertion reads back what the run stored."""
+"""The training pipeline on a real local ZenML stack (a temporary state folder of its own):
+tiny synthetic pills, the real library (pretrained tf_efficientnet_lite0 at 64 px), real
+MLflow and the ZenML Model Control Plane. Every assertion reads back what the run stored."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ WORSE = (*GOOD, "training.epochs=1", "training.optimizer.lr=1e-9")
 
 
 @pytest.fixture(scope="module")
-def first_run(rxvision_home, tiny_config):  # noqa: ANN001, ANN201
+def first_run(isolated_home, tiny_config):  # noqa: ANN001, ANN201
     from pipelines.training import run_outputs, run_training
 
     cfg = tiny_config(*GOOD)
@@ -104,20 +104,25 @@ def test_mlflow_run_has_params_epoch_metrics_and_registry_alias(first_run) -> No
     assert production.tags["zenml_model_version"] == out["registration"]["version"]
 
 
-def test_worse_model_is_not_promoted_and_data_steps_are_cached(first_run, tiny_config) -> None:  # noqa: ANN001
+def test_worse_model_is_rejected_with_fail_on_gate_and_production_stays(first_run, isolated_home, tiny_config) -> None:  # noqa: ANN001, E501
+    import argparse
+
     from mlflow.tracking import MlflowClient
     from zenml.client import Client
     from zenml.enums import ExecutionStatus
 
-    from pipelines.training import run_outputs, run_training
+    from pipelines.training import EXIT_GATE_REJECTED, PIPELINE_NAME, main, run_outputs
 
     _, _, first = first_run
-    run = run_training(tiny_config(*WORSE))
+    cfg = tiny_config(*WORSE, "gate.min_accuracy=0.6")  # the first model is well above this floor
+    args = argparse.Namespace(zenml_options={}, fail_on_gate=True, state=isolated_home)
+    assert main(cfg, args) == EXIT_GATE_REJECTED
+    run = Client().list_pipeline_runs(pipeline_name=PIPELINE_NAME, sort_by="desc:created", size=1).items[0]
     out = run_outputs(run)
-    assert out["registration"]["stage"] != "production"
-    assert str(_production().name) == first["registration"]["version"]
+    assert out["registration"]["stage"] is None
     failed = {r["rule"] for r in out["gate"]["rules"] if r["passed"] is False}
-    assert "min_gain" in failed  # the rule that kept it out of production is named
+    assert {"min_accuracy", "min_gain"} <= failed  # the rules it failed are named
+    assert str(_production().name) == first["registration"]["version"]
     steps = Client().get_pipeline_run(run.id).steps
     assert steps["split_data"].status == ExecutionStatus.CACHED  # same data, same data config
     assert steps["train_model"].status == ExecutionStatus.COMPLETED  # training is never cached
@@ -125,6 +130,8 @@ def test_worse_model_is_not_promoted_and_data_steps_are_cached(first_run, tiny_c
     client = MlflowClient(tracking_uri=tracker.get_tracking_uri())
     alias = client.get_model_version_by_alias("rxvision-classifier", "production")
     assert str(alias.version) == first["registration"]["mlflow"]["version"]
+    rejected = client.get_model_version("rxvision-classifier", out["registration"]["mlflow"]["version"])
+    assert rejected.tags["rxvision.stage"] == "rejected"
 
 
 def _corrupt_folder(cfg, tmp_path: Path) -> tuple[Path, list[str]]:  # noqa: ANN001
@@ -146,7 +153,7 @@ def _corrupt_folder(cfg, tmp_path: Path) -> tuple[Path, list[str]]:  # noqa: ANN
     return root, ["truncated.jpg", "empty.png"]
 
 
-def test_corrupt_images_with_policy_fail_stop_the_run_naming_them(first_run, rxvision_home, tiny_config, tmp_path) -> None:  # noqa: ANN001, E501
+def test_corrupt_images_with_policy_fail_stop_the_run_naming_them(first_run, tiny_config, tmp_path) -> None:  # noqa: ANN001, E501
     from rxvision.errors import RxVisionError
     from pipelines.training import run_training
 
@@ -158,7 +165,7 @@ def test_corrupt_images_with_policy_fail_stop_the_run_naming_them(first_run, rxv
         assert name in str(info.value)
 
 
-def test_corrupt_images_with_policy_skip_are_listed_and_the_run_finishes(first_run, rxvision_home, tiny_config, tmp_path) -> None:  # noqa: ANN001, E501
+def test_corrupt_images_with_policy_skip_are_listed_and_the_run_finishes(first_run, tiny_config, tmp_path) -> None:  # noqa: ANN001, E501
     from pipelines.training import run_outputs, run_training
 
     root, bad = _corrupt_folder(first_run[0], tmp_path)
