@@ -137,7 +137,7 @@ def print_summary(out: dict[str, Any], dashboard: str) -> None:
     from rich.panel import Panel
     from rich.table import Table
 
-    reg, gate, val = out["registration"], out["gate"], out["validation"]
+    reg, val = out["registration"], out["validation"]
     table = Table.grid(padding=(0, 2))
     table.add_row("run", out["run_name"])
     table.add_row("dataset fingerprint", out["fingerprint"][:16])

@@ -43,7 +43,7 @@ class StatePaths:
     repository: Path
 
     @classmethod
-    def under(cls, home: Path, repository: Path | None = None) -> "StatePaths":
+    def under(cls, home: Path, repository: Path | None = None) -> StatePaths:
         home = Path(home).resolve()
         return cls(
             home=home,

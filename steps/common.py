@@ -7,8 +7,8 @@ rxvision.models.bundle), ``evaluation`` and ``reference_features`` artifacts.
 
 from __future__ import annotations
 
+import math
 import os
-from pathlib import Path
 from typing import Any, ClassVar
 
 from zenml.enums import ArtifactType, StackComponentType, VisualizationType
@@ -77,7 +77,7 @@ def scalar_metrics(metrics: dict[str, Any]) -> dict[str, float]:
     """The finite numbers of a metrics dict (MLflow and metadata reject None/NaN)."""
     out = {}
     for key, value in metrics.items():
-        if isinstance(value, (int, float)) and value == value and abs(float(value)) != float("inf"):
+        if isinstance(value, (int, float)) and math.isfinite(float(value)):
             out[key] = float(value)
     return out
 
@@ -113,7 +113,3 @@ class PngPlotsMaterializer(BaseMaterializer):
     def save_visualizations(self, data: PngPlots) -> dict[str, VisualizationType]:
         return {os.path.join(self.uri, f"{name}.png"): VisualizationType.IMAGE for name in data}
 
-
-def local_dir(path: Path | str) -> Path:
-    """A Path artifact loaded from the store is already local; kept as one place to change."""
-    return Path(path)

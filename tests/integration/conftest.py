@@ -46,7 +46,7 @@ TINY_OVERRIDES: tuple[str, ...] = (
 
 
 @pytest.fixture(scope="session")
-def rxvision_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator["StatePaths"]:  # noqa: F821
+def rxvision_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StatePaths]:  # noqa: F821
     """A temporary RXVISION_HOME with the local ZenML stack registered and active."""
     saved = dict(os.environ)
     from stacks.setup import configure_environment, ensure_local_stack
@@ -60,7 +60,7 @@ def rxvision_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator["StatePa
 
 
 @pytest.fixture(scope="session")
-def tiny_config(rxvision_home) -> Callable[..., RxVisionConfig]:  # noqa: ANN001
+def tiny_config(rxvision_home) -> Callable[..., RxVisionConfig]:
     """Build a tiny demo config plus extra overrides (synthetic data cached in the temp home)."""
 
     def make(*overrides: str, config_file: Path | None = None) -> RxVisionConfig:
@@ -71,7 +71,7 @@ def tiny_config(rxvision_home) -> Callable[..., RxVisionConfig]:  # noqa: ANN001
 
 
 @pytest.fixture(scope="module")
-def isolated_home(rxvision_home, tmp_path_factory: pytest.TempPathFactory) -> Iterator["StatePaths"]:  # noqa: ANN001, F821
+def isolated_home(rxvision_home, tmp_path_factory: pytest.TempPathFactory) -> Iterator[StatePaths]:  # noqa: F821
     """A fresh state folder for one test module: its own ZenML store, model versions and
     MLflow, so what other modules registered (e.g. a production model) cannot change its
     outcome. The session's state folder is active again afterwards."""

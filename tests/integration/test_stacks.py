@@ -17,7 +17,7 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_local_stack_keeps_all_state_in_rxvision_home_and_setup_is_idempotent(rxvision_home) -> None:  # noqa: ANN001
+def test_local_stack_keeps_all_state_in_rxvision_home_and_setup_is_idempotent(rxvision_home) -> None:
     from zenml.client import Client
     from zenml.config.global_config import GlobalConfiguration
 
@@ -37,7 +37,7 @@ def test_local_stack_keeps_all_state_in_rxvision_home_and_setup_is_idempotent(rx
 
 
 @pytest.fixture(scope="module")
-def k8s_stack(rxvision_home) -> str:  # noqa: ANN001
+def k8s_stack(rxvision_home) -> str:
     from stacks.register import register_stack
 
     name = register_stack(ROOT / "stacks" / "k8s-gpu.yaml")
@@ -45,7 +45,7 @@ def k8s_stack(rxvision_home) -> str:  # noqa: ANN001
     return name
 
 
-def test_k8s_stack_registers_from_its_file(k8s_stack) -> None:  # noqa: ANN001
+def test_k8s_stack_registers_from_its_file(k8s_stack) -> None:
     from zenml.client import Client
     from zenml.enums import StackComponentType as T
 
@@ -57,7 +57,7 @@ def test_k8s_stack_registers_from_its_file(k8s_stack) -> None:  # noqa: ANN001
     assert Client().active_stack_model.name == "rxvision-local"  # registering does not activate
 
 
-def test_training_pipeline_compiles_for_k8s_with_gpu_pod_settings(k8s_stack, tiny_config) -> None:  # noqa: ANN001
+def test_training_pipeline_compiles_for_k8s_with_gpu_pod_settings(k8s_stack, tiny_config) -> None:
     from zenml.client import Client
     from zenml.integrations.kubernetes.manifest_utils import build_pod_manifest
     from zenml.stack import Stack
@@ -88,7 +88,7 @@ def test_training_pipeline_compiles_for_k8s_with_gpu_pod_settings(k8s_stack, tin
     assert [v["name"] for v in load.volumes] == ["data"]  # every step pod sees the dataset
 
 
-def test_stack_file_missing_variable_is_a_clear_error(rxvision_home, tmp_path) -> None:  # noqa: ANN001
+def test_stack_file_missing_variable_is_a_clear_error(rxvision_home, tmp_path) -> None:
     from rxvision.errors import RxVisionError
     from stacks.register import register_stack
 
@@ -107,10 +107,10 @@ def test_stack_file_missing_variable_is_a_clear_error(rxvision_home, tmp_path) -
     (["--set", "training.epochz=3"], "unknown key 'training.epochz'"),
     (["--profile", "huge"], "unknown profile 'huge'"),
 ])
-def test_run_py_user_errors_are_one_line_without_traceback(argv, expected, tmp_path) -> None:  # noqa: ANN001
+def test_run_py_user_errors_are_one_line_without_traceback(argv, expected, tmp_path) -> None:
     env = {**os.environ, "RXVISION_HOME": str(tmp_path / "home")}
     proc = subprocess.run([sys.executable, str(ROOT / "run.py"), *argv], capture_output=True, text=True,
-                          env=env, cwd=ROOT, timeout=300)
+                          env=env, cwd=ROOT, timeout=300, check=False)
     assert proc.returncode == 2
     assert expected in proc.stderr
     assert "Traceback" not in proc.stderr

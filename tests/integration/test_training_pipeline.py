@@ -20,7 +20,7 @@ WORSE = (*GOOD, "training.epochs=1", "training.optimizer.lr=1e-9")
 
 
 @pytest.fixture(scope="module")
-def first_run(isolated_home, tiny_config):  # noqa: ANN001, ANN201
+def first_run(isolated_home, tiny_config):
     from pipelines.training import run_outputs, run_training
 
     cfg = tiny_config(*GOOD)
@@ -28,14 +28,14 @@ def first_run(isolated_home, tiny_config):  # noqa: ANN001, ANN201
     return cfg, run, run_outputs(run)
 
 
-def _production():  # noqa: ANN202
+def _production():
     from zenml.client import Client
     from zenml.enums import ModelStages
 
     return Client().get_model_version("rxvision-classifier", ModelStages.PRODUCTION)
 
 
-def test_first_passing_model_becomes_production_with_metadata(first_run) -> None:  # noqa: ANN001
+def test_first_passing_model_becomes_production_with_metadata(first_run) -> None:
     cfg, run, out = first_run
     reg = out["registration"]
     assert reg["stage"] == "production"
@@ -50,7 +50,7 @@ def test_first_passing_model_becomes_production_with_metadata(first_run) -> None
     assert meta["lineage"]["pipeline_run"] == run.name
 
 
-def test_model_version_links_bundle_evaluation_and_reference_artifacts(first_run) -> None:  # noqa: ANN001
+def test_model_version_links_bundle_evaluation_and_reference_artifacts(first_run) -> None:
     from rxvision.models.bundle import load_bundle
 
     _, _, out = first_run
@@ -67,7 +67,7 @@ def test_model_version_links_bundle_evaluation_and_reference_artifacts(first_run
     assert mv.get_artifact("reference_profile").load()  # serialized whylogs profile bytes
 
 
-def test_reports_have_dashboard_visualizations(first_run) -> None:  # noqa: ANN001
+def test_reports_have_dashboard_visualizations(first_run) -> None:
     from zenml.client import Client
 
     _, run, _ = first_run
@@ -83,7 +83,7 @@ def test_reports_have_dashboard_visualizations(first_run) -> None:  # noqa: ANN0
     assert "<html" in steps["profile_data"].outputs["data_quality_report"][0].load().lower()
 
 
-def test_mlflow_run_has_params_epoch_metrics_and_registry_alias(first_run) -> None:  # noqa: ANN001
+def test_mlflow_run_has_params_epoch_metrics_and_registry_alias(first_run) -> None:
     from mlflow.tracking import MlflowClient
     from zenml.client import Client
 
@@ -104,7 +104,7 @@ def test_mlflow_run_has_params_epoch_metrics_and_registry_alias(first_run) -> No
     assert production.tags["zenml_model_version"] == out["registration"]["version"]
 
 
-def test_worse_model_is_rejected_with_fail_on_gate_and_production_stays(first_run, isolated_home, tiny_config) -> None:  # noqa: ANN001, E501
+def test_worse_model_is_rejected_with_fail_on_gate_and_production_stays(first_run, isolated_home, tiny_config) -> None:
     import argparse
 
     from mlflow.tracking import MlflowClient
@@ -134,7 +134,7 @@ def test_worse_model_is_rejected_with_fail_on_gate_and_production_stays(first_ru
     assert rejected.tags["rxvision.stage"] == "rejected"
 
 
-def _corrupt_folder(cfg, tmp_path: Path) -> tuple[Path, list[str]]:  # noqa: ANN001
+def _corrupt_folder(cfg, tmp_path: Path) -> tuple[Path, list[str]]:
     """A small real ImageFolder (copies of the synthetic pills) plus a truncated JPEG and an
     empty file."""
     from rxvision.data.sources import load_source
@@ -153,9 +153,9 @@ def _corrupt_folder(cfg, tmp_path: Path) -> tuple[Path, list[str]]:  # noqa: ANN
     return root, ["truncated.jpg", "empty.png"]
 
 
-def test_corrupt_images_with_policy_fail_stop_the_run_naming_them(first_run, tiny_config, tmp_path) -> None:  # noqa: ANN001, E501
-    from rxvision.errors import RxVisionError
+def test_corrupt_images_with_policy_fail_stop_the_run_naming_them(first_run, tiny_config, tmp_path) -> None:
     from pipelines.training import run_training
+    from rxvision.errors import RxVisionError
 
     root, bad = _corrupt_folder(first_run[0], tmp_path)
     cfg = tiny_config(*GOOD, "data.source=imagefolder", f"data.path={root}", "data.validation.policy=fail")
@@ -165,7 +165,7 @@ def test_corrupt_images_with_policy_fail_stop_the_run_naming_them(first_run, tin
         assert name in str(info.value)
 
 
-def test_corrupt_images_with_policy_skip_are_listed_and_the_run_finishes(first_run, tiny_config, tmp_path) -> None:  # noqa: ANN001, E501
+def test_corrupt_images_with_policy_skip_are_listed_and_the_run_finishes(first_run, tiny_config, tmp_path) -> None:
     from pipelines.training import run_outputs, run_training
 
     root, bad = _corrupt_folder(first_run[0], tmp_path)
