@@ -8,6 +8,7 @@
    comparison), against the same on 1k rows.
 
     /root/.venvs/rxvision/bin/python benchmarks/bench_monitoring.py [--rows 100000] [--rounds 5]
+        [--pipeline | --only-pipeline]   # 4. the ZenML monitoring pipeline on 1k and 100k rows
 """
 
 from __future__ import annotations
@@ -154,11 +155,57 @@ def bench_drift(rows: int, tmp: Path) -> None:
           f"for {rows / 1000:.0f}x the rows")
 
 
+PIPELINE_OVERRIDES = (  # a tiny model: the pipeline's cost is in the rows, not the model
+    "data.synthetic.num_classes=3", "data.synthetic.images_per_class=16", "data.synthetic.image_size=48",
+    "data.image_size=32", "data.loader.num_workers=0", "data.loader.persistent_workers=false",
+    "data.loader.pin_memory=false", "data.split.val_fraction=0.25", "data.split.test_fraction=0.25",
+    "data.validation.min_resolution=16", "data.validation.min_images_per_class=2", "training.epochs=1",
+    "training.early_stopping.enabled=false", "evaluation.bootstrap_samples=0", "gate.min_accuracy=0",
+    "gate.min_macro_f1=0", "gate.max_ece=1",
+)
+
+
+def bench_pipeline(rows: int, tmp: Path) -> None:
+    """`python run.py --pipeline monitoring` minus the CLI: the ZenML pipeline on a temporary
+    local stack, on 1k and on ``rows`` logged rows (resampled from the reference artifact)."""
+    from pipelines.monitoring import production_reference, run_monitoring
+    from pipelines.training import run_training
+    from rxvision.config import load_config
+    from rxvision.monitoring.traffic_log import write_traffic_rows
+    from stacks.setup import configure_environment, ensure_local_stack
+
+    paths = configure_environment(tmp / "home", repository=tmp / "home")
+    ensure_local_stack(paths)
+    cfg = load_config("demo", None, list(PIPELINE_OVERRIDES))
+    print(f"\n## 4. monitoring pipeline on the local ZenML stack (temporary state in {paths.home})")
+    t = time.perf_counter()
+    run_training(cfg)
+    print(f"(setup: tiny training pipeline {time.perf_counter() - t:.1f} s)")
+    _, reference = production_reference()
+    base = reference.load()
+    timings = {}
+    for n in (1000, rows):
+        cfg.serving.log_dir = tmp / f"pipe{n}"
+        now = time.time()
+        current = _rows(n, base, 7, shift=0.1)
+        write_traffic_rows(cfg.serving.log_dir / "rxvision_traffic" / "data" / "data.0.log", current,
+                           logged_at=now - 60)
+        t = time.perf_counter()
+        _, result = run_monitoring(cfg, "1h", now=now)
+        timings[n] = time.perf_counter() - t
+        print(f"{n:>7} rows: pipeline {timings[n]:6.1f} s | {result['outcome']} "
+              f"({', '.join(result['drifted_columns'])})")
+    print(f"ratio {rows} rows / 1000 rows: {timings[rows] / timings[1000]:.2f}x")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rows", type=int, default=100_000)
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--pipeline", action="store_true",
+                   help="also time the ZenML monitoring pipeline (trains a tiny model first)")
+    p.add_argument("--only-pipeline", action="store_true", help="only the pipeline section")
     args = p.parse_args()
     from rxvision.serving.predictor import Predictor
     from rxvision.serving.tiny import make_tiny_bundle
@@ -166,6 +213,10 @@ def main() -> None:
     print(f"# bench_monitoring  (cpus: {os.cpu_count()}, python {sys.version.split()[0]})")
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
+        if args.pipeline or args.only_pipeline:
+            bench_pipeline(args.rows, tmp)
+            if args.only_pipeline:
+                return
         bundle = make_tiny_bundle(tmp / "bundle", backbone="tf_efficientnet_lite0", image_size=128,
                                   num_classes=12, train_steps=0)
         predictor = Predictor.from_bundle(bundle, runtime="onnx", threads=args.threads,
