@@ -15,13 +15,22 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def deployed(isolated_home, tiny_config):  # noqa: ANN001
+def trained(isolated_home, tiny_config, tmp_path_factory):  # noqa: ANN001
+    """A tiny production model in this module's own state folder."""
     from bentos.launch import free_port
-    from pipelines.deployment import run_deployment
     from pipelines.training import run_training
 
-    cfg = tiny_config(f"serving.port={free_port()}", "serving.monitoring=false", "export.parity_images=8")
+    traffic = tmp_path_factory.mktemp("traffic")
+    cfg = tiny_config(f"serving.port={free_port()}", f"serving.log_dir={traffic}", "export.parity_images=8")
     run_training(cfg)
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def deployed(trained):  # noqa: ANN001
+    from pipelines.deployment import run_deployment
+
+    cfg = trained
     run, summary = run_deployment(cfg, containerize=True)
     yield cfg, run, summary
     from zenml.integrations.bentoml.model_deployers import BentoMLModelDeployer
@@ -93,3 +102,25 @@ def test_containerize_says_why_when_docker_is_absent(deployed) -> None:
         assert container["image"]
     else:
         assert container["image"] is None and container["skipped"] == why
+
+
+def test_batch_inference_writes_predictions_and_logs_traffic(trained, tmp_path) -> None:  # noqa: ANN001
+    import pandas as pd
+
+    from pipelines.batch_inference import run_batch_inference
+    from rxvision.data.sources import load_source
+    from rxvision.monitoring.traffic_log import read_traffic_log
+
+    samples = list(load_source(trained.data).samples)[:6]
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text("path,label\n" + "".join(f"{s.path},{s.label}\n" for s in samples) + "missing.png,x\n")
+    out = tmp_path / "pred.csv"
+    _run, summary = run_batch_inference(trained, manifest, out)
+    table = pd.read_csv(out)
+    assert len(table) == 7 and table["predicted"].notna().sum() == 6
+    assert table.loc[table["path"].str.endswith("missing.png"), "error"].item() == "unreadable"
+    assert summary["predicted"] == 6 and summary["accuracy"] is not None
+    assert summary["model_version"] == str(_production().number)
+    assert summary["logged_rows"] == 6 and summary["logging_errors"] == 0
+    logged = read_traffic_log(trained.serving.log_dir)
+    assert len(logged) >= 6
