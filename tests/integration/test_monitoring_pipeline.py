@@ -13,9 +13,10 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def trained(tiny_config, tmp_path_factory):
-    """A production model version trained on tiny synthetic pills, and a config whose
-    traffic log lives in a fresh folder."""
+def trained(isolated_home, tiny_config, tmp_path_factory):
+    """A production model version trained on tiny synthetic pills (in this module's own
+    state folder, so other modules' models cannot change it), and a config whose traffic
+    log lives in a fresh folder."""
     from pipelines.training import run_training
 
     log_dir = tmp_path_factory.mktemp("traffic")
