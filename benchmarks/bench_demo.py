@@ -87,6 +87,8 @@ def main() -> None:
             f"  epoch {row['epoch']}: train_loss {row['train_loss']:.3f} val_acc {row['val_accuracy']:.4f} "
             f"val_macro_f1 {row['val_macro_f1']:.4f} {row['images_per_s']:.1f} img/s {row['epoch_time_s']:.1f}s"
         )
+    hist_s = sum(row["epoch_time_s"] for row in result.history)
+    print(f"epochs' time (history, all sessions of this run dir): {hist_s:.1f} s")
     print(
         f"training time: {train_s:.1f} s (goal <= {GOAL_TRAIN_S:.0f} s; ratio to goal {train_s / GOAL_TRAIN_S:.2f})"
     )

@@ -2,8 +2,8 @@
 
 (1) engine overhead: the fit loop's training throughput vs a bare PyTorch loop (same model,
     batch, in-memory data, threads, AdamW, label smoothing, clipping, lr schedule). Goal:
-    engine / bare >= 0.95. Runs alternate (bare, engine, bare, engine, ...) and the median
-    is compared, because the CPU may be shared.
+    engine / bare >= 0.95. Runs alternate (bare, engine, bare, engine, ...); the medians and
+    the best runs are compared, because the CPU may be shared.
 (2) data loader: the albumentations training pipeline over the demo's synthetic pills
     (DataLoader with the profile's workers) vs the model's consumption rate (train steps on
     in-memory tensors), img/s both.
@@ -108,18 +108,28 @@ def bench_engine(args: argparse.Namespace) -> None:
     )
     print("bare   img/s: " + ", ".join(f"{v:.1f}" for v in bare) + f"  (median {b:.1f})")
     print("engine img/s: " + ", ".join(f"{v:.1f}" for v in engine) + f"  (median {e:.1f})")
-    print(f"ratio engine/bare: {e / b:.3f}  (goal >= 0.95)")
+    print(f"ratio engine/bare (medians): {e / b:.3f}  (goal >= 0.95)")
+    # on a shared CPU the fastest run of each is the least disturbed one
+    print(f"ratio engine/bare (best runs): {max(engine) / max(bare):.3f}")
 
 
 def bench_loader(args: argparse.Namespace) -> None:
-    from rxvision.data import ImageDataset, LabelMap, build_loader, build_train_transform, load_source
+    from rxvision.data import (
+        ImageDataset,
+        LabelMap,
+        build_loader,
+        build_train_transform,
+        load_source,
+    )
     from rxvision.models import normalization_for
 
     cfg = load_config("demo", overrides=[f"data.loader.batch_size={args.batch_size}"])
     torch.set_num_threads(args.threads)
     index = load_source(cfg.data)
     norm = normalization_for(cfg.model, cfg.data.image_size)
-    dataset = ImageDataset(index.samples, LabelMap(index.classes), build_train_transform(cfg.data, norm, seed=0))
+    dataset = ImageDataset(
+        index.samples, LabelMap(index.classes), build_train_transform(cfg.data, norm, seed=0)
+    )
     loader = build_loader(dataset, cfg.data.loader, train=True, seed=0)
     batches = max(2, args.images // args.batch_size)
     it = iter(loader)

@@ -158,4 +158,11 @@ def updates_per_epoch(batches: int, accumulate: int) -> int:
 
 def config_digest(cfg: RxVisionConfig) -> dict[str, object]:
     """The parts of the config a resumed run must share with the interrupted one."""
-    return {"model": cfg.model.model_dump(mode="json"), "image_size": cfg.data.image_size}
+    m = cfg.model
+    # architecture only: freezing/unfreezing, dropout or weights source may change on resume
+    return {
+        "backbone": m.backbone,
+        "head": m.head,
+        "attention_heads": m.attention_heads,
+        "image_size": cfg.data.image_size,
+    }

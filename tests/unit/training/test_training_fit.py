@@ -282,3 +282,14 @@ def test_ddp_with_two_gloo_processes_trains_and_only_rank0_reports(tmp_path: Pat
     for row in result.history:
         assert row["val_accuracy"] * 25 == pytest.approx(round(row["val_accuracy"] * 25))
     assert (tmp_path / "run" / "last.ckpt").is_file()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("precision", ["16", "bf16"])
+def test_mixed_precision_trains_on_cuda(tmp_path: Path, data3, precision: str) -> None:
+    train, val = data3
+    cfg = tiny_config(epochs=1, precision=precision, accelerator="cuda", num_threads=None)
+    result = fit_datasets(cfg, train, val, CLASSES, tmp_path)
+    state = torch.load(tmp_path / "last.ckpt", weights_only=False)
+    assert (state["scaler"] is not None) == (precision == "16")
+    assert all(torch.isfinite(torch.tensor(v)) for v in result.history[0].values())
