@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 import tempfile
 import traceback
@@ -143,6 +144,7 @@ def _run(args: argparse.Namespace) -> int:
 
     paths = configure_environment()
     args.state = paths
+    import zenml  # noqa: F401  (sets up logging to the console; see main)
     if args.dashboard:
         return _dashboard(paths, dashboard_command(paths))
     if args.pipeline not in PIPELINES:
@@ -190,10 +192,10 @@ def _dashboard(paths: Any, command: str) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Parse flags, run the pipeline; user errors are one line, tracebacks only with --debug."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.debug else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    # ZenML installs its console handler on the root logger when imported; our loggers
+    # propagate to it, so adding a handler here would print every line twice.
+    os.environ.setdefault("ZENML_LOGGING_VERBOSITY", "DEBUG" if args.debug else "INFO")
+    logging.getLogger().setLevel(logging.DEBUG if args.debug else logging.INFO)
     if not args.debug:
         # ZenML, MLflow and friends are chatty at INFO; keep the run readable.
         for name in ("mlflow", "alembic", "urllib3", "matplotlib", "PIL"):
