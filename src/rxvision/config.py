@@ -122,6 +122,8 @@ class OptimizerConfig(_Strict):
     name: Literal["adamw"] = "adamw"
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(1e-5, ge=0)
+    # discriminative fine-tuning: the backbone learns at lr * backbone_lr_scale, the head at lr
+    backbone_lr_scale: float = Field(1.0, gt=0, le=1)
 
 
 class SchedulerConfig(_Strict):

@@ -92,15 +92,22 @@ def threads_per_process(cfg: TrainingConfig, device_type: str) -> int | None:
 
 def build_optimizer(model: nn.Module, cfg: TrainingConfig) -> torch.optim.Optimizer:
     """AdamW over all parameters (frozen ones included, so unfreezing needs no new optimizer;
-    AdamW skips parameters without gradients). No weight decay on biases and norm weights."""
-    decay, no_decay = [], []
+    AdamW skips parameters without gradients). No weight decay on biases and norm weights;
+    backbone parameters learn at ``lr * backbone_lr_scale``."""
+    ocfg = cfg.optimizer
+    buckets: dict[tuple[bool, bool], list[nn.Parameter]] = {}
     for name, param in model.named_parameters():
-        (no_decay if param.ndim <= 1 or name.endswith(".bias") else decay).append(param)
+        key = (name.startswith("backbone."), param.ndim > 1 and not name.endswith(".bias"))
+        buckets.setdefault(key, []).append(param)
     groups = [
-        {"params": decay, "weight_decay": cfg.optimizer.weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
+        {
+            "params": params,
+            "lr": ocfg.lr * (ocfg.backbone_lr_scale if is_backbone else 1.0),
+            "weight_decay": ocfg.weight_decay if decay else 0.0,
+        }
+        for (is_backbone, decay), params in sorted(buckets.items())
     ]
-    return torch.optim.AdamW(groups, lr=cfg.optimizer.lr)
+    return torch.optim.AdamW(groups, lr=ocfg.lr)
 
 
 def build_scheduler(

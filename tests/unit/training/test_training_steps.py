@@ -177,3 +177,28 @@ def test_checkpoint_manager_keeps_the_top_k_and_last(tmp_path: Path) -> None:
     assert torch.load(tmp_path / "last.ckpt")["epoch"] == 4
     assert torch.load(manager.best_path)["epoch"] == 2
     assert not list(tmp_path.glob(".*tmp"))
+
+
+def test_backbone_learns_at_a_scaled_lr_through_the_schedule() -> None:
+    from rxvision.config import OptimizerConfig
+    from rxvision.training import build_optimizer
+
+    model = build_model(ModelConfig(backbone="test_resnet", pretrained=False), 3)
+    cfg = TrainingConfig(
+        optimizer=OptimizerConfig(lr=1e-2, backbone_lr_scale=0.1, weight_decay=0.5)
+    )
+    optimizer = build_optimizer(model, cfg)
+    backbone_ids = {id(p) for p in model.backbone.parameters()}
+    for group in optimizer.param_groups:
+        in_backbone = {id(p) in backbone_ids for p in group["params"]}
+        assert len(in_backbone) == 1
+        assert group["lr"] == pytest.approx(1e-3 if in_backbone.pop() else 1e-2)
+        assert group["weight_decay"] in (0.0, 0.5)
+    assert sum(len(g["params"]) for g in optimizer.param_groups) == len(list(model.parameters()))
+    scheduler = build_scheduler(
+        optimizer, SchedulerConfig(T_0=4, T_mult=1, eta_min=0.0, interval="step"), 1
+    )
+    optimizer.step()
+    scheduler.step()
+    lrs = sorted({round(g["lr"], 12) for g in optimizer.param_groups})
+    assert lrs[1] / lrs[0] == pytest.approx(10.0)
