@@ -1,6 +1,7 @@
 """The deployment pipeline: the production model version -> export (parity-checked, profiled)
 -> BentoML model store with lineage labels -> Bento -> ZenML's BentoML model deployer (local
-`bentoml serve` daemon) -> the URL.
+`bentoml serve` daemon; see steps.deployment.RxVisionBentoMLLocalService for why not its
+stock step) -> the URL.
 
     python run.py --pipeline deployment [--model-version V] [--containerize]
 """
@@ -15,12 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from zenml import Model, pipeline
-from zenml.integrations.bentoml.steps import bentoml_model_deployer_step
 
 from rxvision.config import RxVisionConfig
 from rxvision.errors import RxVisionError
 from steps.common import EMBEDDING_PROJECTOR, MODEL_BUNDLE, MODEL_NAME, SPLITS, config_param
-from steps.deployment import build_bento_step, export_model_step, save_to_bentoml_step
+from steps.deployment import build_bento_step, deploy_bento_step, export_model_step, save_to_bentoml_step
 
 logger = logging.getLogger(__name__)
 PIPELINE_NAME = "rxvision_deployment"
@@ -42,10 +42,7 @@ def deployment_pipeline(
     exported, _report, _profile = export_model_step(bundle, splits, config)
     tag = save_to_bentoml_step(bundle, exported, projector, config)
     bento, _container = build_bento_step(tag, bundle, containerize)
-    bentoml_model_deployer_step(
-        bento=bento, model_name=MODEL_NAME, port=port, deployment_type="local",
-        working_dir=str(REPO_ROOT), timeout=DEPLOY_TIMEOUT_S,
-    )
+    deploy_bento_step(bento, port=port, working_dir=str(REPO_ROOT), timeout=DEPLOY_TIMEOUT_S)
 
 
 def resolve_model_version(model_version: str | None = None) -> Any:
@@ -102,7 +99,7 @@ def run_deployment(cfg: RxVisionConfig, model_version: str | None = None, contai
         port=cfg.serving.port,
     )
     run = Client().get_pipeline_run(run.id)
-    service = run.steps["bentoml_model_deployer_step"].outputs["output"][0].load()
+    service = run.steps["deploy_bento_step"].outputs["deployed_service"][0].load()
     report = run.steps["export_model_step"].outputs["export_report"][0].load()
     container = run.steps["build_bento_step"].outputs["container_image"][0].load()
     bento_tag = run.steps["build_bento_step"].outputs["bento"][0].load().tag

@@ -117,3 +117,77 @@ def build_bento_step(bentoml_model_tag: str, model_bundle: Path, containerize: b
             logger.warning("--containerize skipped: %s. The Bento's Dockerfile is %s", why, container["dockerfile"])
     log_metadata({"bento": str(bento.tag), "container": container}, infer_model=True)
     return bento, container
+
+
+# ----------------------------------------------------------------------------- deploy
+from zenml.integrations.bentoml.services.bentoml_local_deployment import (  # noqa: E402
+    BentoMLLocalDeploymentConfig,
+    BentoMLLocalDeploymentService,
+)
+from zenml.services.service import BaseService  # noqa: E402
+
+DEPLOYED_SERVICE = "deployed_service"
+
+
+class RxVisionBentoMLLocalService(BentoMLLocalDeploymentService):
+    """ZenML 0.98's BentoML local service, able to run a BentoML >= 1.2 service.
+
+    Why: its ``run()`` checks ``isinstance(svc, bentoml.Service)`` to detect the *old* (< 1.2)
+    API, but in BentoML 1.4 ``bentoml.Service`` is the new class, so every new-style service
+    is started with the legacy server and the daemon dies ('Service' has no 'runners').
+    Same type descriptor, so ZenML lists and manages it as a BentoML deployment."""
+
+    def run(self) -> None:
+        import bentoml
+        from _bentoml_impl.server import serve_http
+
+        self.endpoint.prepare_for_start()
+        working_dir = self.config.working_dir or "."
+        svc = bentoml.load(self.config.bento_tag, working_dir=working_dir)
+        svc.inject_config()
+        try:
+            serve_http(self.config.bento_tag, working_dir=working_dir, host=self.config.host or "127.0.0.1",
+                       port=self.config.port, backlog=self.config.backlog)
+        except KeyboardInterrupt:
+            logger.info("stopping the BentoML service")
+
+
+@step(enable_cache=False)
+def deploy_bento_step(
+    bento: bento_module.Bento, port: int, working_dir: str, timeout: int
+) -> Annotated[BaseService, DEPLOYED_SERVICE]:
+    """ZenML's BentoML model deployer (local `bentoml serve` daemon, listed by `zenml
+    model-deployer models list`), with the service class above."""
+    import functools
+    import os
+
+    from zenml.integrations.bentoml.model_deployers import BentoMLModelDeployer
+
+    deployer = BentoMLModelDeployer.get_active_model_deployer()
+    context = get_step_context()
+    config = BentoMLLocalDeploymentConfig(
+        model_name=MODEL_NAME, model_version=str(context.model.version), bento_tag=str(bento.tag),
+        model_uri=bento.info.labels["model_uri"], bento_uri=bento.info.labels["bento_uri"],
+        apis=["classify", "classify_batch", "model_info"], port=port, host="127.0.0.1", working_dir=working_dir,
+        pipeline_name=context.pipeline.name, pipeline_step_name=context.step_run.name, workers=1, backlog=2048,
+    )
+    # the daemon imports this module to rebuild the service: keep the repository importable
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [working_dir, os.environ.get("PYTHONPATH")]))
+
+    def create(self, id, timeout, config):  # noqa: ANN001, A002 - BentoMLModelDeployer._create_new_service
+        config.root_runtime_path = self.local_path
+        service = RxVisionBentoMLLocalService(uuid=id, config=config)
+        service.start(timeout=timeout)
+        return service
+
+    deployer._create_new_service = functools.partial(create, deployer)  # only the service class differs
+    try:
+        service = deployer.deploy_model(config=config, service_type=RxVisionBentoMLLocalService.SERVICE_TYPE,
+                                        replace=True, timeout=timeout)
+    finally:
+        del deployer._create_new_service
+    if not service.is_running:
+        raise RuntimeError(f"the BentoML service did not start; see {service.status.log_file}")
+    logger.info("BentoML service running at %s", service.prediction_url)
+    log_metadata({"deployment": {"url": service.prediction_url, "service_uuid": str(service.uuid)}}, infer_model=True)
+    return service
