@@ -17,7 +17,15 @@ from pathlib import Path
 import torch
 
 from rxvision.config import ModelConfig
-from rxvision.export import OnnxRunner, TorchRunner, export_onnx, export_torchscript, load_torchscript, profile_latency, quantize_int8
+from rxvision.export import (
+    OnnxRunner,
+    TorchRunner,
+    export_onnx,
+    export_torchscript,
+    load_torchscript,
+    profile_latency,
+    quantize_int8,
+)
 from rxvision.models import build_model
 
 

@@ -34,14 +34,14 @@ from rxvision.telemetry import disable_telemetry
 
 disable_telemetry()
 
-import bentoml  # noqa: E402
-import numpy as np  # noqa: E402
+import bentoml
+import numpy as np
 
-from bentos.store import BUNDLE_SUBDIR, MODEL_NAME, PROJECTOR_FILE  # noqa: E402
-from bentos.traffic import TrafficLogger, monitoring_service_config  # noqa: E402
-from rxvision.config import RxVisionConfig, load_config  # noqa: E402
-from rxvision.errors import RxVisionError  # noqa: E402
-from rxvision.serving import (  # noqa: E402
+from bentos.store import BUNDLE_SUBDIR, MODEL_NAME, PROJECTOR_FILE
+from bentos.traffic import TrafficLogger, monitoring_service_config
+from rxvision.config import RxVisionConfig, load_config
+from rxvision.errors import RxVisionError
+from rxvision.serving import (
     ImageLimits,
     InvalidImage,
     Predictor,
@@ -288,4 +288,4 @@ class RxVision:
         }
 
 
-__all__ = ["RxVision", "RxVisionModel", "RxVisionError", "service_config"]
+__all__ = ["RxVision", "RxVisionError", "RxVisionModel", "service_config"]

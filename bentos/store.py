@@ -112,7 +112,7 @@ def docker_status() -> tuple[bool, str]:
     if docker is None:
         return False, "Docker is not installed (no `docker` command on PATH)"
     try:
-        probe = subprocess.run([docker, "info"], capture_output=True, text=True, timeout=20)
+        probe = subprocess.run([docker, "info"], check=False, capture_output=True, text=True, timeout=20)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return False, f"the Docker daemon did not answer ({exc})"
     if probe.returncode != 0:

@@ -20,7 +20,12 @@ from zenml import Model, pipeline
 from rxvision.config import RxVisionConfig
 from rxvision.errors import RxVisionError
 from steps.common import EMBEDDING_PROJECTOR, MODEL_BUNDLE, MODEL_NAME, SPLITS, config_param
-from steps.deployment import build_bento_step, deploy_bento_step, export_model_step, save_to_bentoml_step
+from steps.deployment import (
+    build_bento_step,
+    deploy_bento_step,
+    export_model_step,
+    save_to_bentoml_step,
+)
 
 logger = logging.getLogger(__name__)
 PIPELINE_NAME = "rxvision_deployment"

@@ -120,11 +120,11 @@ def build_bento_step(bentoml_model_tag: str, model_bundle: Path, containerize: b
 
 
 # ----------------------------------------------------------------------------- deploy
-from zenml.integrations.bentoml.services.bentoml_local_deployment import (  # noqa: E402
+from zenml.integrations.bentoml.services.bentoml_local_deployment import (
     BentoMLLocalDeploymentConfig,
     BentoMLLocalDeploymentService,
 )
-from zenml.services.service import BaseService  # noqa: E402
+from zenml.services.service import BaseService
 
 DEPLOYED_SERVICE = "deployed_service"
 
@@ -174,7 +174,7 @@ def deploy_bento_step(
     # the daemon imports this module to rebuild the service: keep the repository importable
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [working_dir, os.environ.get("PYTHONPATH")]))
 
-    def create(self, id, timeout, config):  # noqa: ANN001, A002 - BentoMLModelDeployer._create_new_service
+    def create(self, id, timeout, config):
         config.root_runtime_path = self.local_path
         service = RxVisionBentoMLLocalService(uuid=id, config=config)
         service.start(timeout=timeout)

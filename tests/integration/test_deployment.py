@@ -15,7 +15,7 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def trained(isolated_home, tiny_config, tmp_path_factory):  # noqa: ANN001
+def trained(isolated_home, tiny_config, tmp_path_factory):
     """A tiny production model in this module's own state folder."""
     from bentos.launch import free_port
     from pipelines.training import run_training
@@ -27,7 +27,7 @@ def trained(isolated_home, tiny_config, tmp_path_factory):  # noqa: ANN001
 
 
 @pytest.fixture(scope="module")
-def deployed(trained):  # noqa: ANN001
+def deployed(trained):
     from pipelines.deployment import run_deployment
 
     cfg = trained
@@ -104,7 +104,7 @@ def test_containerize_says_why_when_docker_is_absent(deployed) -> None:
         assert container["image"] is None and container["skipped"] == why
 
 
-def test_batch_inference_writes_predictions_and_logs_traffic(trained, tmp_path) -> None:  # noqa: ANN001
+def test_batch_inference_writes_predictions_and_logs_traffic(trained, tmp_path) -> None:
     import pandas as pd
 
     from pipelines.batch_inference import run_batch_inference

@@ -95,7 +95,7 @@ def test_bad_upload_is_a_4xx_naming_the_reason(server, toy, reason: str) -> None
 def test_odd_colour_modes_are_converted_and_answered(server, toy, mode: str) -> None:
     img = Image.fromarray(toy[0][1])
     if mode == "I;16":
-        img = Image.fromarray((np.asarray(img.convert("L"), dtype=np.uint16) * 257))
+        img = Image.fromarray(np.asarray(img.convert("L"), dtype=np.uint16) * 257)
     else:
         img = img.convert(mode)
     data = png(img, "JPEG" if mode == "CMYK" else "PNG")

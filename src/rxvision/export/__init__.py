@@ -28,10 +28,10 @@ from rxvision.export.onnx_export import (
 from rxvision.export.runtimes import OnnxRunner, Runner, TorchRunner, softmax
 
 __all__ = [
-    "ExportResult",
     "INPUT_NAME",
-    "LatencyStats",
     "OUTPUT_NAME",
+    "ExportResult",
+    "LatencyStats",
     "OnnxRunner",
     "ParityReport",
     "Runner",

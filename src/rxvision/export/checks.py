@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -69,7 +70,7 @@ def check_parity(
     passed = max_diff <= atol and (agree == 1.0 or not require_top1)
     report = ParityReport(
         format=candidate.name,
-        n_images=int(len(images)),
+        n_images=len(images),
         max_abs_diff=max_diff,
         mean_abs_diff=float(diff.mean()),
         top1_agreement=agree,

@@ -1,6 +1,12 @@
 """What the Bento needs: decode untrusted uploads and predict with a verified model bundle."""
 
-from rxvision.serving.decode import ALLOWED_FORMATS, REASONS, ImageLimits, InvalidImage, decode_image
+from rxvision.serving.decode import (
+    ALLOWED_FORMATS,
+    REASONS,
+    ImageLimits,
+    InvalidImage,
+    decode_image,
+)
 from rxvision.serving.predictor import (
     EXPORT_MANIFEST,
     ONNX_FILE,
@@ -16,16 +22,16 @@ from rxvision.serving.predictor import (
 __all__ = [
     "ALLOWED_FORMATS",
     "EXPORT_MANIFEST",
+    "ONNX_FILE",
+    "REASONS",
     "ImageLimits",
     "InvalidImage",
     "LabelScore",
-    "ONNX_FILE",
     "Prediction",
     "Predictor",
-    "REASONS",
-    "preprocess_batch",
-    "top_k_predictions",
     "decode_image",
+    "preprocess_batch",
     "resolve_runtime",
+    "top_k_predictions",
     "write_export_manifest",
 ]

@@ -55,11 +55,11 @@ class ImageLimits:
     allowed_formats: tuple[str, ...] = field(default=ALLOWED_FORMATS)
 
     @classmethod
-    def from_config(cls, serving_cfg: object) -> "ImageLimits":
+    def from_config(cls, serving_cfg: object) -> ImageLimits:
         """Limits from a ``ServingConfig`` (``max_image_bytes``, ``max_image_pixels``)."""
         return cls(
-            max_bytes=int(getattr(serving_cfg, "max_image_bytes")),
-            max_pixels=int(getattr(serving_cfg, "max_image_pixels")),
+            max_bytes=int(serving_cfg.max_image_bytes),
+            max_pixels=int(serving_cfg.max_image_pixels),
         )
 
 
@@ -118,7 +118,7 @@ def decode_image(data: bytes, limits: ImageLimits | None = None) -> np.ndarray:
         raise InvalidImage(
             "not_an_image", "the upload is not a recognisable image", f"send one of: {allowed}"
         ) from None
-    except Exception as exc:  # PIL raises assorted errors on corrupt headers
+    except Exception as exc:  # noqa: BLE001 - PIL raises assorted error types on corrupt headers
         raise InvalidImage(
             "not_an_image", f"the upload could not be read as an image ({exc})", f"send one of: {allowed}"
         ) from None

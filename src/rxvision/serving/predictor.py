@@ -6,9 +6,10 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -138,7 +139,7 @@ class Predictor:
         threads: int | None = None,
         onnx_dir: Path | None = None,
         verify: bool = True,
-    ) -> "Predictor":
+    ) -> Predictor:
         """Load a model bundle (sha256 verified) for ``runtime``. ONNX uses ``model.onnx``
         beside the bundle (verified against export.json when present) or exports one into
         ``onnx_dir`` (default: a temporary folder)."""

@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 
 from rxvision.errors import RxVisionError
-from rxvision.serving import EXPORT_MANIFEST, ONNX_FILE, Predictor, resolve_runtime, write_export_manifest
+from rxvision.serving import (
+    EXPORT_MANIFEST,
+    ONNX_FILE,
+    Predictor,
+    resolve_runtime,
+    write_export_manifest,
+)
 from rxvision.serving.tiny import toy_images
 
 
