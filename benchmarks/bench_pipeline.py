@@ -23,6 +23,7 @@ import argparse
 import json
 import logging
 import resource
+import shutil
 import sys
 import tempfile
 import time
@@ -123,6 +124,7 @@ def main() -> int:
         print(line)
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2, default=str))
+    shutil.rmtree(work, ignore_errors=True)  # the temporary state folder and data
     return 0
 
 
