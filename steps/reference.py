@@ -1,8 +1,10 @@
 """Reference features for drift monitoring, kept as artifacts of the model version.
 
 The same features the service logs per request (rxvision.monitoring.features), computed on
-the training split with the trained model's predictions and an embedding projection fitted
-on it, plus a whylogs profile of that table. The monitoring pipeline compares served traffic
+the held-out images (validation + test) with the trained model's predictions, and embedding
+components from a projection fitted on the training split; plus a whylogs profile of that
+table. Held-out images, not training ones: the model is over-confident on what it was trained
+on, so a training-split reference would make the confidence-drop rule fire on normal traffic. The monitoring pipeline compares served traffic
 against these.
 """
 
@@ -31,7 +33,7 @@ def reference_features(
     Annotated[bytes, REFERENCE_PROFILE],
     Annotated[pd.DataFrame, "reference_profile_summary"],
 ]:
-    """Feature table of the training images (with predictions and embedding components),
+    """Feature table of the held-out images (with predictions and embedding components),
     the fitted projector (JSON) and a serialized whylogs profile with its summary table."""
     import whylogs
 
@@ -41,11 +43,13 @@ def reference_features(
 
     cfg = to_config(config)
     loaded = load_bundle(model_bundle)
-    samples = list(splits.train)
-    preds = predict_samples(loaded.model, samples, loaded.info.classes,
-                            loaded.info.normalization_obj(), cfg, with_embeddings=True)
-    k = min(cfg.monitoring.embedding_components, len(samples) - 1, preds.embeddings.shape[1])
-    projector = EmbeddingProjector.fit(preds.embeddings, k, seed=cfg.training.seed) if k > 0 else None
+    norm = loaded.info.normalization_obj()
+    samples = list(splits.val) + list(splits.test)
+    preds = predict_samples(loaded.model, samples, loaded.info.classes, norm, cfg, with_embeddings=True)
+    train = predict_samples(loaded.model, list(splits.train), loaded.info.classes, norm, cfg,
+                            with_embeddings=True)
+    k = min(cfg.monitoring.embedding_components, len(splits.train) - 1, train.embeddings.shape[1])
+    projector = EmbeddingProjector.fit(train.embeddings, k, seed=cfg.training.seed) if k > 0 else None
     table = feature_table(
         (load_rgb(s.path) for s in samples), file_sizes=[s.path.stat().st_size for s in samples],
         probs=preds.probs, classes=loaded.info.classes, embeddings=preds.embeddings,

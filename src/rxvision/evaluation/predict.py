@@ -76,11 +76,15 @@ def predict(
             ):
                 x, y = _split_batch(batch)
                 x = x.to(device, non_blocking=True)
-                if with_embeddings:
-                    # two passes over the backbone: the contract only promises forward() and
-                    # embed(), not a head we could apply to the pooled features
+                if with_embeddings and callable(getattr(model, "forward_with_embedding", None)):
+                    logits, emb = model.forward_with_embedding(x)  # one backbone pass
+                    embeds.append(emb.float().flatten(1).cpu())
+                elif with_embeddings:
+                    # a model with only forward() and embed(): two backbone passes
                     embeds.append(model.embed(x).float().flatten(1).cpu())
-                logits = model(x)
+                    logits = model(x)
+                else:
+                    logits = model(x)
                 if (
                     not isinstance(logits, torch.Tensor)
                     or logits.ndim != 2

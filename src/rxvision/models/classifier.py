@@ -112,6 +112,14 @@ class RxVisionClassifier(nn.Module):
             return self.head.pool(self._feature_map(x))[0]
         return self.backbone(x)
 
+    def forward_with_embedding(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits and the pooled embedding from one backbone pass (evaluation, monitoring)."""
+        if self.head_type == "attention":
+            pooled = self.head.pool(self._feature_map(x))[0]
+        else:
+            pooled = self.backbone(x)
+        return self.head.fc(self.head.dropout(pooled)), pooled
+
     def forward_with_attention(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits and attention maps (B, heads, H, W); each map sums to one over H*W."""
         if self.head_type != "attention":

@@ -51,6 +51,15 @@ def test_attention_head_returns_maps_per_head_over_the_feature_grid() -> None:
     torch.testing.assert_close(model(x), logits)
 
 
+@pytest.mark.parametrize("head", ["linear", "attention"])
+def test_one_pass_logits_and_embedding_match_forward_and_embed(head: str) -> None:
+    model = build_model(ModelConfig(**TINY, head=head, attention_heads=2), num_classes=5).eval()
+    x = torch.randn(2, 3, 32, 32)
+    logits, embedding = model.forward_with_embedding(x)
+    torch.testing.assert_close(logits, model(x))
+    torch.testing.assert_close(embedding, model.embed(x))
+
+
 def test_attention_head_projects_when_channels_do_not_divide_by_heads() -> None:
     model = build_model(
         ModelConfig(**TINY, head="attention", attention_heads=3), num_classes=4
