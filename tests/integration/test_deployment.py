@@ -35,8 +35,9 @@ def deployed(trained):
     yield cfg, run, summary
     from zenml.integrations.bentoml.model_deployers import BentoMLModelDeployer
 
+    # not force: SIGTERM lets the daemon stop BentoML's worker processes too (SIGKILL orphans them)
     deployer = BentoMLModelDeployer.get_active_model_deployer()
-    deployer.delete_model_server(summary["service_uuid"], force=True)
+    deployer.delete_model_server(summary["service_uuid"], timeout=120)
 
 
 def _production():
