@@ -45,6 +45,12 @@ def reference_features(
     loaded = load_bundle(model_bundle)
     norm = loaded.info.normalization_obj()
     samples = list(splits.val) + list(splits.test)
+    if len(samples) < cfg.monitoring.min_rows:
+        # too few held-out images for a drift reference: add training ones, and say so
+        logger.warning("only %d held-out images (< monitoring.min_rows=%d): the drift reference "
+                       "includes training images, so its confidence is optimistic",
+                       len(samples), cfg.monitoring.min_rows)
+        samples += list(splits.train)
     preds = predict_samples(loaded.model, samples, loaded.info.classes, norm, cfg, with_embeddings=True)
     train = predict_samples(loaded.model, list(splits.train), loaded.info.classes, norm, cfg,
                             with_embeddings=True)
