@@ -42,6 +42,7 @@ from typing import Any
 
 import yaml
 
+from rxvision.config import read_yaml
 from rxvision.errors import RxVisionError
 
 PIPELINES = {
@@ -105,14 +106,7 @@ def split_config_file(path: Path | None) -> tuple[Path | None, dict[str, Any]]:
     """
     if path is None:
         return None, {}
-    if not path.is_file():
-        raise RxVisionError(f"config file not found: {path}", "check the path given to --config")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise RxVisionError(f"config file {path} is not valid YAML: {exc}") from None
-    if not isinstance(data, dict):
-        raise RxVisionError(f"config file {path} must hold a mapping of sections")
+    data = read_yaml(path)
     zenml_options = data.pop("zenml", None) or {}
     if not isinstance(zenml_options, dict):
         raise RxVisionError(f"the `zenml:` section of {path} must be a mapping of run options")

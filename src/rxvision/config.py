@@ -282,7 +282,8 @@ class RxVisionConfig(_Strict):
 
 
 # ------------------------------------------------------------------------ loading
-def _read_yaml(path: Path) -> dict[str, Any]:
+def read_yaml(path: Path) -> dict[str, Any]:
+    """A YAML file that must hold a mapping; a missing or malformed file is an RxVisionError."""
     if not path.is_file():
         raise RxVisionError(f"config file not found: {path}", "check the path given to --config")
     try:
@@ -387,10 +388,10 @@ def load_config(
     overrides: list[str] | tuple[str, ...] = (),
 ) -> RxVisionConfig:
     """Profile YAML, then the user's YAML on top, then dotted overrides; validated once."""
-    data = _read_yaml(profile_path(profile))
+    data = read_yaml(profile_path(profile))
     data["profile"] = profile
     if config_file is not None:
-        data = _deep_merge(data, _read_yaml(Path(config_file)))
+        data = _deep_merge(data, read_yaml(Path(config_file)))
     for text in overrides:
         keys, value = parse_override(text)
         _apply_override(data, keys, value)

@@ -32,6 +32,7 @@ from rxvision.config import RxVisionConfig
 from rxvision.errors import RxVisionError
 from rxvision.models import RxVisionClassifier, build_model
 from rxvision.training.callbacks import (
+    HISTORY_KEYS,
     LAST_CKPT,
     CheckpointManager,
     EarlyStopping,
@@ -491,20 +492,7 @@ def _run(rank: int, world: int, job: _Job, device: torch.device, precision: Prec
             "lr": lr,
             "epoch_time_s": train_stats.pop("_train_time_s") + time.perf_counter() - val_start,
         }
-        row = {
-            k: row[k]
-            for k in (
-                "epoch",
-                "train_loss",
-                "train_accuracy",
-                "val_loss",
-                "val_accuracy",
-                "val_macro_f1",
-                "lr",
-                "epoch_time_s",
-                "images_per_s",
-            )
-        }
+        row = {k: row[k] for k in HISTORY_KEYS}
         history.append(row)
         stop = early.update(row) if early is not None else False
         done = stop or epoch + 1 >= tcfg.epochs
