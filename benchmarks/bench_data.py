@@ -3,7 +3,7 @@ the training DataLoader at several worker counts. Every figure comes with a rati
 reference measured in the same run, because absolute numbers swing with machine load.
 
     python benchmarks/bench_data.py                    # print the figures
-    python benchmarks/bench_data.py --write docs/benchmarks/data.md
+    python benchmarks/bench_data.py --write /tmp/data-figures.md
 """
 
 from __future__ import annotations
