@@ -145,6 +145,21 @@ def _reset_monitor_record() -> None:
         logger.debug("could not reset BentoML's monitor record", exc_info=True)
 
 
+def _forget_monitor_with_other_files(name: str, options: dict[str, str]) -> None:
+    """BentoML keeps one monitor per name for the whole process, set up by its first use; a
+    logger asking for other files (batch inference into another log_dir, a second state folder)
+    would otherwise write into the first one's. Drop such a monitor so the next record sets
+    up a new one (internal names, hence guarded)."""
+    try:
+        from bentoml._internal.monitoring import api
+
+        existing = api._MONITOR_INSTANCES.get(name)
+        if existing is not None and getattr(existing, "log_path", None) != options.get("log_path"):
+            api._MONITOR_INSTANCES.pop(name, None)
+    except Exception:  # best effort only: internal names may move
+        logger.debug("could not reset BentoML's monitor %s", name, exc_info=True)
+
+
 class TrafficLogger:
     """Logs served predictions for drift monitoring; one instance per service worker.
 
@@ -177,6 +192,8 @@ class TrafficLogger:
         self._rng = np.random.default_rng(seed)
         self.monitor_name = monitor_name
         self.monitor_options = monitor_options
+        if monitor_options is not None:
+            _forget_monitor_with_other_files(monitor_name, monitor_options)
         self.specs = _column_specs(self.n_components)
         self.errors = 0
         self.rows = 0

@@ -92,7 +92,35 @@ def configure_environment(
     if str(PROJECT_ROOT) not in sys.path:
         sys.path.insert(0, str(PROJECT_ROOT))
     _reset_zenml_singletons(paths)
+    _point_bentoml_at(paths.bentoml_home)
     return paths
+
+
+def _point_bentoml_at(home: Path) -> None:
+    """BentoML resolves its home and stores once per process; a process that switches state
+    folders (the test suite, a notebook) must move them too, or models saved here would land
+    in the previous folder while a `bentoml serve` started with the new BENTOML_HOME looks in
+    this one. Internal names, hence guarded."""
+    if "bentoml" not in sys.modules:
+        return  # resolved from BENTOML_HOME on first use
+    try:
+        from bentoml._internal.bento import BentoStore
+        from bentoml._internal.configuration.containers import BentoMLContainer as c
+        from bentoml._internal.models import ModelStore
+
+        dirs = {name: home / name for name in ("bentos", "models", "envs", "tmp")}
+        for folder in dirs.values():
+            folder.mkdir(parents=True, exist_ok=True)
+        c.bentoml_home.set(str(home))
+        c.bento_store_dir.set(str(dirs["bentos"]))
+        c.model_store_dir.set(str(dirs["models"]))
+        c.env_store_dir.set(str(dirs["envs"]))
+        c.tmp_bento_store_dir.set(str(dirs["tmp"]))
+        c.bento_store.set(BentoStore(str(dirs["bentos"])))
+        c.tmp_bento_store.set(BentoStore(str(dirs["tmp"])))
+        c.model_store.set(ModelStore(str(dirs["models"])))
+    except Exception:  # best effort: a fresh process reads BENTOML_HOME anyway
+        logger.warning("could not point BentoML at %s in this process", home, exc_info=True)
 
 
 def _reset_zenml_singletons(paths: StatePaths) -> None:

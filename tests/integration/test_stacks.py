@@ -115,3 +115,34 @@ def test_run_py_user_errors_are_one_line_without_traceback(argv, expected, tmp_p
     assert expected in proc.stderr
     assert "Traceback" not in proc.stderr
     assert proc.stderr.startswith("error: ")
+
+
+_SWITCH_HOMES = """
+import sys
+from pathlib import Path
+from stacks.setup import configure_environment
+first, second = Path(sys.argv[1]), Path(sys.argv[2])
+configure_environment(first, repository=first / "repo")
+import bentoml
+with bentoml.models.create("probe-first"):
+    pass
+configure_environment(second, repository=second / "repo")
+with bentoml.models.create("probe-second"):
+    pass
+"""
+
+
+def test_switching_state_folders_in_one_process_moves_bentoml_too(tmp_path: Path):
+    # BentoML resolves its home once per process; models saved after a switch must land in
+    # the new folder, where a `bentoml serve` started with that BENTOML_HOME looks for them.
+    first, second = tmp_path / "first", tmp_path / "second"
+    for home in (first, second):
+        (home / "repo").mkdir(parents=True)
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run([sys.executable, "-c", _SWITCH_HOMES, str(first), str(second)],
+                         cwd=root, capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "PYTHONPATH": str(root)})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert (first / "bentoml" / "models" / "probe-first").is_dir()
+    assert (second / "bentoml" / "models" / "probe-second").is_dir()
+    assert not (first / "bentoml" / "models" / "probe-second").exists()

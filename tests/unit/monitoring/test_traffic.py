@@ -158,3 +158,16 @@ def test_sampled_logging_keeps_each_row_with_its_own_upload(tmp_path):
     df = read_traffic_log(tmp_path, monitor_name=name)
     assert 20 <= len(df) <= 80 and tl.rows == len(df) and tl.errors == 0  # ~50 of 200
     assert (df["file_size"] == df["width"]).all()  # sampling kept rows aligned
+
+
+def test_a_second_logger_with_other_files_writes_into_its_own_folder(tmp_path):
+    # BentoML keeps one monitor per name per process; a later logger for another folder (a
+    # new state folder, batch inference elsewhere) must not write into the first one's files.
+    name = f"rx_{uuid.uuid4().hex[:8]}"
+    first, second = tmp_path / "first", tmp_path / "second"
+    for folder, n in ((first, 3), (second, 2)):
+        opts = monitoring_options(ServingConfig(), folder)
+        tl = TrafficLogger(CLASSES, monitor_name=name, monitor_options=opts)
+        assert tl.log_prediction(traffic(n, seed=n), _probs(n)) == n
+    assert len(read_traffic_log(first, monitor_name=name)) == 3
+    assert len(read_traffic_log(second, monitor_name=name)) == 2
