@@ -19,8 +19,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import yaml
 
+from rxvision.config import read_yaml
 from rxvision.errors import RxVisionError
 
 logger = logging.getLogger(__name__)
@@ -51,13 +51,8 @@ def _expand(value: Any) -> Any:
 def read_stack_file(path: Path) -> dict[str, Any]:
     """Parse and check a stack file; environment variables are expanded."""
     path = Path(path)
-    if not path.is_file():
-        raise RxVisionError(f"stack file not found: {path}", "see stacks/*.yaml for examples")
-    try:
-        spec = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise RxVisionError(f"stack file {path} is not valid YAML: {exc}") from None
-    if not isinstance(spec, dict) or "name" not in spec or not isinstance(spec.get("components"), dict):
+    spec = read_yaml(path, kind="stack file", missing_hint="see stacks/*.yaml for examples")
+    if "name" not in spec or not isinstance(spec.get("components"), dict):
         raise RxVisionError(f"stack file {path} needs `name:` and a `components:` mapping")
     from zenml.enums import StackComponentType
 

@@ -282,16 +282,19 @@ class RxVisionConfig(_Strict):
 
 
 # ------------------------------------------------------------------------ loading
-def read_yaml(path: Path) -> dict[str, Any]:
-    """A YAML file that must hold a mapping; a missing or malformed file is an RxVisionError."""
+def read_yaml(
+    path: Path, kind: str = "config file", missing_hint: str = "check the path given to --config"
+) -> dict[str, Any]:
+    """A YAML file that must hold a mapping; a missing or malformed file is an RxVisionError
+    that calls it ``kind`` (config file, stack file, ...)."""
     if not path.is_file():
-        raise RxVisionError(f"config file not found: {path}", "check the path given to --config")
+        raise RxVisionError(f"{kind} not found: {path}", missing_hint)
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
-        raise RxVisionError(f"config file {path} is not valid YAML: {exc}") from None
+        raise RxVisionError(f"{kind} {path} is not valid YAML: {exc}") from None
     if not isinstance(data, dict):
-        raise RxVisionError(f"config file {path} must hold a mapping of sections, not {type(data).__name__}")
+        raise RxVisionError(f"{kind} {path} must hold a mapping of sections, not {type(data).__name__}")
     return data
 
 

@@ -146,3 +146,24 @@ def test_switching_state_folders_in_one_process_moves_bentoml_too(tmp_path: Path
     assert (first / "bentoml" / "models" / "probe-first").is_dir()
     assert (second / "bentoml" / "models" / "probe-second").is_dir()
     assert not (first / "bentoml" / "models" / "probe-second").exists()
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (None, "stack file not found"),
+        ("name: [unclosed\n", "is not valid YAML"),
+        ("- a\n- b\n", "must hold a mapping"),
+        ("name: x\n", "needs `name:` and a `components:` mapping"),
+        ("name: x\ncomponents:\n  teleporter: {name: t, flavor: f}\n", "unknown component type 'teleporter'"),
+    ],
+)
+def test_bad_stack_files_are_named_errors(tmp_path: Path, text, message):
+    from rxvision.errors import RxVisionError
+    from stacks.register import read_stack_file
+
+    path = tmp_path / "stack.yaml"
+    if text is not None:
+        path.write_text(text)
+    with pytest.raises(RxVisionError, match=message):
+        read_stack_file(path)
