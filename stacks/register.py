@@ -19,7 +19,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-
 from rxvision.config import read_yaml
 from rxvision.errors import RxVisionError
 

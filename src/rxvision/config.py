@@ -96,7 +96,7 @@ class DataConfig(_Strict):
     loader: LoaderConfig = LoaderConfig()
 
     @model_validator(mode="after")
-    def _path_needed(self) -> "DataConfig":
+    def _path_needed(self) -> DataConfig:
         if self.source != "synthetic" and self.path is None:
             raise ValueError(f"data.path is required when data.source is '{self.source}'")
         return self
