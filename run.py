@@ -35,12 +35,9 @@ import importlib
 import logging
 import os
 import sys
-import tempfile
 import traceback
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 from rxvision.config import read_yaml
 from rxvision.errors import RxVisionError
@@ -99,10 +96,10 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def split_config_file(path: Path | None) -> tuple[Path | None, dict[str, Any]]:
+def split_config_file(path: Path | None) -> tuple[dict[str, Any] | None, dict[str, Any]]:
     """A run config holds RxVision sections plus an optional `zenml:` section; separate them.
 
-    Returns a file with only the RxVision part (for ``load_config``) and the ZenML options.
+    Returns the RxVision sections (for ``load_config``) and the ZenML options.
     """
     if path is None:
         return None, {}
@@ -110,9 +107,7 @@ def split_config_file(path: Path | None) -> tuple[Path | None, dict[str, Any]]:
     zenml_options = data.pop("zenml", None) or {}
     if not isinstance(zenml_options, dict):
         raise RxVisionError(f"the `zenml:` section of {path} must be a mapping of run options")
-    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as handle:
-        yaml.safe_dump(data, handle)
-    return Path(handle.name), zenml_options
+    return data, zenml_options
 
 
 def resolve_pipeline(name: str) -> Any:
@@ -146,12 +141,8 @@ def _run(args: argparse.Namespace) -> int:
 
     from rxvision.config import load_config
 
-    rx_file, zenml_options = split_config_file(args.config)
-    try:
-        cfg = load_config(args.profile, rx_file, args.overrides)
-    finally:
-        if rx_file is not None:
-            rx_file.unlink(missing_ok=True)
+    rx_sections, zenml_options = split_config_file(args.config)
+    cfg = load_config(args.profile, rx_sections, args.overrides)
     if args.no_cache:
         zenml_options["enable_cache"] = False
     args.zenml_options = zenml_options

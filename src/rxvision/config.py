@@ -387,14 +387,16 @@ def profile_path(profile: str) -> Path:
 
 def load_config(
     profile: str = "demo",
-    config_file: Path | str | None = None,
+    config_file: Path | str | dict[str, Any] | None = None,
     overrides: list[str] | tuple[str, ...] = (),
 ) -> RxVisionConfig:
-    """Profile YAML, then the user's YAML on top, then dotted overrides; validated once."""
+    """Profile YAML, then the user's YAML (a file, or its already-read sections) on top, then
+    dotted overrides; validated once."""
     data = read_yaml(profile_path(profile))
     data["profile"] = profile
     if config_file is not None:
-        data = _deep_merge(data, read_yaml(Path(config_file)))
+        extra = config_file if isinstance(config_file, dict) else read_yaml(Path(config_file))
+        data = _deep_merge(data, extra)
     for text in overrides:
         keys, value = parse_override(text)
         _apply_override(data, keys, value)

@@ -63,7 +63,7 @@ def rxvision_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StatePat
 def tiny_config(rxvision_home) -> Callable[..., RxVisionConfig]:
     """Build a tiny demo config plus extra overrides (synthetic data cached in the temp home)."""
 
-    def make(*overrides: str, config_file: Path | None = None) -> RxVisionConfig:
+    def make(*overrides: str, config_file: Path | dict | None = None) -> RxVisionConfig:
         # the data cache is $RXVISION_HOME/cache, i.e. inside the temporary home
         return load_config("demo", config_file, [*TINY_OVERRIDES, *overrides])
 

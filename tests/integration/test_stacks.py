@@ -65,8 +65,8 @@ def test_training_pipeline_compiles_for_k8s_with_gpu_pod_settings(k8s_stack, tin
     from pipelines.training import compile_training
     from run import split_config_file
 
-    rx_file, options = split_config_file(ROOT / "configs" / "k8s-gpu.yaml")
-    cfg = tiny_config(config_file=rx_file)
+    rx_sections, options = split_config_file(ROOT / "configs" / "k8s-gpu.yaml")
+    cfg = tiny_config(config_file=rx_sections)
     assert cfg.training.devices == 4 and cfg.training.precision == "16"
     snapshot = compile_training(cfg, options, k8s_stack)
     train = snapshot.step_configurations["train_model"]

@@ -109,3 +109,10 @@ def test_config_round_trips_through_yaml():
     cfg = load_config("demo", overrides=["training.epochs=4"])
     again = RxVisionConfig.model_validate(yaml.safe_load(cfg.to_yaml()))
     assert again == cfg
+
+
+def test_already_read_sections_merge_like_a_file():
+    cfg = load_config("demo", config_file={"training": {"epochs": 2}})
+    assert cfg.training.epochs == 2
+    with pytest.raises(RxVisionError, match=r"unknown key 'training\.epoch'"):
+        load_config("demo", config_file={"training": {"epoch": 2}})
