@@ -1,10 +1,10 @@
 """RxVision's BentoML service: pill images in, top-k labels with probabilities out.
 
-Two services, as BentoML 1.4 composes them:
-- ``RxVisionModel`` holds the verified model (ONNX Runtime on CPU, PyTorch+AMP on CUDA) behind
-  one *batchable* API, so concurrent requests are merged by BentoML's adaptive batcher.
-- ``RxVision`` (the entry point) validates and decodes uploads, preprocesses, calls the model
-  service, counts predictions/rejections in /metrics and logs traffic for drift monitoring.
+One service, ``RxVision``: each worker process holds the verified model (ONNX Runtime on CPU,
+PyTorch+AMP on CUDA), validates and decodes uploads, preprocesses them, and sends them through
+an adaptive batcher (BentoML's own dispatcher, in-process; see bentos/batching.py for why
+not a second service), counts predictions/rejections in /metrics and logs traffic for drift
+monitoring.
 
 Configuration (read at import, because BentoML's decorators need the values then):
   RXVISION_MODEL_TAG   BentoML model tag (default ``rxvision-classifier:latest``)
@@ -37,6 +37,7 @@ disable_telemetry()
 import bentoml
 import numpy as np
 
+from bentos.batching import AdaptiveBatcher, Overloaded
 from bentos.store import BUNDLE_SUBDIR, MODEL_NAME, PROJECTOR_FILE
 from bentos.traffic import TrafficLogger, monitoring_service_config
 from rxvision.config import RxVisionConfig, load_config
@@ -46,7 +47,7 @@ from rxvision.serving import (
     InvalidImage,
     Predictor,
     decode_image,
-    preprocess_batch,
+    resolve_runtime,
     top_k_predictions,
 )
 
@@ -83,47 +84,24 @@ def bundle_dir(model_path: Path) -> Path:
     return inner if inner.is_dir() else Path(model_path)
 
 
+def available_cores() -> int:
+    """CPU cores this process may use (its affinity mask, which containers narrow)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def worker_layout(serving: Any) -> tuple[int, int | None]:
+    """(worker processes, inference threads per worker). Unset workers: one per core on CPU,
+    where each request's HTTP parsing and decoding also needs a core and processes do not
+    share a GIL; one on CUDA (one model copy per GPU). Unset threads: the cores split evenly."""
+    runtime = resolve_runtime(serving.runtime)
+    workers = serving.workers or (available_cores() if runtime == "onnx" else 1)
+    threads = serving.threads or (max(1, available_cores() // workers) if runtime == "onnx" else None)
+    return workers, threads
+
+
 CFG = service_config()
 SERVING = CFG.serving
-
-
-@bentoml.service(
-    name="rxvision-model",
-    workers=SERVING.model_workers,
-    traffic={"timeout": SERVING.request_timeout_s},
-)
-class RxVisionModel:
-    """The model behind one batchable API (preprocessed N x 3 x S x S float32 in)."""
-
-    bento_model = bentoml.models.BentoModel(model_tag())
-
-    def __init__(self) -> None:
-        self.ready = False
-        self.predictor = Predictor.from_bundle(
-            bundle_dir(self.bento_model.path),
-            runtime=SERVING.runtime,
-            top_k=SERVING.top_k,
-            model_version=_model_version(self.bento_model),
-            threads=SERVING.threads,
-            verify=True,
-        )
-        self.predictor.warmup()
-        self.ready = True
-        log.info("model %s ready (%s runtime)", self.predictor.model_version, self.predictor.runtime)
-
-    def __is_ready__(self) -> bool:
-        return self.ready
-
-    @bentoml.api(
-        batchable=SERVING.batching,
-        max_batch_size=SERVING.max_batch_size,
-        max_latency_ms=SERVING.max_latency_ms,
-    )
-    def predict_arrays(self, batch: np.ndarray) -> np.ndarray:
-        """Probabilities (N x C) with the embedding (N x D) appended column-wise: one array keeps
-        BentoML's batch split/merge simple; the entry service splits it again."""
-        probs, emb = self.predictor.predict_arrays(np.asarray(batch, dtype=np.float32))
-        return probs if emb is None else np.concatenate([probs, emb.astype(np.float32)], axis=1)
+WORKERS, THREADS = worker_layout(SERVING)
 
 
 def _model_version(model: Any) -> str:
@@ -134,26 +112,32 @@ def _model_version(model: Any) -> str:
 
 @bentoml.service(
     name="rxvision",
+    workers=WORKERS,
     traffic={"timeout": SERVING.request_timeout_s},
     monitoring=monitoring_service_config(SERVING),
 )
 class RxVision:
     """Public API: /classify (one image), /classify_batch (several), /model_info."""
 
-    model = bentoml.depends(RxVisionModel)
     bento_model = bentoml.models.BentoModel(model_tag())
 
     def __init__(self) -> None:
-        from rxvision.models import read_bundle_info
         from rxvision.monitoring import EmbeddingProjector
 
         self.ready = False
         path = Path(self.bento_model.path)
-        self.info = read_bundle_info(bundle_dir(path))
         self.labels = dict(self.bento_model.info.labels or {})
         self.model_version = _model_version(self.bento_model)
-        # decoding and preprocessing run here, per request, so the model service only batches
-        self.normalization = self.info.normalization_obj()
+        self.predictor = Predictor.from_bundle(
+            bundle_dir(path),
+            runtime=SERVING.runtime,
+            top_k=SERVING.top_k,
+            model_version=self.model_version,
+            threads=THREADS,
+            verify=True,
+            spin_wait=SERVING.spin_wait,
+        )
+        self.info = self.predictor.info
         self.num_classes = len(self.info.classes)
         self.limits = ImageLimits.from_config(SERVING)
         self.in_flight = 0
@@ -172,10 +156,33 @@ class RxVision:
         self.m_rejected = bentoml.metrics.Counter(
             name="rxvision_rejected_inputs", documentation="Requests refused, by reason", labelnames=["reason"]
         )
+        self.m_batch_size = bentoml.metrics.Histogram(
+            name="rxvision_batch_size",
+            documentation="Images per model call (adaptive batching merges concurrent requests)",
+            buckets=tuple(float(2**i) for i in range(max(1, SERVING.max_batch_size.bit_length()) + 1)),
+        )
+        self.batcher = (
+            AdaptiveBatcher(
+                self._infer,
+                max_batch_size=SERVING.max_batch_size,
+                max_latency_ms=SERVING.max_latency_ms,
+                on_batch=self.m_batch_size.observe,
+            )
+            if SERVING.batching
+            else None
+        )
+        self.predictor.warmup()
         self.ready = True
+        log.info("model %s ready (%s runtime)", self.model_version, self.predictor.runtime)
 
     def __is_ready__(self) -> bool:
         return self.ready
+
+    def _infer(self, batch: np.ndarray) -> np.ndarray:
+        """Probabilities (N x C) with the embedding (N x D) appended column-wise, so one array
+        goes through the batcher's merge and split."""
+        probs, emb = self.predictor.predict_arrays(batch)
+        return probs if emb is None else np.concatenate([probs, emb.astype(np.float32)], axis=1)
 
     # ------------------------------------------------------------------ helpers
     def _error(self, ctx: bentoml.Context, reason: str, message: str, hint: str | None = None, **extra: Any) -> dict:
@@ -200,24 +207,17 @@ class RxVision:
             except InvalidImage as exc:
                 exc.index = i  # type: ignore[attr-defined]
                 raise
-        return images, preprocess_batch(images, self.normalization)
+        return images, self.predictor.preprocess(images)
 
     async def _call_model(self, batch: np.ndarray) -> np.ndarray | None:
-        """The model service's answer, or None when it sheds load (its 503). One retry on a
-        dropped connection: the pooled keep-alive connection to the model service can be
-        closed by it just as it is reused, and inference is idempotent."""
-        import aiohttp
-
-        for attempt in range(2):
-            try:
-                return await self.model.to_async.predict_arrays(batch)
-            except bentoml.exceptions.BentoMLException as exc:
-                if getattr(exc, "error_code", None) is not None and int(exc.error_code) == 503:
-                    return None
-                raise
-            except (aiohttp.ClientConnectionError, ConnectionError) as exc:
-                log.warning("model service connection dropped (%s); attempt %d", exc, attempt + 1)
-        return None
+        """Model output for ``batch`` through the adaptive batcher; None when it sheds load."""
+        if self.batcher is None:
+            self.m_batch_size.observe(len(batch))
+            return await asyncio.to_thread(self._infer, batch)
+        try:
+            return await self.batcher(batch)
+        except Overloaded:
+            return None
 
     async def _classify(self, ctx: bentoml.Context, files: list[Path]) -> dict:
         if not files:
@@ -242,7 +242,6 @@ class RxVision:
             out = await self._call_model(batch)
             if out is None:
                 return self._overloaded(ctx, "the model is busy (its batch queue cannot meet max_latency_ms)")
-            out = np.asarray(out)
             probs = out[:, : self.num_classes]
             emb = out[:, self.num_classes :] if out.shape[1] > self.num_classes else None
             preds = [
@@ -288,4 +287,4 @@ class RxVision:
         }
 
 
-__all__ = ["RxVision", "RxVisionError", "RxVisionModel", "service_config"]
+__all__ = ["RxVision", "RxVisionError", "service_config"]

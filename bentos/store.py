@@ -11,8 +11,7 @@ from typing import Any
 
 import bentoml
 
-from rxvision.export import export_onnx
-from rxvision.models import read_bundle_info
+from rxvision.models.bundle import read_bundle_info
 from rxvision.serving import ONNX_FILE, write_export_manifest
 
 log = logging.getLogger(__name__)
@@ -66,6 +65,7 @@ def save_bundle_to_bentoml(
         if onnx_file is not None:
             shutil.copy2(onnx_file, onnx_path)
         else:
+            from rxvision.export import export_onnx  # torch: only when there is no ONNX file yet
             from rxvision.models import load_bundle
 
             loaded = load_bundle(target, verify=True)

@@ -234,17 +234,21 @@ class ServingConfig(_Strict):
     log_max_bytes: int = Field(20 * 1024 * 1024, ge=1024)
     log_backups: int = Field(5, ge=0)
     port: int = Field(3000, ge=1, le=65535)
-    # requests in flight per API worker before new ones are answered 503 + Retry-After
+    # requests in flight per worker before new ones are answered 503 + Retry-After
     max_in_flight: int = Field(256, ge=1)
     # adaptive batching of the model API (false: one inference per request; for comparison)
     batching: bool = True
     retry_after_s: int = Field(1, ge=1)
     # BentoML traffic timeout per request, seconds
     request_timeout_s: int = Field(60, ge=1)
-    # worker processes of the model service (each holds one model copy)
-    model_workers: int = Field(1, ge=1)
-    # intra-op threads of the inference runtime; None = the runtime's default
+    # worker processes of the service, each with one model copy and its own batcher;
+    # None: one per CPU core with ONNX Runtime, one with PyTorch on CUDA
+    workers: int | None = Field(None, ge=1)
+    # intra-op threads of the inference runtime per worker; None: the cores split over workers
     threads: int | None = Field(None, ge=1)
+    # let idle inference threads spin-wait for work (ONNX Runtime's default): faster alone,
+    # but in the service they take CPU from decoding and HTTP handling
+    spin_wait: bool = False
 
 
 # --------------------------------------------------------------------- monitoring

@@ -22,6 +22,7 @@ SERVER_OVERRIDES = (
     "serving.max_in_flight=6",
     "serving.max_latency_ms=200",
     "serving.threads=1",
+    "serving.workers=1",
 )
 
 

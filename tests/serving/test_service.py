@@ -131,10 +131,10 @@ def test_concurrent_requests_are_batched(server, toy) -> None:
     blobs = [png(img) for img in toy[0][:6]]
 
     def batched_requests() -> float:
-        samples = metrics(server.url)["bentoml_service_adaptive_batch_size"]
+        samples = metrics(server.url)["rxvision_batch_size"]
         total = sum(s.value for s in samples if s.name.endswith("_count"))
         single = sum(s.value for s in samples if s.name.endswith("_bucket") and s.labels["le"] == "1.0")
-        return total - single  # batches that merged more than one request
+        return total - single  # model calls that merged more than one request
 
     before = batched_requests()
     for _ in range(5):  # a few rounds: the adaptive batcher may dispatch a lone early arrival

@@ -1,22 +1,26 @@
 """Image transforms: albumentations pipelines for training/evaluation, and
 :func:`preprocess_image`, the serving path that reproduces the eval pipeline without
-building albumentations objects per request."""
+building albumentations objects per request.
+
+albumentations (which imports torch) is imported only by the pipeline builders, so
+:class:`Normalization` and :func:`preprocess_image` (the serving path) stay light."""
 
 from __future__ import annotations
 
 import os
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # no version check over a network we lack
 
-import albumentations as A
 import cv2
 import numpy as np
-from albumentations.pytorch import ToTensorV2
 
 from rxvision.config import DataConfig
 from rxvision.errors import RxVisionError
+
+if TYPE_CHECKING:
+    import albumentations as A
 
 INTERPOLATIONS: dict[str, int] = {
     "nearest": cv2.INTER_NEAREST,
@@ -80,6 +84,9 @@ class Normalization:
 
 
 def _normalize_and_tensor(norm: Normalization) -> list[Any]:
+    import albumentations as A
+    from albumentations.pytorch import ToTensorV2
+
     return [A.Normalize(mean=norm.mean, std=norm.std, max_pixel_value=255.0), ToTensorV2()]
 
 
@@ -87,6 +94,8 @@ def build_train_transform(cfg: DataConfig, norm: Normalization, seed: int | None
     """Training augmentations from ``cfg.augmentation``. Pills have no "up", so flips and
     90-degree turns are label-preserving. ``seed`` fixes the augmentation stream (DataLoader
     workers re-seed it per worker, see :mod:`rxvision.data.loader`)."""
+    import albumentations as A
+
     aug = cfg.augmentation
     size = norm.image_size
     interp = norm.cv2_interpolation
@@ -114,6 +123,8 @@ def build_train_transform(cfg: DataConfig, norm: Normalization, seed: int | None
 
 def build_eval_transform(norm: Normalization) -> A.Compose:
     """Deterministic: shorter side to image_size / crop_pct, center crop, normalize."""
+    import albumentations as A
+
     size = norm.image_size
     return A.Compose(
         [

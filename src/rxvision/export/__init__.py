@@ -2,30 +2,48 @@
 
 ``export_model`` is what the deployment pipeline calls; the pieces (``export_onnx``,
 ``export_torchscript``, ``quantize_int8``, ``check_parity``, ``profile_latency``) are usable alone.
+
+torch is imported only where it is needed: the ``onnx_export`` names are loaded lazily (PEP 562)
+and ``export_model``/``tensorrt_status`` import it when called, so the serving path
+(``rxvision.export.runtimes.OnnxRunner``, ``softmax``) does not pull in torch.
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from rxvision.config import ExportConfig
 from rxvision.errors import RxVisionError
 from rxvision.export.checks import LatencyStats, ParityReport, check_parity, profile_latency
-from rxvision.export.onnx_export import (
-    INPUT_NAME,
-    OUTPUT_NAME,
-    export_onnx,
-    export_torchscript,
-    load_torchscript,
-    quantize_int8,
-)
 from rxvision.export.runtimes import OnnxRunner, Runner, TorchRunner, softmax
+
+if TYPE_CHECKING:
+    import torch
+
+    from rxvision.export.onnx_export import (
+        INPUT_NAME,
+        OUTPUT_NAME,
+        export_onnx,
+        export_torchscript,
+        load_torchscript,
+        quantize_int8,
+    )
+
+# names from rxvision.export.onnx_export (which imports torch), resolved on first use
+_LAZY = {
+    "INPUT_NAME": "onnx_export",
+    "OUTPUT_NAME": "onnx_export",
+    "export_onnx": "onnx_export",
+    "export_torchscript": "onnx_export",
+    "load_torchscript": "onnx_export",
+    "quantize_int8": "onnx_export",
+}
 
 __all__ = [
     "INPUT_NAME",
@@ -47,6 +65,19 @@ __all__ = [
     "tensorrt_status",
 ]
 
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+        globals()[name] = value  # later lookups skip __getattr__
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
 log = logging.getLogger(__name__)
 
 ONNX_FILE = "model.onnx"
@@ -55,6 +86,8 @@ TORCHSCRIPT_FILE = "model.torchscript.pt"
 
 def tensorrt_status() -> tuple[bool, str]:
     """Whether TensorRT fp16 can run here, and if not, why (for the profile)."""
+    import torch
+
     if not torch.cuda.is_available():
         return False, "unavailable: no CUDA device"
     try:
@@ -109,6 +142,13 @@ def export_model(
     """Export ``model`` to every format in ``cfg.formats`` under ``out_dir``, check each against
     PyTorch on ``images`` (preprocessed test images, N x 3 x S x S), profile them, and raise
     ``RxVisionError`` if ONNX or TorchScript disagree with PyTorch beyond ``cfg.parity_atol``."""
+    from rxvision.export.onnx_export import (
+        export_onnx,
+        export_torchscript,
+        load_torchscript,
+        quantize_int8,
+    )
+
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     images = np.asarray(images, dtype=np.float32)[: cfg.parity_images]

@@ -1,16 +1,21 @@
 """Runners: one call signature (NCHW float32 array -> logits array) over every inference
-engine, so parity checks, the profiler and the serving Predictor treat formats alike."""
+engine, so parity checks, the profiler and the serving Predictor treat formats alike.
+
+Only :class:`TorchRunner` needs torch, and imports it when used: the ONNX serving path
+(:class:`OnnxRunner`, :func:`softmax`) stays free of it."""
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
-import torch
 
 from rxvision.errors import RxVisionError
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +32,8 @@ class TorchRunner:
     """PyTorch eager (or TorchScript) module; autocast fp16 on CUDA when ``amp``."""
 
     def __init__(self, module: torch.nn.Module, device: str = "cpu", amp: bool = False, name: str = "torch") -> None:
+        import torch
+
         self.name = name
         self.device = torch.device(device)
         self.amp = amp and self.device.type == "cuda"
@@ -37,6 +44,8 @@ class TorchRunner:
         return hasattr(self.module, "embed") and hasattr(getattr(self.module, "head", None), "fc")
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
+        import torch
+
         x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(self.device)
         with torch.inference_mode(), torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
             out = self.module(x)
@@ -46,6 +55,8 @@ class TorchRunner:
         """Logits and the pooled embedding in one backbone pass (RxVision classifiers)."""
         if not self.has_embedding:
             return self(batch), None
+        import torch
+
         x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(self.device)
         with torch.inference_mode(), torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
             emb = self.module.embed(x)
@@ -62,6 +73,7 @@ class OnnxRunner:
         providers: list[str | tuple[str, dict]] | None = None,
         threads: int | None = None,
         name: str = "onnx",
+        spin_wait: bool = True,
     ) -> None:
         import onnxruntime as ort
 
@@ -73,6 +85,10 @@ class OnnxRunner:
         opts = ort.SessionOptions()
         if threads:
             opts.intra_op_num_threads = threads
+        if not spin_wait:
+            # idle intra-op threads sleep instead of spinning: in a server they would take the
+            # CPU from request handling (ONNX Runtime spins by default, best for one process alone)
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         opts.log_severity_level = 3
         available = ort.get_available_providers()
         providers = providers or ["CPUExecutionProvider"]

@@ -1,15 +1,30 @@
-"""Models: timm backbone + head, pretrained-weight providers, and the model bundle format."""
+"""Models: timm backbone + head, pretrained-weight providers, and the model bundle format.
 
-from rxvision.models.build import build_model, normalization_for, normalization_values
-from rxvision.models.bundle import (
-    BundleInfo,
-    LoadedBundle,
-    load_bundle,
-    read_bundle_info,
-    save_bundle,
-)
-from rxvision.models.classifier import AttentionPoolHead, RxVisionClassifier
-from rxvision.models.weights import hub_reachable, package_weights_file, resolve_weights_source
+The names below are loaded lazily (PEP 562), so importing one submodule (e.g. the torch-free
+bundle reader in the serving path) does not pull in torch and timm.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS = {
+    "build_model": "build",
+    "normalization_for": "build",
+    "normalization_values": "build",
+    "BundleInfo": "bundle",
+    "LoadedBundle": "bundle",
+    "load_bundle": "bundle",
+    "read_bundle_info": "bundle",
+    "save_bundle": "bundle",
+    "verify_bundle": "bundle",
+    "AttentionPoolHead": "classifier",
+    "RxVisionClassifier": "classifier",
+    "hub_reachable": "weights",
+    "package_weights_file": "weights",
+    "resolve_weights_source": "weights",
+}
 
 __all__ = [
     "AttentionPoolHead",
@@ -25,4 +40,30 @@ __all__ = [
     "read_bundle_info",
     "resolve_weights_source",
     "save_bundle",
+    "verify_bundle",
 ]
+
+if TYPE_CHECKING:
+    from rxvision.models.build import build_model, normalization_for, normalization_values
+    from rxvision.models.bundle import (
+        BundleInfo,
+        LoadedBundle,
+        load_bundle,
+        read_bundle_info,
+        save_bundle,
+        verify_bundle,
+    )
+    from rxvision.models.classifier import AttentionPoolHead, RxVisionClassifier
+    from rxvision.models.weights import hub_reachable, package_weights_file, resolve_weights_source
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+        globals()[name] = value  # later lookups skip __getattr__
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -2,7 +2,11 @@
 
 ``weights.pt`` (the classifier's state dict) + ``bundle.json`` (backbone, head, classes,
 normalisation, resolved config, metrics, dataset fingerprint, sha256 of weights.pt). Serving,
-export and the pipelines read this format; loading never fetches pretrained weights."""
+export and the pipelines read this format; loading never fetches pretrained weights.
+
+Reading and verifying a bundle (:func:`read_bundle_info`, :func:`verify_bundle`) needs no
+torch, so the ONNX serving path stays light; torch and timm are imported only to save or load
+the model itself."""
 
 from __future__ import annotations
 
@@ -14,15 +18,17 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
 from pydantic import BaseModel
 
 from rxvision.config import ModelConfig, RxVisionConfig
 from rxvision.errors import RxVisionError
-from rxvision.models.build import build_model
-from rxvision.models.classifier import RxVisionClassifier
+
+if TYPE_CHECKING:
+    import torch
+
+    from rxvision.models.classifier import RxVisionClassifier
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +121,9 @@ def save_bundle(
     fingerprint: str | None = None,
 ) -> BundleInfo:
     """Write weights.pt then bundle.json (with weights.pt's sha256) into ``directory``."""
+    import timm
+    import torch
+
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     if len(classes) != model.num_classes:
@@ -131,8 +140,6 @@ def save_bundle(
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     weights = directory / WEIGHTS_FILE
     _atomic_write(weights, lambda tmp: torch.save(state, tmp))
-    import timm
-
     info = BundleInfo(
         path=directory,
         backbone=cfg["model"]["backbone"],
@@ -172,10 +179,10 @@ def read_bundle_info(directory: Path) -> BundleInfo:
         ) from None
 
 
-def load_bundle(
-    directory: Path, verify: bool = True, map_location: str | torch.device = "cpu"
-) -> LoadedBundle:
-    """The model (eval mode) and its info; with ``verify`` a sha256 mismatch is an error."""
+def verify_bundle(directory: Path, verify: bool = True) -> BundleInfo:
+    """bundle.json, checked without loading the model (no torch): the format is one this
+    RxVision reads, weights.pt is there and, with ``verify``, its sha256 matches the recorded
+    one. Raises RxVisionError otherwise."""
     info = read_bundle_info(directory)
     if info.format > BUNDLE_FORMAT:
         raise RxVisionError(
@@ -192,6 +199,18 @@ def load_bundle(
                 f"{info.sha256[:12]}... (file changed or damaged)",
                 "re-create or re-download the bundle; do not edit weights.pt by hand",
             )
+    return info
+
+
+def load_bundle(
+    directory: Path, verify: bool = True, map_location: str | torch.device = "cpu"
+) -> LoadedBundle:
+    """The model (eval mode) and its info; with ``verify`` a sha256 mismatch is an error."""
+    import torch
+
+    from rxvision.models.build import build_model
+
+    info = verify_bundle(directory, verify=verify)
     model = build_model(info.model_config, info.num_classes, load_weights=False)
     state = torch.load(info.weights_path, map_location=map_location, weights_only=True)
     model.load_state_dict(state, strict=True)

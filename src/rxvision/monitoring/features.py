@@ -4,6 +4,10 @@ and for served traffic, so drift between the two means the world changed, not th
 Image features are taken on a downscaled copy (long side <= ``FEATURE_SIDE`` px) so they
 cost well under a millisecond per request and do not depend on the upload's resolution
 (except ``width``, ``height``, ``aspect`` and ``file_size``, which describe the upload).
+
+The per-request path (image and prediction features, applying a saved projector) needs only
+numpy and OpenCV; scikit-learn (fitting the projector) and pandas (:func:`feature_table`) are
+imported where they are used, so the service starts without them.
 """
 
 from __future__ import annotations
@@ -13,13 +17,15 @@ import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2  # OpenCV ships with albumentations; its resize/Laplacian/HSV are the fast path.
 import numpy as np
-import pandas as pd
-from sklearn.decomposition import PCA
 
 from rxvision.errors import RxVisionError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 logger = logging.getLogger(__name__)
 
@@ -180,6 +186,8 @@ class EmbeddingProjector:
                 f"fitting the embedding projection needs at least 2 embeddings (n x dim), got {x.shape}",
                 "pass the training set's embeddings from model.embed(...)",
             )
+        from sklearn.decomposition import PCA
+
         k = max(1, min(n_components, x.shape[0] - 1, x.shape[1]))
         pca = PCA(n_components=k, svd_solver="full", random_state=seed).fit(x)
         return cls(
@@ -275,6 +283,8 @@ def feature_table(
     ``emb_*``. Embedding columns are present (NaN) whenever ``n_components`` or a projector
     says they should be, so reference and traffic tables always share one schema.
     """
+    import pandas as pd
+
     rows = [
         image_features(img, None if file_sizes is None else file_sizes[i])
         for i, img in enumerate(images)

@@ -17,9 +17,12 @@ import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from rxvision.errors import RxVisionError
+
+if TYPE_CHECKING:  # pandas is imported where tables are built: the service only needs the names
+    import pandas as pd
 
 logger = logging.getLogger(__name__)
 
@@ -107,6 +110,8 @@ def read_traffic_log(
                 rows.append(row)
     if bad:
         logger.warning("skipped %d unreadable traffic-log lines under %s", bad, log_dir)
+    import pandas as pd
+
     df = pd.DataFrame(rows)
     if len(df) and LOGGED_AT in df:
         df = df.sort_values(LOGGED_AT, kind="stable").reset_index(drop=True)

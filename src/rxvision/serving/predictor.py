@@ -1,10 +1,17 @@
 """The serving core: a verified model bundle behind one inference runtime, turning RGB
-images into top-k labels with probabilities and the model version."""
+images into top-k labels with probabilities and the model version.
+
+The ONNX path (a bundle with ``model.onnx`` beside it, served on CPU) never imports torch:
+the bundle is verified from its files and only ONNX Runtime runs the model. torch is imported
+when the torch runtime is chosen, when no ONNX file exists yet, or (for ``auto``) when an
+NVIDIA GPU looks present."""
 
 from __future__ import annotations
 
 import json
 import logging
+import os
+import shutil
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -12,7 +19,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import torch
 
 from rxvision.errors import RxVisionError
 
@@ -50,10 +56,33 @@ class Prediction:
         }
 
 
+# NVIDIA driver device nodes; /dev/dxg is the GPU under WSL2 (torch then has the final word)
+_NVIDIA_DEVICE_NODES = ("/dev/nvidiactl", "/dev/nvidia0", "/dev/dxg")
+
+
+def cuda_present() -> bool:
+    """A cheap guess whether CUDA could be usable, without importing torch: an NVIDIA device
+    node or ``nvidia-smi`` exists and ``CUDA_VISIBLE_DEVICES`` does not hide every GPU.
+    False means there is certainly no usable GPU; True still needs torch to confirm it."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None and visible.strip() in ("", "-1"):
+        return False
+    return any(os.path.exists(node) for node in _NVIDIA_DEVICE_NODES) or shutil.which("nvidia-smi") is not None
+
+
+def _cuda_available() -> bool:
+    """torch.cuda.is_available(), importing torch only when a GPU may be there at all."""
+    if not cuda_present():
+        return False
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
 def resolve_runtime(runtime: Runtime) -> Literal["onnx", "torch"]:
     """auto: PyTorch (with AMP) on CUDA, else ONNX Runtime on CPU."""
     if runtime == "auto":
-        return "torch" if torch.cuda.is_available() else "onnx"
+        return "torch" if _cuda_available() else "onnx"
     if runtime not in ("onnx", "torch"):
         raise RxVisionError(f"unknown serving runtime '{runtime}'", "use auto, onnx or torch")
     return runtime
@@ -139,38 +168,48 @@ class Predictor:
         threads: int | None = None,
         onnx_dir: Path | None = None,
         verify: bool = True,
+        spin_wait: bool = True,
     ) -> Predictor:
         """Load a model bundle (sha256 verified) for ``runtime``. ONNX uses ``model.onnx``
         beside the bundle (verified against export.json when present) or exports one into
         ``onnx_dir`` (default: a temporary folder)."""
-        from rxvision.export import OnnxRunner, TorchRunner, export_onnx
-        from rxvision.models.bundle import load_bundle
+        from rxvision.export.runtimes import OnnxRunner, TorchRunner
+        from rxvision.models.bundle import load_bundle, verify_bundle
 
         directory = Path(directory)
-        loaded = load_bundle(directory, verify=verify)
+        # bundle.json, weights.pt and its sha256 are checked from the files (no torch)
+        info = verify_bundle(directory, verify=verify)
         chosen = resolve_runtime(runtime)
-        if chosen == "torch":
-            if threads:
-                torch.set_num_threads(threads)
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-            runner = TorchRunner(loaded.model, device=device, amp=device == "cuda", name="torch")
+        onnx_path = directory / ONNX_FILE
+        if chosen == "onnx" and onnx_path.is_file():
+            # the exported model is there: ONNX Runtime alone, the torch model is never built
+            manifest = directory / EXPORT_MANIFEST
+            if verify and manifest.is_file():
+                expected = json.loads(manifest.read_text()).get("onnx_sha256")
+                if expected and _sha256(onnx_path) != expected:
+                    raise RxVisionError(
+                        f"{onnx_path}: sha256 does not match {manifest} (file changed or damaged)",
+                        "re-run the deployment pipeline to re-export the model",
+                    )
+            runner = OnnxRunner(onnx_path, threads=threads, name="onnx", spin_wait=spin_wait)
         else:
-            onnx_path = directory / ONNX_FILE
-            if onnx_path.is_file():
-                manifest = directory / EXPORT_MANIFEST
-                if verify and manifest.is_file():
-                    expected = json.loads(manifest.read_text()).get("onnx_sha256")
-                    if expected and _sha256(onnx_path) != expected:
-                        raise RxVisionError(
-                            f"{onnx_path}: sha256 does not match {manifest} (file changed or damaged)",
-                            "re-run the deployment pipeline to re-export the model",
-                        )
+            import torch
+
+            loaded = load_bundle(directory, verify=False)  # weights.pt was verified above
+            info = loaded.info
+            if chosen == "torch":
+                if threads:
+                    torch.set_num_threads(threads)
+                device = "cuda" if torch.cuda.is_available() else "cpu"
+                runner = TorchRunner(loaded.model, device=device, amp=device == "cuda", name="torch")
             else:
+                from rxvision.export.onnx_export import export_onnx
+
                 target = Path(onnx_dir or tempfile.mkdtemp(prefix="rxvision-onnx-"))
-                onnx_path = export_onnx(loaded.model, target / ONNX_FILE, loaded.info.normalization["image_size"])
-            runner = OnnxRunner(onnx_path, threads=threads, name="onnx")
+                onnx_path = export_onnx(loaded.model, target / ONNX_FILE, info.normalization["image_size"])
+                runner = OnnxRunner(onnx_path, threads=threads, name="onnx", spin_wait=spin_wait)
         log.info("loaded bundle %s for %s runtime", directory, chosen)
-        return cls(runner, loaded.info, chosen, top_k=top_k, model_version=model_version)
+        return cls(runner, info, chosen, top_k=top_k, model_version=model_version)
 
     @property
     def has_embedding(self) -> bool:
@@ -182,7 +221,7 @@ class Predictor:
 
     def predict_arrays(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """Preprocessed batch -> (probabilities N x C, embeddings N x D or None)."""
-        from rxvision.export import softmax
+        from rxvision.export.runtimes import softmax
 
         if len(batch) == 0:
             return np.zeros((0, len(self.classes)), dtype=np.float32), None
