@@ -134,6 +134,7 @@ def main() -> None:
         "request cannot finish within it, so a slow (shared) CPU needs more than the default 100",
     )
     ap.add_argument("--monitoring", action="store_true", help="keep traffic logging on (default off here)")
+    ap.add_argument("--repeat", type=int, default=1, help="rounds (both services + ceiling each); medians are reported")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -153,26 +154,55 @@ def main() -> None:
     if args.threads:
         common.append(f"serving.threads={args.threads}")
 
-    print(f"{args.backbone} @{args.size}px, uploads {args.upload_size}px JPEG, {args.duration:.0f} s per level, cores={os.cpu_count()}")
-    results = {
-        "batching": run_server("batching", work / "bentoml", tag, common, uploads, args),
-        "no_batching": run_server("no_batching", work / "bentoml", tag, [*common, "serving.batching=false"], uploads, args),
-    }
-    ceil = ceiling(bundle, uploads, [1, 8, 16, 32], min(args.duration, 8.0), args.threads)
-    results["ceiling"] = ceil
-    print(f"  ceiling (in-process decode+preprocess+predict): {ceil['img_per_s']:.1f} img/s at batch {ceil['best_batch']} "
-          f"({', '.join(f'b{b}: {v:.0f}' for b, v in ceil['img_per_s_by_batch'].items())})")
-    print("\nreq/s (ratio to ceiling)        " + "".join(f"c={c:<12}" for c in args.concurrency))
+    print(f"{args.backbone} @{args.size}px, uploads {args.upload_size}px JPEG, {args.duration:.0f} s per level, "
+          f"cores={os.cpu_count()}, {args.repeat} round(s)")
+    rounds = []
+    for r in range(args.repeat):
+        print(f"round {r + 1}")
+        rounds.append({
+            "batching": run_server("batching", work / "bentoml", tag, common, uploads, args),
+            "no_batching": run_server("no_batching", work / "bentoml", tag, [*common, "serving.batching=false"], uploads, args),
+            "ceiling": ceiling(bundle, uploads, [1, 8, 16, 32], min(args.duration, 8.0), args.threads),
+        })
+        ceil = rounds[-1]["ceiling"]
+        print(f"  ceiling (in-process decode+preprocess+predict): {ceil['img_per_s']:.1f} img/s at batch {ceil['best_batch']} "
+              f"({', '.join(f'b{b}: {v:.0f}' for b, v in ceil['img_per_s_by_batch'].items())})")
+    summary = summarize(rounds, args.concurrency)
+    print(f"\nmedian over {args.repeat} round(s) [min-max]; ratios are to the same round's ceiling")
+    print("req/s (x ceiling)               " + "".join(f"c={c:<22}" for c in args.concurrency))
     for key in ("batching", "no_batching"):
-        row = "".join(f"{lv['req_per_s']:6.1f} ({lv['req_per_s'] / ceil['img_per_s']:.2f}) " for lv in results[key]["levels"])
-        print(f"{key:<32}{row}")
-    by_c = {lv["concurrency"]: lv for lv in results["no_batching"]["levels"]}
+        print(f"{key:<32}" + "".join(
+            f"{m['req_per_s']:6.1f} ({m['x_ceiling']:.2f} [{m['x_ceiling_min']:.2f}-{m['x_ceiling_max']:.2f}]) "
+            for m in summary[key]))
     print("batching / no batching          " + "".join(
-        f"{lv['req_per_s'] / max(by_c[lv['concurrency']]['req_per_s'], 1e-9):<14.2f}" for lv in results["batching"]["levels"]))
-    print(f"time from `bentoml serve` to ready: {results['batching']['startup_s']:.1f} s (batching), "
-          f"{results['no_batching']['startup_s']:.1f} s (no batching)")
+        f"{m['median']:.2f} [{m['min']:.2f}-{m['max']:.2f}]      " for m in summary["batching_vs_none"]))
+    print(f"time from `bentoml serve` to ready: median {summary['startup_s']['median']:.1f} s, "
+          f"max {summary['startup_s']['max']:.1f} s over {len(summary['startup_s']['all'])} starts")
     if args.json:
-        args.json.write_text(json.dumps(results, indent=2, default=str))
+        args.json.write_text(json.dumps({"rounds": rounds, "summary": summary}, indent=2, default=str))
+
+
+def summarize(rounds: list[dict], concurrency: list[int]) -> dict:
+    """Medians and ranges over rounds; each ratio is taken within its own round."""
+    def stats(values: list[float]) -> dict:
+        return {"median": float(np.median(values)), "min": float(min(values)), "max": float(max(values))}
+
+    out: dict = {}
+    for key in ("batching", "no_batching"):
+        out[key] = []
+        for i, c in enumerate(concurrency):
+            rps = [rd[key]["levels"][i]["req_per_s"] for rd in rounds]
+            x = stats([rd[key]["levels"][i]["req_per_s"] / rd["ceiling"]["img_per_s"] for rd in rounds])
+            out[key].append({"concurrency": c, "req_per_s": float(np.median(rps)), "x_ceiling": x["median"],
+                             "x_ceiling_min": x["min"], "x_ceiling_max": x["max"]})
+    out["batching_vs_none"] = [
+        {"concurrency": c, **stats([rd["batching"]["levels"][i]["req_per_s"] / max(rd["no_batching"]["levels"][i]["req_per_s"], 1e-9)
+                                    for rd in rounds])}
+        for i, c in enumerate(concurrency)
+    ]
+    starts = [rd[k]["startup_s"] for rd in rounds for k in ("batching", "no_batching")]
+    out["startup_s"] = {**stats(starts), "all": starts}
+    return out
 
 
 if __name__ == "__main__":
