@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from rxvision.config import read_yaml
-from rxvision.errors import RxVisionError
+from rxvision.errors import RxVisionError, find_user_error
 
 PIPELINES = {
     "training": "training",
@@ -134,6 +134,11 @@ def _run(args: argparse.Namespace) -> int:
     paths = configure_environment()
     args.state = paths
     import zenml  # noqa: F401  (sets up logging to the console; see main)
+
+    if not args.debug:
+        for handler in logging.getLogger().handlers:
+            if isinstance(handler, logging.StreamHandler):
+                handler.addFilter(_no_traceback_for_user_errors)
     if args.dashboard:
         return _dashboard(paths, dashboard_command(paths))
     if args.pipeline not in PIPELINES:
@@ -154,6 +159,15 @@ def _run(args: argparse.Namespace) -> int:
 
         use_stack(args.stack)
     return int(module.main(cfg, args) or 0)
+
+
+def _no_traceback_for_user_errors(record: logging.LogRecord) -> bool:
+    """Console filter: ZenML logs a failed step with its traceback; for a user error, which
+    main() prints as one line, keep ZenML's notice and drop the traceback (--debug keeps it)."""
+    if record.exc_info and find_user_error(record.exc_info[1]) is not None:
+        record.exc_info = None
+        record.exc_text = None
+    return True
 
 
 def _dashboard(paths: Any, command: str) -> int:
@@ -187,7 +201,10 @@ def main(argv: list[str] | None = None) -> int:
             logging.getLogger(name).setLevel(logging.WARNING)
     try:
         return _run(args)
-    except RxVisionError as err:
+    except Exception as exc:  # a step's RxVisionError may arrive wrapped by the orchestrator
+        err = find_user_error(exc)
+        if err is None:
+            raise
         if args.debug:
             traceback.print_exc()
         print(f"error: {err}", file=sys.stderr)

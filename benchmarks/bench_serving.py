@@ -91,18 +91,20 @@ def ceiling(bundle: Path, uploads: list[bytes], batch_sizes: list[int], duration
     predictor = Predictor.from_bundle(bundle, runtime="onnx", threads=threads)
     predictor.warmup(8)
     limits = ImageLimits()
-    per_batch = {}
+    per_batch, cpu_ms = {}, {}
     for bs in batch_sizes:
         done, k = 0, 0
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         while time.perf_counter() - start < duration:
             blobs = [uploads[(k + j) % len(uploads)] for j in range(bs)]
             k += bs
             predictor.predict([decode_image(b, limits) for b in blobs])
             done += bs
         per_batch[bs] = done / (time.perf_counter() - start)
+        cpu_ms[bs] = 1000 * (time.process_time() - cpu_start) / done
     best = max(per_batch, key=per_batch.get)
-    return {"img_per_s_by_batch": per_batch, "best_batch": best, "img_per_s": per_batch[best]}
+    return {"img_per_s_by_batch": per_batch, "best_batch": best, "img_per_s": per_batch[best],
+            "cpu_ms_per_img_by_batch": cpu_ms}
 
 
 def run_server(label: str, home: Path, tag: str, overrides: list[str], uploads: list[bytes], args) -> dict:
@@ -114,10 +116,32 @@ def run_server(label: str, home: Path, tag: str, overrides: list[str], uploads: 
         out["startup_s"] = server.startup_s
         asyncio.run(closed_loop(server.url, uploads, 4, 2.0))  # warm the connection pools
         for c in args.concurrency:
+            server_cpu, client_cpu = cpu_seconds(server.process.pid), cpu_seconds(None)
             res = asyncio.run(closed_loop(server.url, uploads, c, args.duration))
+            answered = max(sum(res["codes"].values()), 1)
+            res["server_cpu_ms_per_req"] = 1000 * (cpu_seconds(server.process.pid) - server_cpu) / answered
+            res["client_cpu_ms_per_req"] = 1000 * (cpu_seconds(None) - client_cpu) / answered
             out["levels"].append(res)
-            print(f"  {label:<12} c={c:<3} {res['req_per_s']:7.1f} req/s  p50 {res['p50_ms']:7.1f}  p95 {res['p95_ms']:7.1f}  p99 {res['p99_ms']:7.1f} ms  codes {res['codes']}", flush=True)
+            print(f"  {label:<12} c={c:<3} {res['req_per_s']:7.1f} req/s  p50 {res['p50_ms']:7.1f}  p95 {res['p95_ms']:7.1f}  "
+                  f"p99 {res['p99_ms']:7.1f} ms  CPU ms/req server {res['server_cpu_ms_per_req']:.1f} client "
+                  f"{res['client_cpu_ms_per_req']:.1f}  codes {res['codes']}", flush=True)
     return out
+
+
+def cpu_seconds(pid: int | None) -> float:
+    """CPU time (user + system) of ``pid`` and its live children, or of this process for None."""
+    import psutil  # comes with bentoml
+
+    root = psutil.Process(pid)
+    procs = [root] if pid is None else [root, *root.children(recursive=True)]
+    total = 0.0
+    for proc in procs:
+        try:
+            t = proc.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += t.user + t.system
+    return total
 
 
 def main() -> None:
@@ -176,6 +200,10 @@ def main() -> None:
             for m in summary[key]))
     print("batching / no batching          " + "".join(
         f"{m['median']:.2f} [{m['min']:.2f}-{m['max']:.2f}]      " for m in summary["batching_vs_none"]))
+    cpu = summary["cpu_bound"]
+    print(f"CPU per answered request at {cpu['concurrency']} clients (median): server {cpu['server_ms']:.1f} ms + client "
+          f"{cpu['client_ms']:.1f} ms. With {os.cpu_count()} cores fully used the service cannot pass {cpu['req_per_s']:.0f} req/s "
+          f"({cpu['x_ceiling']:.2f}x the ceiling)")
     print(f"time from `bentoml serve` to ready: median {summary['startup_s']['median']:.1f} s, "
           f"max {summary['startup_s']['max']:.1f} s over {len(summary['startup_s']['all'])} starts")
     if args.json:
@@ -200,6 +228,16 @@ def summarize(rounds: list[dict], concurrency: list[int]) -> dict:
                                     for rd in rounds])}
         for i, c in enumerate(concurrency)
     ]
+    # what the measured CPU cost per request allows on this machine's cores
+    i = concurrency.index(32) if 32 in concurrency else len(concurrency) - 1
+    server_ms = float(np.median([rd["batching"]["levels"][i]["server_cpu_ms_per_req"] for rd in rounds]))
+    client_ms = float(np.median([rd["batching"]["levels"][i]["client_cpu_ms_per_req"] for rd in rounds]))
+    bound = (os.cpu_count() or 1) * 1000 / (server_ms + client_ms)
+    out["cpu_bound"] = {
+        "concurrency": concurrency[i], "server_ms": server_ms, "client_ms": client_ms,
+        "req_per_s": bound,
+        "x_ceiling": float(np.median([bound / rd["ceiling"]["img_per_s"] for rd in rounds])),
+    }
     starts = [rd[k]["startup_s"] for rd in rounds for k in ("batching", "no_batching")]
     out["startup_s"] = {**stats(starts), "all": starts}
     return out

@@ -14,7 +14,7 @@ import asyncio
 from collections.abc import Callable, Sequence
 
 import numpy as np
-from bentoml._internal.marshal.dispatcher import CorkDispatcher
+from bentoml._internal.marshal.dispatcher import CorkDispatcher, NonBlockSema
 
 
 class Overloaded(Exception):
@@ -28,7 +28,8 @@ def _shed() -> np.ndarray:
 class AdaptiveBatcher:
     """``await batcher(rows)``: rows (N x ...) from one request are merged with other
     requests' rows into one call of ``infer`` (at most ``max_batch_size`` rows), which runs in a
-    worker thread; each caller gets its own rows of the result back, in order."""
+    worker thread; each caller gets its own rows of the result back, in order. Up to
+    ``concurrent_batches`` calls of ``infer`` run at once (BentoML's default is one)."""
 
     def __init__(
         self,
@@ -36,6 +37,7 @@ class AdaptiveBatcher:
         max_batch_size: int,
         max_latency_ms: int,
         on_batch: Callable[[int], None] | None = None,
+        concurrent_batches: int = 1,
     ) -> None:
         self.infer = infer
         self.on_batch = on_batch
@@ -45,6 +47,7 @@ class AdaptiveBatcher:
             fallback=_shed,
             get_batch_size=len,
             batch_dim=(0, 0),
+            shared_sema=NonBlockSema(max(1, int(concurrent_batches))),
         )
         self._call = dispatcher(self._run_batch)
 

@@ -89,19 +89,25 @@ def available_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def worker_layout(serving: Any) -> tuple[int, int | None]:
-    """(worker processes, inference threads per worker). Unset workers: one per core on CPU,
-    where each request's HTTP parsing and decoding also needs a core and processes do not
-    share a GIL; one on CUDA (one model copy per GPU). Unset threads: the cores split evenly."""
+def worker_layout(serving: Any) -> tuple[int, int | None, int]:
+    """(worker processes, inference threads per worker, batches in flight per worker).
+
+    Unset values on CPU: one worker per core (each request's HTTP parsing and decoding needs
+    CPU too, and processes do not share a GIL), the cores split over the workers' inference
+    threads, and as many batches in flight as a worker's threads fit in all cores, so a worker
+    that holds most connections (keep-alive connections stick to the worker that accepted
+    them) can still use every core. On CUDA: one worker, one batch at a time on the GPU."""
     runtime = resolve_runtime(serving.runtime)
-    workers = serving.workers or (available_cores() if runtime == "onnx" else 1)
-    threads = serving.threads or (max(1, available_cores() // workers) if runtime == "onnx" else None)
-    return workers, threads
+    cores = available_cores()
+    workers = serving.workers or (cores if runtime == "onnx" else 1)
+    threads = serving.threads or (max(1, cores // workers) if runtime == "onnx" else None)
+    batches = serving.concurrent_batches or (max(1, cores // (threads or cores)) if runtime == "onnx" else 1)
+    return workers, threads, batches
 
 
 CFG = service_config()
 SERVING = CFG.serving
-WORKERS, THREADS = worker_layout(SERVING)
+WORKERS, THREADS, CONCURRENT_BATCHES = worker_layout(SERVING)
 
 
 def _model_version(model: Any) -> str:
@@ -167,13 +173,18 @@ class RxVision:
                 max_batch_size=SERVING.max_batch_size,
                 max_latency_ms=SERVING.max_latency_ms,
                 on_batch=self.m_batch_size.observe,
+                concurrent_batches=CONCURRENT_BATCHES,
             )
             if SERVING.batching
             else None
         )
         self.predictor.warmup()
         self.ready = True
-        log.info("model %s ready (%s runtime)", self.model_version, self.predictor.runtime)
+        log.info(
+            "model %s ready (%s runtime; %d worker(s) x %s thread(s), %d batch(es) in flight, batching %s)",
+            self.model_version, self.predictor.runtime, WORKERS, THREADS or "default", CONCURRENT_BATCHES,
+            "on" if self.batcher else "off",
+        )
 
     def __is_ready__(self) -> bool:
         return self.ready

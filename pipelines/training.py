@@ -14,7 +14,7 @@ from zenml import Model, pipeline
 from zenml.enums import ExecutionMode, StackComponentType
 
 from rxvision.config import RxVisionConfig
-from rxvision.errors import RxVisionError
+from rxvision.errors import RxVisionError, find_user_error
 from steps.common import (
     DATASET_FINGERPRINT,
     GATE_DECISION,
@@ -73,7 +73,7 @@ def run_training(cfg: RxVisionConfig, zenml_options: dict[str, Any] | None = Non
     except RxVisionError:
         raise
     except Exception as exc:  # a step's RxVisionError may arrive wrapped by ZenML
-        cause = _user_error(exc)
+        cause = find_user_error(exc)
         if cause is not None:
             raise cause from None
         raise
@@ -103,16 +103,6 @@ def compile_training(cfg: RxVisionConfig, zenml_options: dict[str, Any] | None, 
             os.environ.pop("ZENML_ACTIVE_STACK_ID", None)
         else:
             os.environ["ZENML_ACTIVE_STACK_ID"] = saved
-
-
-def _user_error(exc: BaseException) -> RxVisionError | None:
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        if isinstance(exc, RxVisionError):
-            return exc
-        seen.add(id(exc))
-        exc = exc.__cause__ or exc.__context__
-    return None
 
 
 def run_outputs(run: Any) -> dict[str, Any]:

@@ -246,6 +246,8 @@ class ServingConfig(_Strict):
     workers: int | None = Field(None, ge=1)
     # intra-op threads of the inference runtime per worker; None: the cores split over workers
     threads: int | None = Field(None, ge=1)
+    # model calls in flight per worker; None: cores // threads on CPU, 1 on CUDA
+    concurrent_batches: int | None = Field(None, ge=1)
     # let idle inference threads spin-wait for work (ONNX Runtime's default): faster alone,
     # but in the service they take CPU from decoding and HTTP handling
     spin_wait: bool = False

@@ -167,3 +167,28 @@ def test_bad_stack_files_are_named_errors(tmp_path: Path, text, message):
         path.write_text(text)
     with pytest.raises(RxVisionError, match=message):
         read_stack_file(path)
+
+
+def test_a_user_error_inside_a_step_is_one_line_without_traceback(tmp_path) -> None:
+    """The data step refuses an empty image under policy fail: ZenML's failed-step notice
+    stays, its traceback does not, and run.py ends with the one-line error naming the file."""
+    import numpy as np
+    from PIL import Image
+
+    root = tmp_path / "pills"
+    rng = np.random.default_rng(0)
+    for label in ("round_white", "oval_blue"):
+        (root / label).mkdir(parents=True)
+        for i in range(6):
+            Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(root / label / f"{i}.png")
+    (root / "oval_blue" / "empty.png").write_bytes(b"")
+    env = {**os.environ, "RXVISION_HOME": str(tmp_path / "home")}
+    argv = ["--pipeline", "training", "--set", "data.source=imagefolder", f"data.path={root}",
+            "data.validation.policy=fail"]
+    proc = subprocess.run([sys.executable, str(ROOT / "run.py"), *argv], capture_output=True, text=True,
+                          env=env, cwd=ROOT, timeout=600, check=False)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 2, output[-3000:]
+    assert "Traceback" not in output
+    error = proc.stderr[proc.stderr.rindex("error: "):]
+    assert "empty.png" in error, proc.stderr[-2000:]
