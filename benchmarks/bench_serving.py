@@ -107,24 +107,47 @@ def ceiling(bundle: Path, uploads: list[bytes], batch_sizes: list[int], duration
             "cpu_ms_per_img_by_batch": cpu_ms}
 
 
-def run_server(label: str, home: Path, tag: str, overrides: list[str], uploads: list[bytes], args) -> dict:
+def run_server(
+    label: str, home: Path, tag: str, overrides: list[str], uploads: list[bytes], args, target: str | None = None
+) -> dict:
     from bentos.launch import serve
 
     log = home.parent / f"serve-{label}.log"
     out: dict = {"label": label, "overrides": overrides, "levels": []}
-    with serve(home, log, overrides=overrides, model_tag=tag) as server:
+    with serve(home, log, overrides=overrides, model_tag=tag, **({"target": target} if target else {})) as server:
         out["startup_s"] = server.startup_s
         asyncio.run(closed_loop(server.url, uploads, 4, 2.0))  # warm the connection pools
         for c in args.concurrency:
-            server_cpu, client_cpu = cpu_seconds(server.process.pid), cpu_seconds(None)
+            server_cpu, client_cpu = worker_cpu_seconds(server.process.pid), cpu_seconds(None)
             res = asyncio.run(closed_loop(server.url, uploads, c, args.duration))
             answered = max(sum(res["codes"].values()), 1)
-            res["server_cpu_ms_per_req"] = 1000 * (cpu_seconds(server.process.pid) - server_cpu) / answered
+            used = {w: t - server_cpu.get(w, 0.0) for w, t in worker_cpu_seconds(server.process.pid).items()}
+            res["server_cpu_ms_per_req"] = 1000 * sum(used.values()) / answered
             res["client_cpu_ms_per_req"] = 1000 * (cpu_seconds(None) - client_cpu) / answered
+            # keep-alive connections stay with the worker that accepted them: how even was it?
+            res["worker_cpu_share"] = {w: round(t / max(sum(used.values()), 1e-9), 2) for w, t in sorted(used.items())}
             out["levels"].append(res)
             print(f"  {label:<12} c={c:<3} {res['req_per_s']:7.1f} req/s  p50 {res['p50_ms']:7.1f}  p95 {res['p95_ms']:7.1f}  "
                   f"p99 {res['p99_ms']:7.1f} ms  CPU ms/req server {res['server_cpu_ms_per_req']:.1f} client "
-                  f"{res['client_cpu_ms_per_req']:.1f}  codes {res['codes']}", flush=True)
+                  f"{res['client_cpu_ms_per_req']:.1f}  worker CPU shares {list(res['worker_cpu_share'].values())}  "
+                  f"codes {res['codes']}", flush=True)
+    return out
+
+
+def worker_cpu_seconds(pid: int) -> dict[str, float]:
+    """CPU seconds of each process in the server's tree, keyed by its BentoML worker id (the
+    arbiter and other helpers under 'other')."""
+    import psutil  # comes with bentoml
+
+    root = psutil.Process(pid)
+    out: dict[str, float] = {}
+    for proc in [root, *root.children(recursive=True)]:
+        try:
+            cmd, t = proc.cmdline(), proc.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        key = f"worker{cmd[cmd.index('--worker-id') + 1]}" if "--worker-id" in cmd else "other"
+        out[key] = out.get(key, 0.0) + t.user + t.system
     return out
 
 
@@ -158,6 +181,9 @@ def main() -> None:
         "request cannot finish within it, so a slow (shared) CPU needs more than the default 100",
     )
     ap.add_argument("--monitoring", action="store_true", help="keep traffic logging on (default off here)")
+    ap.add_argument("--override", nargs="*", default=[], help="extra config overrides for both services, e.g. serving.spin_wait=true")
+    ap.add_argument("--no-http-floor", dest="http_floor", action="store_false",
+                    help="skip the reference BentoML service that answers without a model")
     ap.add_argument("--repeat", type=int, default=1, help="rounds (both services + ceiling each); medians are reported")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
@@ -177,6 +203,7 @@ def main() -> None:
     common = ["serving.max_in_flight=1024", f"serving.max_latency_ms={args.max_latency_ms}", f"serving.monitoring={'true' if args.monitoring else 'false'}"]
     if args.threads:
         common.append(f"serving.threads={args.threads}")
+    common += args.override
 
     print(f"{args.backbone} @{args.size}px, uploads {args.upload_size}px JPEG, {args.duration:.0f} s per level, "
           f"cores={os.cpu_count()}, {args.repeat} round(s)")
@@ -188,6 +215,10 @@ def main() -> None:
             "no_batching": run_server("no_batching", work / "bentoml", tag, [*common, "serving.batching=false"], uploads, args),
             "ceiling": ceiling(bundle, uploads, [1, 8, 16, 32], min(args.duration, 8.0), args.threads),
         })
+        if args.http_floor:
+            floor_args = argparse.Namespace(**{**vars(args), "concurrency": [32]})
+            rounds[-1]["http_floor"] = run_server("http_floor", work / "bentoml", tag, [], uploads, floor_args,
+                                                  target="benchmarks.http_floor_service:HttpFloor")
         ceil = rounds[-1]["ceiling"]
         print(f"  ceiling (in-process decode+preprocess+predict): {ceil['img_per_s']:.1f} img/s at batch {ceil['best_batch']} "
               f"({', '.join(f'b{b}: {v:.0f}' for b, v in ceil['img_per_s_by_batch'].items())})")
@@ -204,6 +235,11 @@ def main() -> None:
     print(f"CPU per answered request at {cpu['concurrency']} clients (median): server {cpu['server_ms']:.1f} ms + client "
           f"{cpu['client_ms']:.1f} ms. With {os.cpu_count()} cores fully used the service cannot pass {cpu['req_per_s']:.0f} req/s "
           f"({cpu['x_ceiling']:.2f}x the ceiling)")
+    if args.http_floor:
+        floor = [rd["http_floor"]["levels"][0] for rd in rounds]
+        print(f"HTTP floor (BentoML service answering a constant, 1 worker, 32 clients): "
+              f"{np.median([f['req_per_s'] for f in floor]):.0f} req/s, server "
+              f"{np.median([f['server_cpu_ms_per_req'] for f in floor]):.1f} ms CPU per request")
     print(f"time from `bentoml serve` to ready: median {summary['startup_s']['median']:.1f} s, "
           f"max {summary['startup_s']['max']:.1f} s over {len(summary['startup_s']['all'])} starts")
     if args.json:

@@ -77,9 +77,11 @@ def serve(
     port: int | None = None,
     timeout_s: float = 240,
     extra_env: dict[str, str] | None = None,
+    target: str = "bentos.service:RxVision",
 ) -> Iterator[Server]:
-    """Run ``bentoml serve bentos.service:RxVision`` on 127.0.0.1 with ``bentoml_home`` as the
-    model store and ``overrides`` as RXVISION_OVERRIDES; yields once /readyz answers 200."""
+    """Run ``bentoml serve <target>`` (default the RxVision service) on 127.0.0.1 with
+    ``bentoml_home`` as the model store and ``overrides`` as RXVISION_OVERRIDES; yields once
+    /readyz answers 200."""
     port = port or free_port()
     env = {
         **os.environ,
@@ -92,7 +94,7 @@ def serve(
     if model_tag:
         env["RXVISION_MODEL_TAG"] = model_tag
     bentoml_cli = Path(sys.executable).with_name("bentoml")
-    cmd = [str(bentoml_cli), "serve", "bentos.service:RxVision", "--host", "127.0.0.1", "--port", str(port)]
+    cmd = [str(bentoml_cli), "serve", target, "--host", "127.0.0.1", "--port", str(port)]
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("wb") as log:
         process = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
