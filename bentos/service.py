@@ -47,9 +47,9 @@ from rxvision.serving import (
     InvalidImage,
     Predictor,
     decode_image,
-    resolve_runtime,
     top_k_predictions,
 )
+from rxvision.serving.layout import worker_layout
 
 log = logging.getLogger("rxvision.service")
 
@@ -84,30 +84,9 @@ def bundle_dir(model_path: Path) -> Path:
     return inner if inner.is_dir() else Path(model_path)
 
 
-def available_cores() -> int:
-    """CPU cores this process may use (its affinity mask, which containers narrow)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
-def worker_layout(serving: Any) -> tuple[int, int | None, int]:
-    """(worker processes, inference threads per worker, batches in flight per worker).
-
-    Unset values on CPU: one worker per core (each request's HTTP parsing and decoding needs
-    CPU too, and processes do not share a GIL), the cores split over the workers' inference
-    threads, and as many batches in flight as a worker's threads fit in all cores, so a worker
-    that holds most connections (keep-alive connections stick to the worker that accepted
-    them) can still use every core. On CUDA: one worker, one batch at a time on the GPU."""
-    runtime = resolve_runtime(serving.runtime)
-    cores = available_cores()
-    workers = serving.workers or (cores if runtime == "onnx" else 1)
-    threads = serving.threads or (max(1, cores // workers) if runtime == "onnx" else None)
-    batches = serving.concurrent_batches or (max(1, cores // (threads or cores)) if runtime == "onnx" else 1)
-    return workers, threads, batches
-
-
 CFG = service_config()
 SERVING = CFG.serving
-WORKERS, THREADS, CONCURRENT_BATCHES = worker_layout(SERVING)
+LAYOUT = worker_layout(SERVING)
 
 
 def _model_version(model: Any) -> str:
@@ -118,7 +97,7 @@ def _model_version(model: Any) -> str:
 
 @bentoml.service(
     name="rxvision",
-    workers=WORKERS,
+    workers=LAYOUT.workers,
     traffic={"timeout": SERVING.request_timeout_s},
     monitoring=monitoring_service_config(SERVING),
 )
@@ -139,7 +118,7 @@ class RxVision:
             runtime=SERVING.runtime,
             top_k=SERVING.top_k,
             model_version=self.model_version,
-            threads=THREADS,
+            threads=LAYOUT.threads,
             verify=True,
             spin_wait=SERVING.spin_wait,
         )
@@ -173,7 +152,7 @@ class RxVision:
                 max_batch_size=SERVING.max_batch_size,
                 max_latency_ms=SERVING.max_latency_ms,
                 on_batch=self.m_batch_size.observe,
-                concurrent_batches=CONCURRENT_BATCHES,
+                concurrent_batches=LAYOUT.concurrent_batches,
             )
             if SERVING.batching
             else None
@@ -182,7 +161,8 @@ class RxVision:
         self.ready = True
         log.info(
             "model %s ready (%s runtime; %d worker(s) x %s thread(s), %d batch(es) in flight, batching %s)",
-            self.model_version, self.predictor.runtime, WORKERS, THREADS or "default", CONCURRENT_BATCHES,
+            self.model_version, self.predictor.runtime, LAYOUT.workers, LAYOUT.threads or "default",
+            LAYOUT.concurrent_batches,
             "on" if self.batcher else "off",
         )
 
@@ -293,7 +273,8 @@ class RxVision:
             "backbone": self.info.backbone,
             "normalization": dict(self.info.normalization),
             "sha256": self.info.sha256,
-            "runtime": SERVING.runtime,
+            "runtime": self.predictor.runtime,
+            "workers": LAYOUT.workers,
             "labels": self.labels,
         }
 

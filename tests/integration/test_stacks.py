@@ -183,8 +183,8 @@ def test_a_user_error_inside_a_step_is_one_line_without_traceback(tmp_path) -> N
             Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(root / label / f"{i}.png")
     (root / "oval_blue" / "empty.png").write_bytes(b"")
     env = {**os.environ, "RXVISION_HOME": str(tmp_path / "home")}
-    argv = ["--pipeline", "training", "--set", "data.source=imagefolder", f"data.path={root}",
-            "data.validation.policy=fail"]
+    argv = ["--pipeline", "training", "--set", "data.source=imagefolder", "--set", f"data.path={root}",
+            "--set", "data.validation.policy=fail"]
     proc = subprocess.run([sys.executable, str(ROOT / "run.py"), *argv], capture_output=True, text=True,
                           env=env, cwd=ROOT, timeout=600, check=False)
     output = proc.stdout + proc.stderr
