@@ -23,6 +23,7 @@ SERVER_OVERRIDES = (
     "serving.max_latency_ms=200",
     "serving.threads=1",
     "serving.workers=1",
+    "serving.concurrent_batches=1",  # one model call at a time, so concurrent requests must queue and merge
 )
 
 
