@@ -4,6 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import rxvision
 
 LIBRARY_ROOT = Path(rxvision.__file__).parent
@@ -42,6 +44,18 @@ def test_importing_every_library_module_loads_no_framework():
         f"loaded = sorted(m for m in sys.modules if m.split('.')[0] in {FORBIDDEN!r})\n"
         "print(','.join(loaded))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "", f"frameworks imported by the library: {out.stdout.strip()}"
+
+
+@pytest.mark.parametrize("package", ["rxvision.data", "rxvision.models", "rxvision.export"])
+def test_lazy_packages_export_exactly_what_they_list(package: str) -> None:
+    """Each lazily loaded package's ``__all__`` names resolve, and its lazy table has no extras."""
+    import importlib
+
+    module = importlib.import_module(package)
+    for name in module.__all__:
+        assert getattr(module, name) is not None, f"{package}.{name}"
+    lazy = getattr(module, "_EXPORTS", None) or module._LAZY
+    assert set(lazy) <= set(module.__all__)

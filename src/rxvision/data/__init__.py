@@ -29,7 +29,25 @@ _EXPORTS = {
     "generate_synthetic_pills": "synthetic",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "DatasetIndex",
+    "DatasetSplits",
+    "ImageDataset",
+    "LabelMap",
+    "Normalization",
+    "Sample",
+    "ValidationReport",
+    "apply_policy",
+    "build_eval_transform",
+    "build_loader",
+    "build_train_transform",
+    "fingerprint",
+    "generate_synthetic_pills",
+    "load_source",
+    "preprocess_image",
+    "stratified_split",
+    "validate_dataset",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -16,7 +16,6 @@ import re
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 from rxvision.errors import RxVisionError
