@@ -2,7 +2,7 @@
 
 BentoML 1.4 applies adaptive batching only where an HTTP request enters a ``batchable`` API.
 Reaching one from our request-handling API means a second service and an HTTP hop per request,
-which measured ~10 ms of CPU per request on a 2-core machine (more than the model's own ~7 ms;
+which measured ~10 ms of CPU per request on a 2-core machine (about as much as the model;
 docs/benchmarks.md). So the request API calls the model through BentoML's dispatcher (the
 CORK algorithm behind ``batchable=True``: it learns the model's latency per batch size and
 waits only as long as ``max_latency_ms`` allows) in-process instead.
