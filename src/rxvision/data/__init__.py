@@ -6,8 +6,7 @@ a worker process) does not pull in torch and albumentations.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from rxvision.lazy import lazy_names
 
 _EXPORTS = {
     "DatasetIndex": "sources",
@@ -50,7 +49,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f"rxvision.data.{_EXPORTS[name]}"), name)
-    raise AttributeError(f"module 'rxvision.data' has no attribute {name!r}")
+__getattr__, __dir__ = lazy_names(__name__, _EXPORTS, __all__)

@@ -10,7 +10,6 @@ and ``export_model``/``tensorrt_status`` import it when called, so the serving p
 
 from __future__ import annotations
 
-import importlib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +21,7 @@ from rxvision.config import ExportConfig
 from rxvision.errors import RxVisionError
 from rxvision.export.checks import LatencyStats, ParityReport, check_parity, profile_latency
 from rxvision.export.runtimes import OnnxRunner, Runner, TorchRunner, softmax
+from rxvision.lazy import lazy_names
 
 if TYPE_CHECKING:
     import torch
@@ -66,16 +66,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
-        globals()[name] = value  # later lookups skip __getattr__
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_names(__name__, _LAZY, __all__)
 
 
 log = logging.getLogger(__name__)

@@ -34,12 +34,10 @@ class LogitsAndEmbedding(torch.nn.Module):
 
     @staticmethod
     def supports(model: torch.nn.Module) -> bool:
-        head = getattr(model, "head", None)
-        return hasattr(model, "embed") and hasattr(head, "fc") and hasattr(head, "dropout")
+        return callable(getattr(model, "forward_with_embedding", None))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        emb = self.model.embed(x)
-        return self.model.head.fc(self.model.head.dropout(emb)), emb
+        return self.model.forward_with_embedding(x)
 
 
 def export_onnx(

@@ -41,7 +41,7 @@ class TorchRunner:
 
     @property
     def has_embedding(self) -> bool:
-        return hasattr(self.module, "embed") and hasattr(getattr(self.module, "head", None), "fc")
+        return callable(getattr(self.module, "forward_with_embedding", None))
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         import torch
@@ -59,8 +59,7 @@ class TorchRunner:
 
         x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(self.device)
         with torch.inference_mode(), torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
-            emb = self.module.embed(x)
-            logits = self.module.head.fc(self.module.head.dropout(emb))
+            logits, emb = self.module.forward_with_embedding(x)
         return logits.float().cpu().numpy(), emb.float().cpu().numpy()
 
 

@@ -6,8 +6,9 @@ bundle reader in the serving path) does not pull in torch and timm.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from rxvision.lazy import lazy_names
 
 _EXPORTS = {
     "build_model": "build",
@@ -57,13 +58,4 @@ if TYPE_CHECKING:
     from rxvision.models.weights import hub_reachable, package_weights_file, resolve_weights_source
 
 
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-        globals()[name] = value  # later lookups skip __getattr__
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_names(__name__, _EXPORTS, __all__)

@@ -114,10 +114,7 @@ class RxVisionClassifier(nn.Module):
 
     def forward_with_embedding(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits and the pooled embedding from one backbone pass (evaluation, monitoring)."""
-        if self.head_type == "attention":
-            pooled = self.head.pool(self._feature_map(x))[0]
-        else:
-            pooled = self.backbone(x)
+        pooled = self.embed(x)
         return self.head.fc(self.head.dropout(pooled)), pooled
 
     def forward_with_attention(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
