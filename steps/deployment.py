@@ -1,6 +1,6 @@
 """Deployment steps: export the production bundle (parity-checked, profiled), put it into the
-BentoML model store with lineage labels, build the Bento, check Docker for containerizing.
-Deploying itself is ZenML's own ``bentoml_model_deployer_step``."""
+BentoML model store with lineage labels, build the Bento, check Docker for containerizing, and
+deploy it with ZenML's BentoML model deployer (through the service subclass below)."""
 
 from __future__ import annotations
 
@@ -169,8 +169,8 @@ def deploy_bento_step(
         model_name=MODEL_NAME, model_version=str(context.model.version), bento_tag=str(bento.tag),
         model_uri=bento.info.labels["model_uri"], bento_uri=bento.info.labels["bento_uri"],
         apis=["classify", "classify_batch", "model_info"], port=port, host="127.0.0.1", working_dir=working_dir,
-        pipeline_name=context.pipeline.name, pipeline_step_name=context.step_run.name, workers=1, backlog=2048,
-    )
+        pipeline_name=context.pipeline.name, pipeline_step_name=context.step_run.name,
+    )  # workers: the service sets its own (serving.workers), which serve_http uses
     # the daemon imports this module to rebuild the service: keep the repository importable
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [working_dir, os.environ.get("PYTHONPATH")]))
 

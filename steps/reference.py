@@ -44,21 +44,25 @@ def reference_features(
     cfg = to_config(config)
     loaded = load_bundle(model_bundle)
     norm = loaded.info.normalization_obj()
-    samples = list(splits.val) + list(splits.test)
-    if len(samples) < cfg.monitoring.min_rows:
+    held_out = list(splits.val) + list(splits.test)
+    # one pass over the held-out images (the reference) and the training ones (the projector)
+    preds = predict_samples(loaded.model, held_out + list(splits.train), loaded.info.classes, norm, cfg,
+                            with_embeddings=True)
+    n = len(held_out)
+    train_embeddings = preds.embeddings[n:]
+    if n >= cfg.monitoring.min_rows:
+        samples, probs, embeddings = held_out, preds.probs[:n], preds.embeddings[:n]
+    else:
         # too few held-out images for a drift reference: add training ones, and say so
         logger.warning("only %d held-out images (< monitoring.min_rows=%d): the drift reference "
                        "includes training images, so its confidence is optimistic",
-                       len(samples), cfg.monitoring.min_rows)
-        samples += list(splits.train)
-    preds = predict_samples(loaded.model, samples, loaded.info.classes, norm, cfg, with_embeddings=True)
-    train = predict_samples(loaded.model, list(splits.train), loaded.info.classes, norm, cfg,
-                            with_embeddings=True)
-    k = min(cfg.monitoring.embedding_components, len(splits.train) - 1, train.embeddings.shape[1])
-    projector = EmbeddingProjector.fit(train.embeddings, k, seed=cfg.training.seed) if k > 0 else None
+                       n, cfg.monitoring.min_rows)
+        samples, probs, embeddings = held_out + list(splits.train), preds.probs, preds.embeddings
+    k = min(cfg.monitoring.embedding_components, len(splits.train) - 1, train_embeddings.shape[1])
+    projector = EmbeddingProjector.fit(train_embeddings, k, seed=cfg.training.seed) if k > 0 else None
     table = feature_table(
         (load_rgb(s.path) for s in samples), file_sizes=[s.path.stat().st_size for s in samples],
-        probs=preds.probs, classes=loaded.info.classes, embeddings=preds.embeddings,
+        probs=probs, classes=loaded.info.classes, embeddings=embeddings,
         projector=projector, n_components=k,
     )
     view = whylogs.log(pandas=table).profile().view()

@@ -13,13 +13,15 @@ from typing import Any
 
 import numpy as np
 
+from rxvision.data.images import IMAGE_EXTENSIONS
 from rxvision.errors import RxVisionError
 from rxvision.serving.decode import ImageLimits, InvalidImage, decode_image
 from rxvision.serving.predictor import Predictor
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
+# the data layer's image files, less GIF, which the service refuses (decode.ALLOWED_FORMATS)
+IMAGE_SUFFIXES = tuple(sorted(IMAGE_EXTENSIONS - {".gif"}))
 
 # called per batch with (decoded RGB images, probabilities, file sizes, embeddings or None)
 BatchHook = Callable[[list[np.ndarray], np.ndarray, list[int], "np.ndarray | None"], Any]
