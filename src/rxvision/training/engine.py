@@ -39,6 +39,7 @@ from rxvision.training.callbacks import (
     TrainingHookProtocol,
     check_monitor,
 )
+from rxvision.training.cpu_bf16 import guard_cpu_bf16
 from rxvision.training.setup import (
     Precision,
     balanced_class_weights,
@@ -382,6 +383,8 @@ def _run(rank: int, world: int, job: _Job, device: torch.device, precision: Prec
 
     _seed_all(tcfg.seed)  # same initial weights on every rank
     model = build_model(cfg.model, num_classes, load_weights=resume is None).to(device)
+    if device.type == "cpu" and precision.dtype == torch.bfloat16:
+        guard_cpu_bf16(model)
     _seed_all(tcfg.seed + 1000 * rank)  # ranks differ in dropout / mixup draws
     train_loader, sampler, val_loader = _loaders(job, rank, world, device.type)
     optimizer = build_optimizer(model, tcfg)
@@ -619,14 +622,20 @@ def optimizer_step(
     optimizer: torch.optim.Optimizer,
     scaler: torch.amp.GradScaler | None,
     clip_norm: float | None,
-) -> float | None:
+) -> float:
     """Clip the global gradient norm (of the true, unscaled gradients) and step; returns the
-    norm before clipping (None without clipping)."""
-    norm = None
+    norm before clipping. Without a GradScaler a non-finite norm is returned without stepping
+    (the caller stops the run); with one, the scaler skips that step as usual (fp16)."""
+    if scaler is not None and clip_norm is not None:
+        scaler.unscale_(optimizer)  # clip true gradients, not loss-scaled ones
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
     if clip_norm is not None:
-        if scaler is not None:
-            scaler.unscale_(optimizer)  # clip true gradients, not loss-scaled ones
         norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), clip_norm))
+    else:
+        norm = float(torch.nn.utils.get_total_norm(grads)) if grads else 0.0
+    if scaler is None and not math.isfinite(norm):
+        optimizer.zero_grad(set_to_none=True)
+        return norm
     if scaler is not None:
         scaler.step(optimizer)
         scaler.update()
@@ -634,6 +643,23 @@ def optimizer_step(
         optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     return norm
+
+
+def non_finite_error(
+    what: str, value: float, epoch: int, batch: int, n_batches: int, tcfg: Any
+) -> RxVisionError:
+    """The run stops rather than train on NaN/inf: say where, under which precision, and what
+    usually helps."""
+    hints = ["lower training.optimizer.lr", "raise training.scheduler.warmup_epochs"]
+    if tcfg.grad_clip_norm is None:
+        hints.append("set training.grad_clip_norm (e.g. 1.0)")
+    if tcfg.precision != "32":
+        hints.append("try training.precision=32")
+    return RxVisionError(
+        f"training diverged: the {what} is {value} at epoch {epoch + 1}, step {batch + 1} of "
+        f"{n_batches} (precision {tcfg.precision}); nothing from this step was applied",
+        ", or ".join(hints),
+    )
 
 
 def _train_epoch(
@@ -682,8 +708,12 @@ def _train_epoch(
             logits, loss = backward_micro_batch(
                 ddp, x, target, loss_fn, precision, scaler, group_len
             )
+        if not torch.isfinite(loss):
+            raise non_finite_error("loss", float(loss), epoch, i, n_batches, tcfg)
         if last_in_group:
-            optimizer_step(model, optimizer, scaler, clip)
+            norm = optimizer_step(model, optimizer, scaler, clip)
+            if scaler is None and not math.isfinite(norm):
+                raise non_finite_error("gradient norm", norm, epoch, i, n_batches, tcfg)
             if step_scheduler:
                 scheduler.step()
         with torch.no_grad():
