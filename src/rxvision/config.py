@@ -127,11 +127,17 @@ class OptimizerConfig(_Strict):
 
 
 class SchedulerConfig(_Strict):
-    name: Literal["cosine_warm_restarts", "none"] = "cosine_warm_restarts"
+    # cosine_warm_restarts: warmup, then cosine cycles of T_0 * T_mult^i epochs;
+    # cosine: linear warmup, then one cosine over the rest of the run down to eta_min;
+    # onecycle: torch's OneCycleLR over the run (warmup share pct_start), ends near eta_min.
+    # cosine and onecycle span the run's epoch count (refitted by training.time_budget_s).
+    name: Literal["cosine_warm_restarts", "cosine", "onecycle", "none"] = "cosine_warm_restarts"
     T_0: int = Field(10, ge=1)
     T_mult: int = Field(2, ge=1)
     eta_min: float = Field(1e-6, ge=0)
     warmup_epochs: int = Field(0, ge=0)
+    # onecycle only: share of the run spent rising to the peak lr
+    pct_start: float = Field(0.25, gt=0, lt=1)
     # step: the lr moves after every optimizer update (T_0/warmup counted in epochs' worth of
     # updates); epoch: it moves once per epoch.
     interval: Literal["step", "epoch"] = "step"
@@ -151,19 +157,50 @@ class CheckpointConfig(_Strict):
     save_top_k: int = Field(1, ge=1)
 
 
+class EmaConfig(_Strict):
+    """An exponential moving average of the weights (timm's ModelEmaV3), validated beside the
+    raw weights each epoch; the best checkpoint is whichever of the two scores better."""
+
+    enabled: bool = False
+    decay: float = Field(0.999, gt=0, lt=1)
+    # warmup: the decay grows with the update count (1 - (1 + step)^-2/3), so the average is
+    # not dominated by the random-ish first weights on short runs
+    warmup: bool = True
+
+
 class TrainingConfig(_Strict):
     epochs: int = Field(6, ge=1)
     seed: int = 0
     optimizer: OptimizerConfig = OptimizerConfig()
     scheduler: SchedulerConfig = SchedulerConfig()
     label_smoothing: float = Field(0.1, ge=0, lt=1)
-    class_weights: Literal["none", "balanced"] = "none"
+    # balanced: sklearn's n / (k * count); auto: balanced when the training split's largest /
+    # smallest class >= class_weights_min_ratio (and sampler is not balanced), else none.
+    class_weights: Literal["none", "balanced", "auto"] = "none"
+    class_weights_min_ratio: float = Field(1.5, ge=1)
+    # shuffle: every image once per epoch; balanced: each class drawn equally often (with
+    # replacement, epoch-sized), the same draw for a given (seed, epoch) on every run and rank.
+    sampler: Literal["shuffle", "balanced"] = "shuffle"
     mixup_alpha: float = Field(0.0, ge=0, description="0 disables mixup")
     cutmix_alpha: float = Field(0.0, ge=0, description="0 disables cutmix")
     grad_clip_norm: float | None = Field(1.0, gt=0, description="global L2 norm; None disables")
     accumulate_grad_batches: int = Field(1, ge=1)
-    # 32: fp32; 16: fp16 autocast + GradScaler (CUDA only); bf16: bf16 autocast (CPU or CUDA).
-    precision: Literal["32", "16", "bf16"] = "32"
+    # 32: fp32; 16: fp16 autocast + GradScaler (CUDA only); bf16: bf16 autocast (CPU or CUDA);
+    # auto: bf16 where the GPU or CPU (avx512_bf16 / AMX) supports it, fp32 elsewhere.
+    precision: Literal["32", "16", "bf16", "auto"] = "32"
+    # model and input batches in NHWC (channels_last) memory format
+    channels_last: bool = False
+    # fine-tuning on small batches: keep BatchNorm running statistics as pretrained (BN layers
+    # in eval mode while training; their affine weights still learn) ...
+    freeze_bn_stats: bool = False
+    # ... or update them more slowly (BatchNorm momentum; None = each layer's own, 0.1)
+    bn_momentum: float | None = Field(None, gt=0, le=1)
+    ema: EmaConfig = EmaConfig()
+    # wall-clock budget of the fit loop: epoch 1 is timed, then the epoch count is cut so the
+    # rest fits (never above `epochs`) and cosine/onecycle schedules are rebuilt for it.
+    time_budget_s: float | None = Field(None, gt=0)
+    # resume an interrupted run of the same config and data (run.py --no-resume: start over)
+    resume: bool = True
     accelerator: Literal["auto", "cpu", "cuda"] = "auto"
     # N > 1 trains with N DDP processes (gloo on CPU, NCCL on CUDA).
     devices: int = Field(1, ge=1)

@@ -112,7 +112,8 @@ class CheckpointManager:
     monitor: str
     mode: str = "max"
     top_k: int = 1
-    kept: list[dict[str, Any]] = field(default_factory=list)  # {"epoch", "score", "file"}
+    # {"epoch", "score", "file", "weights"}
+    kept: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def last_path(self) -> Path:
@@ -132,11 +133,14 @@ class CheckpointManager:
         finite.sort(key=lambda k: k["score"], reverse=self.mode == "max")
         self.kept = finite + nan
 
-    def plan(self, epoch: int, metrics: dict[str, float]) -> tuple[str | None, list[str]]:
-        """Decide (before writing) whether this epoch enters the top-k and who leaves."""
+    def plan(
+        self, epoch: int, metrics: dict[str, float], weights: str = "model"
+    ) -> tuple[str | None, list[str]]:
+        """Decide (before writing) whether this epoch enters the top-k and who leaves;
+        ``weights`` records which of the checkpoint's weights scored ("model" or "ema")."""
         score = float(metrics[self.monitor])
         name = f"epoch={epoch:03d}-{self.monitor}={score:.4f}.ckpt"
-        candidate = {"epoch": epoch, "score": score, "file": name}
+        candidate = {"epoch": epoch, "score": score, "file": name, "weights": weights}
         self.kept = [k for k in self.kept if k["epoch"] != epoch]
         self.kept.append(candidate)
         self._sort()

@@ -75,6 +75,29 @@ class _Fp32Where:
             return self.forward(x.float())
 
 
+def cpu_supports_bf16() -> bool:
+    """Whether this CPU has native bf16 arithmetic (AVX-512 BF16 or AMX), where bf16 autocast
+    is faster than fp32; elsewhere it is emulated and slower. Reads /proc/cpuinfo (Linux) and
+    falls back to torch's private probes (torch.cpu._is_*_supported, guarded: they may go)."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return bool(flags & {"avx512_bf16", "amx_bf16"})
+    except OSError:
+        pass
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    for name in probes:
+        probe = getattr(torch.cpu, name, None)
+        try:
+            if callable(probe) and probe():
+                return True
+        except RuntimeError:
+            continue
+    return False
+
+
 def guard_cpu_bf16(model: nn.Module) -> int:
     """Install the guard on every Conv2d of ``model``; returns how many convs it watches."""
     count = 0

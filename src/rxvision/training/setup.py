@@ -1,5 +1,5 @@
 """Pieces the fit loop is built from: device and precision, optimizer and lr schedule,
-loss with class weights, mixup/cutmix."""
+loss with class weights, mixup/cutmix, BatchNorm handling and the time budget's plan."""
 
 from __future__ import annotations
 
@@ -31,6 +31,11 @@ class Precision:
     dtype: torch.dtype | None
     use_scaler: bool
 
+    @property
+    def name(self) -> str:
+        """The resolved setting, as training.precision spells it."""
+        return {None: "32", torch.float16: "16", torch.bfloat16: "bf16"}[self.dtype]
+
     def autocast(self) -> contextlib.AbstractContextManager:
         if self.dtype is None:
             return contextlib.nullcontext()
@@ -51,6 +56,16 @@ def resolve_device_type(cfg: TrainingConfig) -> str:
 
 
 def resolve_precision(cfg: TrainingConfig, device_type: str) -> Precision:
+    """The precision a run trains in; ``auto`` is bf16 where the device supports it, else
+    fp32 (never fp16: it needs loss scaling and can overflow where bf16 cannot)."""
+    if cfg.precision == "auto":
+        if device_type == "cuda":
+            ok = torch.cuda.is_bf16_supported()
+        else:
+            from rxvision.training.cpu_bf16 import cpu_supports_bf16
+
+            ok = cpu_supports_bf16()
+        return Precision(device_type, torch.bfloat16 if ok else None, False)
     if cfg.precision == "32":
         return Precision(device_type, None, False)
     if cfg.precision == "bf16":
@@ -111,27 +126,60 @@ def build_optimizer(model: nn.Module, cfg: TrainingConfig) -> torch.optim.Optimi
 
 
 def build_scheduler(
-    optimizer: torch.optim.Optimizer, cfg: SchedulerConfig, updates_per_epoch: int
+    optimizer: torch.optim.Optimizer,
+    cfg: SchedulerConfig,
+    updates_per_epoch: int,
+    total_epochs: int | None = None,
 ) -> torch.optim.lr_scheduler.LRScheduler | None:
-    """CosineAnnealingWarmRestarts after an optional linear warmup.
-
-    With ``interval=step`` the scheduler is stepped after every optimizer update and T_0 /
-    warmup are converted from epochs into updates (T_0 * updates_per_epoch), so the curve is
-    smooth within an epoch; with ``interval=epoch`` it is stepped once per epoch. Either way
-    the learning rate of epoch 1 / update 1 is the warmup start (or the base lr)."""
+    """The learning-rate schedule, stepped after every optimizer update (``interval=step``:
+    epochs are converted into updates, so the curve is smooth within an epoch) or once per
+    epoch. ``cosine_warm_restarts`` restarts every T_0 * T_mult^i epochs after an optional
+    linear warmup; ``cosine`` and ``onecycle`` span ``total_epochs`` and end at their minimum.
+    The learning rate of update 1 is the warmup start (or the base lr)."""
     if cfg.name == "none":
         return None
     unit = updates_per_epoch if cfg.interval == "step" else 1
-    cosine = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(
-        optimizer, T_0=cfg.T_0 * unit, T_mult=cfg.T_mult, eta_min=cfg.eta_min
-    )
     warmup = cfg.warmup_epochs * unit
+    if cfg.name in ("cosine", "onecycle"):
+        if total_epochs is None:
+            raise ValueError(f"scheduler {cfg.name} needs total_epochs")
+        total = max(1, total_epochs * unit)
+        if cfg.name == "onecycle":
+            return _one_cycle(optimizer, cfg, total)
+        warmup = min(warmup, total - 1)
+        main: torch.optim.lr_scheduler.LRScheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
+            optimizer, T_max=max(1, total - warmup), eta_min=cfg.eta_min
+        )
+    else:
+        main = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(
+            optimizer, T_0=cfg.T_0 * unit, T_mult=cfg.T_mult, eta_min=cfg.eta_min
+        )
     if warmup == 0:
-        return cosine
+        return main
     linear = torch.optim.lr_scheduler.LinearLR(
         optimizer, start_factor=1.0 / (warmup + 1), total_iters=warmup
     )
-    return torch.optim.lr_scheduler.SequentialLR(optimizer, [linear, cosine], milestones=[warmup])
+    return torch.optim.lr_scheduler.SequentialLR(optimizer, [linear, main], milestones=[warmup])
+
+
+def _one_cycle(
+    optimizer: torch.optim.Optimizer, cfg: SchedulerConfig, total: int
+) -> torch.optim.lr_scheduler.OneCycleLR:
+    """OneCycleLR with each group's own peak (the backbone's scaled lr stays scaled); cosine
+    up from peak/25 over pct_start of the run, then down to about eta_min."""
+    peaks = [g.get("initial_lr", g["lr"]) for g in optimizer.param_groups]
+    start = max(peaks) / 25.0
+    final_div = max(1.0, start / cfg.eta_min) if cfg.eta_min > 0 else 1e4
+    return torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=peaks, total_steps=total, pct_start=cfg.pct_start,
+        anneal_strategy="cos", div_factor=25.0, final_div_factor=final_div,
+        cycle_momentum=False,
+    )
+
+
+def spans_run(cfg: SchedulerConfig) -> bool:
+    """Whether the schedule's length is the run's epoch count (rebuilt when it changes)."""
+    return cfg.name in ("cosine", "onecycle")
 
 
 def balanced_class_weights(labels: Sequence[int], num_classes: int) -> torch.Tensor:
@@ -145,6 +193,49 @@ def balanced_class_weights(labels: Sequence[int], num_classes: int) -> torch.Ten
         )
     weights = compute_class_weight("balanced", classes=np.arange(num_classes), y=y)
     return torch.tensor(weights, dtype=torch.float32)
+
+
+def imbalance_ratio(labels: Sequence[int], num_classes: int) -> float:
+    """Largest / smallest class count among the classes present (1.0 = balanced)."""
+    counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=num_classes)
+    present = counts[counts > 0]
+    return float(present.max() / present.min()) if len(present) else 1.0
+
+
+def resolve_class_weights(cfg: TrainingConfig, labels: Sequence[int], num_classes: int) -> str:
+    """'balanced' or 'none'. ``auto`` weights the loss when the training split is imbalanced
+    by at least class_weights_min_ratio, unless a balanced sampler already evens the classes."""
+    if cfg.class_weights != "auto":
+        return cfg.class_weights
+    if cfg.sampler == "balanced":
+        return "none"
+    ratio = imbalance_ratio(labels, num_classes)
+    return "balanced" if ratio >= cfg.class_weights_min_ratio else "none"
+
+
+def configure_batchnorm(model: nn.Module, cfg: TrainingConfig) -> int:
+    """Apply bn_momentum to every BatchNorm layer; returns how many there are."""
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if cfg.bn_momentum is not None:
+        for bn in bns:
+            bn.momentum = cfg.bn_momentum
+    return len(bns)
+
+
+def freeze_bn_statistics(model: nn.Module) -> None:
+    """BatchNorm layers to eval mode (running statistics used and kept; called after
+    model.train()), their weight and bias still learn."""
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.eval()
+
+
+def plan_epochs(budget_s: float, elapsed_s: float, epochs_done: int, max_epochs: int) -> int:
+    """The epoch count that fits ``budget_s`` at the pace of the epochs so far (at least the
+    epochs already done, at most ``max_epochs``)."""
+    per_epoch = elapsed_s / max(epochs_done, 1)
+    fits = int(budget_s // per_epoch) if per_epoch > 0 else max_epochs
+    return max(epochs_done, 1, min(max_epochs, fits))
 
 
 def build_mixup(cfg: TrainingConfig, num_classes: int) -> Mixup | None:

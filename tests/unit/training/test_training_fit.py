@@ -77,7 +77,7 @@ def test_fit_learns_writes_checkpoints_and_returns_the_best_model(tmp_path: Path
     assert [row["epoch"] for row in result.history] == [1, 2, 3]
     assert set(result.history[0]) == HISTORY_KEYS
     assert result.history[-1]["val_accuracy"] > 0.8  # the colours are easy
-    state = torch.load(tmp_path / "run" / "last.ckpt", weights_only=False)
+    state = torch.load(tmp_path / "run" / "last.ckpt", weights_only=True)
     for key in (
         "model",
         "optimizer",
@@ -90,7 +90,7 @@ def test_fit_learns_writes_checkpoints_and_returns_the_best_model(tmp_path: Path
     ):
         assert key in state
     assert len(list((tmp_path / "run").glob("epoch=*.ckpt"))) == 2
-    best = torch.load(result.best_checkpoint, weights_only=False)
+    best = torch.load(result.best_checkpoint, weights_only=True)
     best_f1 = max(row["val_macro_f1"] for row in result.history)
     assert best["history"][-1]["val_macro_f1"] == best_f1
     assert not result.model.training and next(result.model.parameters()).device.type == "cpu"
@@ -170,7 +170,7 @@ def test_gradual_unfreezing_trains_the_backbone_only_from_the_given_epoch(
     )
     fit_datasets(cfg, train, val, CLASSES, tmp_path)
     ckpts = {
-        torch.load(p, weights_only=False)["epoch"]: torch.load(p, weights_only=False)["model"]
+        torch.load(p, weights_only=True)["epoch"]: torch.load(p, weights_only=True)["model"]
         for p in tmp_path.glob("epoch=*.ckpt")
     }
     torch.manual_seed(cfg.training.seed)
@@ -215,7 +215,7 @@ RESUME_SCRIPT = textwrap.dedent(
 
 def _last_epoch(run_dir: Path) -> int:
     try:
-        return int(torch.load(run_dir / "last.ckpt", weights_only=False)["epoch"])
+        return int(torch.load(run_dir / "last.ckpt", weights_only=True)["epoch"])
     except (FileNotFoundError, EOFError, RuntimeError):
         return 0
 
@@ -290,6 +290,6 @@ def test_mixed_precision_trains_on_cuda(tmp_path: Path, data3, precision: str) -
     train, val = data3
     cfg = tiny_config(epochs=1, precision=precision, accelerator="cuda", num_threads=None)
     result = fit_datasets(cfg, train, val, CLASSES, tmp_path)
-    state = torch.load(tmp_path / "last.ckpt", weights_only=False)
+    state = torch.load(tmp_path / "last.ckpt", weights_only=True)
     assert (state["scaler"] is not None) == (precision == "16")
     assert all(torch.isfinite(torch.tensor(v)) for v in result.history[0].values())

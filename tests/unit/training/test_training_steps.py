@@ -21,7 +21,7 @@ from rxvision.training import (
     build_mixup,
     build_scheduler,
 )
-from rxvision.training.engine import accumulation_group, backward_micro_batch, optimizer_step
+from rxvision.training.updates import accumulation_group, backward_micro_batch, optimizer_step
 from rxvision.training.setup import Precision, resolve_precision
 
 FP32 = Precision("cpu", None, False)
