@@ -80,6 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("training")
     g.add_argument("--fail-on-gate", action="store_true",
                    help="exit non-zero when the quality gate rejects the model")
+    g.add_argument("--no-resume", action="store_true",
+                   help="start over instead of resuming an interrupted run of the same config")
     g = p.add_argument_group("deployment / batch-inference")
     g.add_argument("--model-version", metavar="VERSION",
                    help="ZenML model version (number, name or stage) instead of production")
@@ -147,7 +149,8 @@ def _run(args: argparse.Namespace) -> int:
     from rxvision.config import load_config
 
     rx_sections, zenml_options = split_config_file(args.config)
-    cfg = load_config(args.profile, rx_sections, args.overrides)
+    overrides = [*args.overrides, *(["training.resume=false"] if args.no_resume else [])]
+    cfg = load_config(args.profile, rx_sections, overrides)
     if args.no_cache:
         zenml_options["enable_cache"] = False
     args.zenml_options = zenml_options

@@ -1,4 +1,5 @@
-"""Training engine: ``fit`` (and ``fit_datasets`` for any torch datasets), hooks, callbacks."""
+"""Training engine: ``fit`` (and ``fit_datasets`` for any torch datasets), hooks, callbacks,
+and the run folder a pipeline resumes in (``run_key``, ``prepare_run_dir``)."""
 
 from rxvision.training.callbacks import (
     CheckpointManager,
@@ -6,7 +7,15 @@ from rxvision.training.callbacks import (
     TrainingHook,
     TrainingHookProtocol,
 )
-from rxvision.training.engine import TrainResult, fit, fit_datasets, load_result
+from rxvision.training.engine import (
+    TrainResult,
+    clear_run_dir,
+    fit,
+    fit_datasets,
+    load_result,
+    prepare_run_dir,
+    run_key,
+)
 from rxvision.training.setup import (
     balanced_class_weights,
     build_mixup,
@@ -25,8 +34,11 @@ __all__ = [
     "build_mixup",
     "build_optimizer",
     "build_scheduler",
+    "clear_run_dir",
     "fit",
     "fit_datasets",
     "load_result",
+    "prepare_run_dir",
     "resolve_precision",
+    "run_key",
 ]
