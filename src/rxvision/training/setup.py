@@ -167,11 +167,12 @@ def _one_cycle(
 ) -> torch.optim.lr_scheduler.OneCycleLR:
     """OneCycleLR with each group's own peak (the backbone's scaled lr stays scaled); cosine
     up from peak/25 over pct_start of the run, then down to about eta_min."""
-    peaks = [g.get("initial_lr", g["lr"]) for g in optimizer.param_groups]
+    peaks = [g.setdefault("peak_lr", g["lr"]) for g in optimizer.param_groups]  # for rebuilds
     start = max(peaks) / 25.0
     final_div = max(1.0, start / cfg.eta_min) if cfg.eta_min > 0 else 1e4
     return torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=peaks, total_steps=total, pct_start=cfg.pct_start,
+        # one step more than updates: the lr after the last update's step is the minimum
+        optimizer, max_lr=peaks, total_steps=total + 1, pct_start=cfg.pct_start,
         anneal_strategy="cos", div_factor=25.0, final_div_factor=final_div,
         cycle_momentum=False,
     )

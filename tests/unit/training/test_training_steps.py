@@ -21,8 +21,8 @@ from rxvision.training import (
     build_mixup,
     build_scheduler,
 )
-from rxvision.training.updates import accumulation_group, backward_micro_batch, optimizer_step
 from rxvision.training.setup import Precision, resolve_precision
+from rxvision.training.updates import accumulation_group, backward_micro_batch, optimizer_step
 
 FP32 = Precision("cpu", None, False)
 
