@@ -7,9 +7,16 @@
 (2) data loader: the albumentations training pipeline over the demo's synthetic pills
     (DataLoader with the profile's workers) vs the model's consumption rate (train steps on
     in-memory tensors), img/s both.
+(3) precision and memory format: the engine's epoch-2 training throughput with fp32 (the
+    reference), fp32 + channels_last, bf16 and bf16 + channels_last (bf16 only where the CPU
+    has native bf16), alternating, as ratios to fp32.
+(4) BatchNorm when fine-tuning on small batches: the pretrained backbone fine-tuned on the
+    demo's synthetic pills at batch 8 with BN statistics updated (the reference), frozen
+    (training.freeze_bn_stats) or slowed (training.bn_momentum=0.01); val accuracy each.
 
     python benchmarks/bench_training.py [--model tf_efficientnet_lite0] [--image-size 128]
         [--batch-size 32] [--images 256] [--repeats 3] [--threads 2] [--skip-loader]
+        [--skip-engine] [--skip-precision] [--skip-bn]
 """
 
 from __future__ import annotations
@@ -166,6 +173,67 @@ def bench_loader(args: argparse.Namespace) -> None:
     )
 
 
+def bench_precision(args: argparse.Namespace) -> None:
+    from rxvision.training.cpu_bf16 import cpu_supports_bf16
+
+    torch.set_num_threads(args.threads)
+    classes = 8
+    gen = torch.Generator().manual_seed(0)
+    data = TensorDataset(
+        torch.randn(args.images, 3, args.image_size, args.image_size, generator=gen),
+        torch.arange(args.images) % classes,
+    )
+    val = TensorDataset(data.tensors[0][:32], data.tensors[1][:32])
+    variants = [("fp32", "32", False), ("fp32 + channels_last", "32", True)]
+    if cpu_supports_bf16():
+        variants += [("bf16", "bf16", False), ("bf16 + channels_last", "bf16", True)]
+    rates: dict[str, list[float]] = {name: [] for name, _, _ in variants}
+    base = _config(args)
+    for _ in range(args.repeats):
+        for name, precision, channels_last in variants:
+            cfg = base.model_copy(deep=True)
+            cfg.training.precision = precision
+            cfg.training.channels_last = channels_last
+            rates[name].append(engine_loop(cfg, data, val, classes))
+    ref = statistics.median(rates["fp32"])
+    print(f"\n== (3) precision and memory format: {args.model} @{args.image_size}px, batch "
+          f"{args.batch_size}, {args.threads} threads, engine epoch-2 train img/s "
+          f"(CPU bf16: {'native' if cpu_supports_bf16() else 'none, bf16 rows skipped'}) ==")
+    for name, values in rates.items():
+        med = statistics.median(values)
+        print(f"{name:22s} " + ", ".join(f"{v:.1f}" for v in values)
+              + f"  (median {med:.1f}, x{med / ref:.2f} of fp32)")
+
+
+def bench_bn(args: argparse.Namespace) -> None:
+    from rxvision.data import load_source, stratified_split
+    from rxvision.training import fit
+
+    torch.set_num_threads(args.threads)
+    size = min(args.image_size, 96)
+    overrides = [
+        "data.synthetic.images_per_class=40", f"data.image_size={size}",
+        "data.loader.batch_size=8", "data.loader.num_workers=0",
+        "data.loader.persistent_workers=false", "model.freeze_backbone=false",
+        "training.epochs=2", f"training.num_threads={args.threads}",
+        "training.early_stopping.enabled=false", "training.optimizer.lr=1e-3",
+        "training.scheduler.name=cosine", "training.scheduler.warmup_epochs=1",
+    ]
+    variants = {"BN statistics updated": [], "freeze_bn_stats": ["training.freeze_bn_stats=true"],
+                "bn_momentum=0.01": ["training.bn_momentum=0.01"]}
+    print(f"\n== (4) BatchNorm, fine-tuning pretrained {load_config('demo').model.backbone} "
+          f"@{size}px at batch 8 on the demo pills (12 classes x 40), 2 epochs ==")
+    for name, extra in variants.items():
+        cfg = load_config("demo", overrides=[*overrides, *extra])
+        index = load_source(cfg.data)
+        splits = stratified_split(index, cfg.data.split)
+        start = time.perf_counter()
+        with tempfile.TemporaryDirectory() as tmp:
+            result = fit(cfg, splits, Path(tmp))
+        accs = ", ".join(f"{r['val_accuracy']:.3f}" for r in result.history)
+        print(f"{name:24s} val accuracy by epoch: {accs}   ({time.perf_counter() - start:.0f} s)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -178,11 +246,17 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--skip-loader", action="store_true")
     parser.add_argument("--skip-engine", action="store_true")
+    parser.add_argument("--skip-precision", action="store_true")
+    parser.add_argument("--skip-bn", action="store_true")
     args = parser.parse_args()
     if not args.skip_engine:
         bench_engine(args)
     if not args.skip_loader:
         bench_loader(args)
+    if not args.skip_precision:
+        bench_precision(args)
+    if not args.skip_bn:
+        bench_bn(args)
 
 
 if __name__ == "__main__":

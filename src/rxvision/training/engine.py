@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import pickle
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -243,7 +244,9 @@ def train_process(rv: ddp.Rendezvous, job: Job) -> None:
     )
     if device_type == "cuda":
         torch.cuda.set_device(device)
-    threads = threads_per_process(tcfg, device_type)
+    on_node = int(os.environ.get("LOCAL_WORLD_SIZE", rv.world)) if rv.init_method == "env://" \
+        else rv.world
+    threads = threads_per_process(tcfg, device_type, on_node)
     caller_threads = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(threads)

@@ -95,13 +95,17 @@ def check_devices(cfg: TrainingConfig, device_type: str) -> None:
         )
 
 
-def threads_per_process(cfg: TrainingConfig, device_type: str) -> int | None:
-    """CPU threads for each process: the configured number, or the cores split among DDP
-    processes (so N processes do not fight over the same cores)."""
+def threads_per_process(
+    cfg: TrainingConfig, device_type: str, processes: int | None = None
+) -> int | None:
+    """CPU threads for each process: the configured number, or the cores split among the
+    DDP processes on this node (``processes``, default training.devices), so N processes do
+    not fight over the same cores."""
     if cfg.num_threads is not None:
         return cfg.num_threads
-    if cfg.devices > 1 and device_type == "cpu":
-        return max(1, (os.cpu_count() or 1) // cfg.devices)
+    processes = cfg.devices if processes is None else processes
+    if processes > 1 and device_type == "cpu":
+        return max(1, (os.cpu_count() or 1) // processes)
     return None
 
 
