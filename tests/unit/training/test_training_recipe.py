@@ -218,3 +218,16 @@ def test_no_resume_starts_an_interrupted_run_over(tmp_path: Path, data3) -> None
     fit_datasets(tiny_config(epochs=3, resume=False, early_stopping={"enabled": False}),
                  train, val, CLASSES, tmp_path, hooks=[Record()])
     assert starts == [0]
+
+
+def test_an_unreadable_last_checkpoint_is_a_clear_error_naming_no_resume(
+    tmp_path: Path, data3
+) -> None:
+    from rxvision.errors import RxVisionError
+
+    train, val = data3
+    (tmp_path / "last.ckpt").write_bytes(b"not a checkpoint")
+    with pytest.raises(RxVisionError, match="(?s)last.ckpt is not a checkpoint.*--no-resume"):
+        fit_datasets(tiny_config(epochs=1), train, val, CLASSES, tmp_path)
+    result = fit_datasets(tiny_config(epochs=1, resume=False), train, val, CLASSES, tmp_path)
+    assert result.epochs_run == 1
