@@ -47,7 +47,13 @@ class ValidationConfig(_Strict):
     color_mode_policy: Literal["convert", "flag"] = "convert"
     min_resolution: int = Field(32, ge=1, description="minimum of width and height, pixels")
     min_images_per_class: int = Field(5, ge=1)
-    max_imbalance_ratio: float = Field(10.0, ge=1.0, description="largest / smallest class")
+    # largest / smallest class. Above warn_imbalance_ratio the run goes on with a warning in the
+    # report (real sets are imbalanced: rare pills; training weights the classes and selects
+    # checkpoints by macro-F1, the gate compares against always answering the majority class);
+    # above max_imbalance_ratio it is a problem under `policy` (a class that rare is more
+    # likely a labelling or export mistake than a real share).
+    warn_imbalance_ratio: float = Field(3.0, ge=1.0, description="largest / smallest class")
+    max_imbalance_ratio: float = Field(100.0, ge=1.0, description="largest / smallest class")
     # header: cheap check (PIL verify); full: decode every image (finds truncation).
     decode: Literal["header", "full"] = "full"
 
@@ -201,6 +207,9 @@ class GateConfig(_Strict):
     # ... and McNemar's test must not say the challenger is significantly worse at this level.
     mcnemar_alpha: float = Field(0.05, gt=0, lt=1)
     compare_metric: Literal["macro_f1", "accuracy"] = "macro_f1"
+    # the candidate's accuracy AND macro-F1 must each beat always answering the test split's
+    # largest class by more than this (on an imbalanced set a floor alone can be met that way)
+    majority_margin: float = Field(0.0, ge=0, lt=1)
 
 
 # ------------------------------------------------------------------------- export
