@@ -47,13 +47,42 @@ class ValidationConfig(_Strict):
     color_mode_policy: Literal["convert", "flag"] = "convert"
     min_resolution: int = Field(32, ge=1, description="minimum of width and height, pixels")
     min_images_per_class: int = Field(5, ge=1)
-    max_imbalance_ratio: float = Field(10.0, ge=1.0, description="largest / smallest class")
+    # largest / smallest class. Above warn_imbalance_ratio the run goes on with a warning in the
+    # report (real sets are imbalanced: rare pills; training weights the classes and selects
+    # checkpoints by macro-F1, the gate compares against always answering the majority class);
+    # above max_imbalance_ratio it is a problem under `policy` (a class that rare is more
+    # likely a labelling or export mistake than a real share).
+    warn_imbalance_ratio: float = Field(3.0, ge=1.0, description="largest / smallest class")
+    max_imbalance_ratio: float = Field(100.0, ge=1.0, description="largest / smallest class")
     # header: cheap check (PIL verify); full: decode every image (finds truncation).
     decode: Literal["header", "full"] = "full"
 
 
+# Named augmentation recipes: each fills the AugmentationConfig keys a user did not set.
+#   none: resize only. light: horizontal flips only (objects with an up, e.g. photos of scenes).
+#   orientation_free: objects with no "up" (pills, parts seen from above): flips, 90-degree
+#     turns, any rotation, mild brightness/contrast; no random crop, so nothing the label
+#     depends on (an imprint, a defect at the edge) is cut away or stretched.
+#   strong: random resized crops down to 60% of the area, shifts/zoom, colour jitter: for data
+#     that is plentiful or synthetic (the demo pills), where variety matters more than detail.
+_NO_AUGMENTATION = {"scale_min": 1.0, "hflip": 0.0, "vflip": 0.0, "rotate90": 0.0, "affine": 0.0,
+                    "color_jitter": 0.0}
+AUGMENTATION_PRESETS: dict[str, dict[str, float]] = {
+    "none": dict(_NO_AUGMENTATION),
+    "light": {**_NO_AUGMENTATION, "hflip": 0.5},
+    "orientation_free": {
+        "scale_min": 1.0, "hflip": 0.5, "vflip": 0.5, "rotate90": 0.5,
+        "affine": 0.5, "shift_limit": 0.0, "scale_limit": 0.0, "rotate_limit": 180.0,
+        "color_jitter": 0.5, "brightness": 0.1, "contrast": 0.1, "saturation": 0.0, "hue": 0.0,
+    },
+    "strong": {},  # the field defaults below
+}
+
+
 class AugmentationConfig(_Strict):
-    scale_min: float = Field(0.6, gt=0, le=1)
+    # the recipe the other keys start from; keys set explicitly win over the preset
+    preset: Literal["none", "light", "orientation_free", "strong"] = "strong"
+    scale_min: float = Field(0.6, gt=0, le=1, description="1.0: no random crop")
     hflip: float = Field(0.5, ge=0, le=1)
     vflip: float = Field(0.5, ge=0, le=1)
     rotate90: float = Field(0.5, ge=0, le=1)
@@ -66,6 +95,13 @@ class AugmentationConfig(_Strict):
     contrast: float = Field(0.2, ge=0)
     saturation: float = Field(0.2, ge=0)
     hue: float = Field(0.05, ge=0, le=0.5)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_preset(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("preset") in AUGMENTATION_PRESETS:
+            data = {**AUGMENTATION_PRESETS[data["preset"]], **data}
+        return data
 
 
 class LoaderConfig(_Strict):
@@ -238,6 +274,9 @@ class GateConfig(_Strict):
     # ... and McNemar's test must not say the challenger is significantly worse at this level.
     mcnemar_alpha: float = Field(0.05, gt=0, lt=1)
     compare_metric: Literal["macro_f1", "accuracy"] = "macro_f1"
+    # the candidate's accuracy AND macro-F1 must each beat always answering the test split's
+    # largest class by more than this (on an imbalanced set a floor alone can be met that way)
+    majority_margin: float = Field(0.0, ge=0, lt=1)
 
 
 # ------------------------------------------------------------------------- export
@@ -311,6 +350,10 @@ class MonitoringConfig(_Strict):
 
 class RxVisionConfig(_Strict):
     profile: str = "demo"
+    # the data-dependent layer on top of the profile (see load_config): auto picks "real" when
+    # data.source is imagefolder or csv and "synthetic" otherwise; a loaded config holds the
+    # resolved name.
+    recipe: Literal["auto", "synthetic", "real"] = "auto"
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
     training: TrainingConfig = TrainingConfig()
@@ -428,21 +471,52 @@ def profile_path(profile: str) -> Path:
     return path
 
 
+def recipe_path(profile: str, recipe: str) -> Path | None:
+    """The recipe layer of a profile (profiles/recipes/<profile>-<recipe>.yaml), if it has one."""
+    path = PROFILES_DIR / "recipes" / f"{profile}-{recipe}.yaml"
+    return path if path.is_file() else None
+
+
+def resolve_recipe(recipe: str, source: str | None) -> str:
+    """auto: a user's own photos (imagefolder, csv) get the real-data recipe."""
+    if recipe != "auto":
+        return recipe
+    return "real" if source in ("imagefolder", "csv") else "synthetic"
+
+
 def load_config(
     profile: str = "demo",
     config_file: Path | str | dict[str, Any] | None = None,
     overrides: list[str] | tuple[str, ...] = (),
 ) -> RxVisionConfig:
-    """Profile YAML, then the user's YAML (a file, or its already-read sections) on top, then
-    dotted overrides; validated once."""
-    data = read_yaml(profile_path(profile))
-    data["profile"] = profile
+    """Profile YAML, then its recipe for the data (if the profile has one), then the user's
+    YAML (a file, or its already-read sections), then dotted overrides; validated once.
+
+    The recipe is chosen after the user's layers are known (their data.source and recipe),
+    but applied beneath them, so whatever a user sets explicitly wins over the recipe: the demo
+    profile pointed at an ImageFolder trains the real-data recipe (demo-real.yaml) unless the
+    user says otherwise, key by key or with recipe=synthetic."""
+    base = read_yaml(profile_path(profile))
+    base["profile"] = profile
+    extra: dict[str, Any] = {}
     if config_file is not None:
         extra = config_file if isinstance(config_file, dict) else read_yaml(Path(config_file))
+
+    def layered(data: dict[str, Any]) -> dict[str, Any]:
         data = _deep_merge(data, extra)
-    for text in overrides:
-        keys, value = parse_override(text)
-        _apply_override(data, keys, value)
+        for text in overrides:
+            keys, value = parse_override(text)
+            _apply_override(data, keys, value)
+        return data
+
+    data = layered(base)
+    section = data.get("data") if isinstance(data.get("data"), dict) else {}
+    source = section.get("source", DataConfig.model_fields["source"].default)
+    recipe = resolve_recipe(str(data.get("recipe", "auto")), source)
+    layer = recipe_path(profile, recipe)
+    if layer is not None:
+        data = layered(_deep_merge(base, read_yaml(layer, kind="recipe file")))
+    data["recipe"] = recipe
     return config_from_dict(data)
 
 

@@ -91,16 +91,25 @@ def _normalize_and_tensor(norm: Normalization) -> list[Any]:
 
 
 def build_train_transform(cfg: DataConfig, norm: Normalization, seed: int | None = None) -> A.Compose:
-    """Training augmentations from ``cfg.augmentation``. Pills have no "up", so flips and
-    90-degree turns are label-preserving. ``seed`` fixes the augmentation stream (DataLoader
-    workers re-seed it per worker, see :mod:`rxvision.data.loader`)."""
+    """Training augmentations from ``cfg.augmentation`` (its preset and keys). Pills have no
+    "up", so flips and 90-degree turns are label-preserving. With ``scale_min`` 1.0 there is no
+    random crop: the image is framed exactly as at evaluation. ``seed`` fixes the augmentation
+    stream (DataLoader workers re-seed it per worker, see :mod:`rxvision.data.loader`)."""
     import albumentations as A
 
     aug = cfg.augmentation
     size = norm.image_size
     interp = norm.cv2_interpolation
+    framing: list[Any] = (
+        [
+            A.SmallestMaxSize(max_size=norm.resize_size, interpolation=interp),
+            A.CenterCrop(height=size, width=size),
+        ]
+        if aug.scale_min >= 1.0
+        else [A.RandomResizedCrop(size=(size, size), scale=(aug.scale_min, 1.0), interpolation=interp)]
+    )
     steps: list[Any] = [
-        A.RandomResizedCrop(size=(size, size), scale=(aug.scale_min, 1.0), interpolation=interp),
+        *framing,
         A.HorizontalFlip(p=aug.hflip),
         A.VerticalFlip(p=aug.vflip),
         A.RandomRotate90(p=aug.rotate90),

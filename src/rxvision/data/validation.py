@@ -52,8 +52,14 @@ FIX_HINTS: dict[str, str] = {
     "duplicate": "delete the extra copies",
     "leakage": "keep each image in one split only (or drop the split column to split automatically)",
     "too_few_images": "add images to those classes or lower data.validation.min_images_per_class",
-    "class_imbalance": "add images to the small classes, raise data.validation.max_imbalance_ratio, "
-    "or use training.class_weights=balanced with policy skip",
+    "class_imbalance": "check the labels of the smallest class and add images to it; if the classes "
+    "really are that rare, raise data.validation.max_imbalance_ratio (training weights the classes "
+    "with training.class_weights=balanced and the gate compares against the majority class)",
+}
+# Findings that do not stop a run: reported, logged and shown in the HTML page.
+WARNINGS: dict[str, str] = {
+    "class_imbalance": "largest / smallest class is above warn_imbalance_ratio: accuracy alone "
+    "flatters a model that favours the large classes; read macro-F1 and the per-class table",
 }
 _SPLIT_RANK = {name: i for i, name in enumerate(SPLIT_NAMES)}
 
@@ -104,6 +110,10 @@ class ValidationReport:
     ignored_files: list[str] = field(default_factory=list)
     excluded: list[Path] = field(default_factory=list)
     dropped_classes: list[str] = field(default_factory=list)
+    # largest / smallest class among classes with images (1.0 with fewer than two such classes)
+    imbalance_ratio: float = 1.0
+    # name (a key of WARNINGS) -> details; none of them fails the report
+    warnings: dict[str, dict[str, Any]] = field(default_factory=dict)
     seconds: float = 0.0
 
     @property
@@ -117,6 +127,8 @@ class ValidationReport:
     def summary(self) -> str:
         """One line for logs and run metadata."""
         head = f"{self.total_images} images, {len(self.classes)} classes"
+        if "class_imbalance" in self.warnings:
+            head += f" (imbalanced {self.imbalance_ratio:g}:1)"
         if self.passed:
             conv = sum(len(v) for v in self.converted.values())
             return f"{head}: all checks passed" + (f" ({conv} converted to RGB)" if conv else "")
@@ -140,6 +152,8 @@ class ValidationReport:
             "ignored_files": list(self.ignored_files),
             "excluded": [str(p) for p in self.excluded],
             "dropped_classes": list(self.dropped_classes),
+            "imbalance_ratio": self.imbalance_ratio,
+            "warnings": {name: dict(d) for name, d in self.warnings.items()},
             "seconds": round(self.seconds, 3),
         }
 
@@ -181,6 +195,11 @@ class ValidationReport:
                 shown = "".join(f"<li><code>{e(p)}</code></li>" for p in paths[:max_paths])
                 more = f"<p>... and {len(paths) - max_paths} more</p>" if len(paths) > max_paths else ""
                 lists.append(f"<h3>{e(title)} ({len(paths)})</h3><ol>{shown}</ol>{more}")
+        warned = "".join(
+            f"<li><code>{e(name)}</code>: {e(WARNINGS[name])} "
+            f"({e(', '.join(f'{k}: {v}' for k, v in d.items()))})</li>"
+            for name, d in self.warnings.items()
+        )
         verdict = "passed" if self.passed else "problems found"
         return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>RxVision data validation: {verdict}</title>
@@ -196,6 +215,7 @@ table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;paddi
 decode <code>{e(self.decode)}</code>, {self.seconds:.2f} s.</p>
 <h2>Checks</h2>
 <table><tr><th>check</th><th>status</th><th>count</th><th>meaning</th></tr>{''.join(rows)}</table>
+{f'<h2>Warnings</h2><ul>{warned}</ul>' if warned else ''}
 <h2>Images per class</h2><table><tr><th>class</th><th>images</th><th></th></tr>{bars}</table>
 {'<h2>Findings</h2>' + ''.join(sections) if sections else ''}
 {''.join(lists)}
@@ -327,16 +347,20 @@ def validate_dataset(index: DatasetIndex, cfg: ValidationConfig, threads: int | 
             if s.label in small:
                 checks["too_few_images"].add(s.path, f"class '{s.label}' has {small[s.label]}")
         dropped = sorted(small)
+    ratio, warnings = 1.0, {}
     present = [n for n in class_counts.values() if n > 0]
     if len(present) >= 2:
-        ratio = max(present) / min(present)
+        ratio = round(max(present) / min(present), 2)
+        largest = max(class_counts, key=lambda c: class_counts[c])
+        smallest = min((c for c in class_counts if class_counts[c] > 0), key=lambda c: class_counts[c])
+        sizes = {"ratio": ratio, "largest": f"{largest} ({class_counts[largest]})",
+                 "smallest": f"{smallest} ({class_counts[smallest]})"}
         if ratio > cfg.max_imbalance_ratio:
-            largest = max(class_counts, key=lambda c: class_counts[c])
-            smallest = min((c for c in class_counts if class_counts[c] > 0), key=lambda c: class_counts[c])
-            checks["class_imbalance"].details = {
-                "count": 1, "ratio": round(ratio, 2), "max_imbalance_ratio": cfg.max_imbalance_ratio,
-                "largest": f"{largest} ({class_counts[largest]})", "smallest": f"{smallest} ({class_counts[smallest]})",
-            }
+            checks["class_imbalance"].details = {"count": 1, **sizes, "max_imbalance_ratio": cfg.max_imbalance_ratio}
+        elif ratio > cfg.warn_imbalance_ratio:
+            warnings["class_imbalance"] = {**sizes, "warn_imbalance_ratio": cfg.warn_imbalance_ratio}
+            log.warning("data validation: classes are imbalanced %g:1 (largest %s, smallest %s); "
+                        "judge the model by macro-F1", ratio, sizes["largest"], sizes["smallest"])
 
     excluded: list[Path] = []
     if cfg.policy == "skip":
@@ -346,7 +370,8 @@ def validate_dataset(index: DatasetIndex, cfg: ValidationConfig, threads: int | 
         total_images=len(samples), classes=list(index.classes), policy=cfg.policy,
         color_mode_policy=cfg.color_mode_policy, decode=cfg.decode, checks=checks, class_counts=class_counts,
         converted=dict(converted), ignored_files=[str(p) for p in index.ignored], excluded=excluded,
-        dropped_classes=dropped if cfg.policy == "skip" else [], seconds=time.perf_counter() - start,
+        dropped_classes=dropped if cfg.policy == "skip" else [], imbalance_ratio=ratio, warnings=warnings,
+        seconds=time.perf_counter() - start,
     )
     log.info("data validation: %s (%.2fs)", report.summary(), report.seconds)
     return report

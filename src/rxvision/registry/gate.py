@@ -1,6 +1,7 @@
 """The quality gate: which stage a freshly trained model earns.
 
-Absolute floors (accuracy, macro-F1, calibration) AND champion/challenger: the candidate
+Absolute floors (accuracy, macro-F1, calibration, better than always answering the majority
+class) AND champion/challenger: the candidate
 must match or beat the production model's compare metric by `min_gain` on the SAME test set,
 and McNemar's test must not say it is significantly worse. Every rule is reported with its
 value, threshold and outcome so a rejected model says exactly why.
@@ -29,26 +30,36 @@ RULE_SAME_TEST_SET = "same_test_set"
 RULE_MIN_GAIN = "min_gain"
 RULE_MCNEMAR = "mcnemar_not_worse"
 RULE_NO_CHAMPION = "no_champion"
-FLOOR_RULES = (RULE_MIN_ACCURACY, RULE_MIN_MACRO_F1, RULE_MAX_ECE)
+RULE_BEATS_MAJORITY = "beats_majority"
+FLOOR_RULES = (RULE_MIN_ACCURACY, RULE_MIN_MACRO_F1, RULE_MAX_ECE, RULE_BEATS_MAJORITY)
 
 
 @dataclass(frozen=True)
 class GateInput:
-    """One model's test-set evidence: metrics, per-sample correctness, and which test set."""
+    """One model's test-set evidence: metrics, per-sample correctness, which test set, and
+    the test split's images per class (the majority-class baseline; None: rule not applied)."""
 
     metrics: Mapping[str, float]
     correct: np.ndarray | None
     test_fingerprint: str
     name: str = "model"
+    class_support: tuple[int, ...] | None = None
 
     @classmethod
     def from_evaluation(cls, result: Any, test_fingerprint: str, name: str = "model") -> GateInput:
-        """From an rxvision.evaluation.EvaluationResult."""
+        """From an rxvision.evaluation.EvaluationResult (support = its confusion matrix's rows)."""
+        confusion = getattr(result, "confusion", None)
+        support = (
+            tuple(int(n) for n in np.asarray(confusion).sum(axis=1))
+            if confusion is not None and np.size(confusion)
+            else None
+        )
         return cls(
             metrics=dict(result.metrics),
             correct=np.asarray(result.correct, dtype=bool),
             test_fingerprint=test_fingerprint,
             name=name,
+            class_support=support,
         )
 
 
@@ -185,6 +196,38 @@ def _floor(rule: str, metric: str, value: float, threshold: float, upper: bool) 
     return RuleOutcome(rule, value, threshold, bool(ok), msg)
 
 
+def majority_baseline(class_support: tuple[int, ...] | list[int]) -> dict[str, float]:
+    """Accuracy and macro-F1 of always answering the largest class on a test split with these
+    images per class. Macro-F1 averages over the classes present, as the evaluation does: the
+    majority class scores 2p/(1+p) (p its share), every other class 0."""
+    support = np.asarray(class_support, dtype=np.int64)
+    total, present = int(support.sum()), int((support > 0).sum())
+    if total == 0:
+        return {"accuracy": math.nan, "macro_f1": math.nan}
+    share = support.max() / total
+    return {"accuracy": float(share), "macro_f1": float(2 * share / (1 + share) / present)}
+
+
+def _beats_majority(candidate: GateInput, margin: float) -> RuleOutcome:
+    if candidate.class_support is None:
+        return RuleOutcome(
+            RULE_BEATS_MAJORITY, None, None, None,
+            "no per-class test support: the majority-class baseline was not checked",
+        )
+    base = majority_baseline(candidate.class_support)
+    acc = _metric(candidate, "accuracy", "candidate")
+    f1 = _metric(candidate, "macro_f1", "candidate")
+    ok = acc > base["accuracy"] + margin and f1 > base["macro_f1"] + margin
+    text = (
+        f"accuracy {acc:.4f} / macro_f1 {f1:.4f} vs always answering the largest class "
+        f"{base['accuracy']:.4f} / {base['macro_f1']:.4f}"
+        + (f" (+ majority_margin {margin:.4f})" if margin else "")
+    )
+    if not ok:
+        text += ": no better than the majority class"
+    return RuleOutcome(RULE_BEATS_MAJORITY, acc, base["accuracy"] + margin, bool(ok), text)
+
+
 def decide(candidate: GateInput, champion: GateInput | None, cfg: GateConfig) -> GateDecision:
     """Apply the floors, then (if a comparable champion exists) challenger vs champion."""
     rules = [
@@ -205,8 +248,10 @@ def decide(candidate: GateInput, champion: GateInput | None, cfg: GateConfig) ->
         _floor(
             RULE_MAX_ECE, "ece", _metric(candidate, "ece", "candidate"), cfg.max_ece, upper=True
         ),
+        _beats_majority(candidate, cfg.majority_margin),
     ]
-    passed_floors = all(r.passed for r in rules)
+    # a rule that could not be applied (passed None) does not block
+    passed_floors = all(r.passed is not False for r in rules)
     common = {
         "candidate_name": candidate.name,
         "champion_name": champion.name if champion else None,

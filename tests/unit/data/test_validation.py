@@ -123,6 +123,41 @@ def test_class_imbalance_past_the_ratio_is_reported(imagefolder: Path) -> None:
         apply_policy(scan_imagefolder(imagefolder), report, _cfg(max_imbalance_ratio=4.0))
 
 
+def test_moderate_class_imbalance_is_a_warning_not_a_refusal(imagefolder: Path) -> None:
+    for p in sorted((imagefolder / "gamma").glob("*.jpg"))[2:]:
+        p.unlink()
+    cfg = _cfg(warn_imbalance_ratio=3.0, max_imbalance_ratio=100.0)
+    index = scan_imagefolder(imagefolder)
+    report = validate_dataset(index, cfg)
+    assert report.passed and report.failed_checks == []
+    assert report.imbalance_ratio == 5.0
+    assert report.warnings["class_imbalance"]["smallest"] == "gamma (2)"
+    assert "imbalanced 5:1" in report.summary()
+    assert "Warnings" in report.to_html() and report.to_dict()["warnings"]["class_imbalance"]["ratio"] == 5.0
+    assert apply_policy(index, report, cfg) is index  # the run goes on with every image
+
+
+def test_balanced_classes_carry_no_imbalance_warning(imagefolder: Path) -> None:
+    report = validate_dataset(scan_imagefolder(imagefolder), _cfg(warn_imbalance_ratio=3.0))
+    assert report.warnings == {} and report.imbalance_ratio == 1.0
+
+
+def test_default_config_refuses_only_an_extreme_imbalance() -> None:
+    cfg = ValidationConfig()
+    assert cfg.warn_imbalance_ratio < 14 < cfg.max_imbalance_ratio  # a 14:1 graded set runs
+    assert cfg.max_imbalance_ratio <= 100
+
+
+def test_extreme_imbalance_refusal_hints_at_labels_and_the_ratio_key(imagefolder: Path) -> None:
+    for p in sorted((imagefolder / "gamma").glob("*.jpg"))[2:]:
+        p.unlink()
+    cfg = _cfg(max_imbalance_ratio=4.0)
+    report = validate_dataset(scan_imagefolder(imagefolder), cfg)
+    with pytest.raises(RxVisionError) as err:
+        apply_policy(scan_imagefolder(imagefolder), report, cfg)
+    assert "data.validation.max_imbalance_ratio" in err.value.hint and "labels" in err.value.hint
+
+
 def test_class_with_too_few_images_is_reported_and_dropped_under_skip(imagefolder: Path) -> None:
     for p in sorted((imagefolder / "gamma").glob("*.jpg"))[3:]:
         p.unlink()

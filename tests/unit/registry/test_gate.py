@@ -10,7 +10,7 @@ import pytest
 from rxvision.config import EvaluationConfig, GateConfig
 from rxvision.errors import RxVisionError
 from rxvision.evaluation import evaluate
-from rxvision.registry import GateInput, decide
+from rxvision.registry import GateInput, decide, majority_baseline
 
 CFG = GateConfig(min_accuracy=0.8, min_macro_f1=0.8, max_ece=0.1, min_gain=0.0, mcnemar_alpha=0.05)
 GOOD = {"accuracy": 0.92, "macro_f1": 0.91, "ece": 0.03}
@@ -180,6 +180,7 @@ def test_decision_serialises_to_json_with_every_rule():
         "min_accuracy",
         "min_macro_f1",
         "max_ece",
+        "beats_majority",
         "same_test_set",
         "min_gain",
         "mcnemar_not_worse",
@@ -197,3 +198,53 @@ def test_gate_input_from_a_real_evaluation():
     d = decide(cand, None, GateConfig(max_ece=0.15))
     assert d.stage == "production"
     assert rule(d, "max_ece").value == pytest.approx(0.1)
+
+
+def test_majority_baseline_of_a_six_to_one_split():
+    base = majority_baseline((60, 10))
+    assert base["accuracy"] == pytest.approx(60 / 70)
+    # F1 of the majority class is 2p/(1+p); the minority class scores 0; mean over 2 classes
+    assert base["macro_f1"] == pytest.approx((2 * (6 / 7) / (1 + 6 / 7)) / 2)
+
+
+def test_model_that_always_answers_the_majority_class_is_rejected():
+    # 14:1 graded set: a model predicting only the largest class meets a low accuracy floor
+    labels = np.array([0] * 70 + [1] * 5 + [2] * 5)
+    probs = np.full((80, 3), 0.1)
+    probs[:, 0] = 0.8
+    res = evaluate(probs, labels, ["ok", "minor", "major"], EvaluationConfig(bootstrap_samples=0))
+    lenient = GateConfig(min_accuracy=0.5, min_macro_f1=0.0, max_ece=1.0)
+    d = decide(GateInput.from_evaluation(res, "fp", name="v1"), None, lenient)
+    assert d.stage is None and not d.passed_floors
+    outcome = rule(d, "beats_majority")
+    assert outcome.passed is False and "no better than the majority class" in outcome.message
+    assert rule(d, "min_accuracy").passed is True  # the floor alone would have let it through
+    assert "beats_majority" in d.reasons[-1]
+
+
+def test_model_better_than_the_majority_class_passes_that_rule():
+    labels = np.array([0] * 70 + [1] * 10)
+    probs = np.full((80, 2), 0.1)
+    probs[np.arange(80), labels] = 0.9
+    probs[:3] = [0.1, 0.9]  # three mistakes on the large class
+    res = evaluate(probs, labels, ["ok", "defect"], EvaluationConfig(bootstrap_samples=0))
+    d = decide(GateInput.from_evaluation(res, "fp"), None, GateConfig(min_accuracy=0.5, min_macro_f1=0.5, max_ece=1.0))
+    assert rule(d, "beats_majority").passed is True and d.stage == "production"
+
+
+def test_majority_margin_raises_the_bar():
+    labels = np.array([0] * 70 + [1] * 10)
+    probs = np.full((80, 2), 0.1)
+    probs[np.arange(80), labels] = 0.9
+    probs[70:76] = [0.9, 0.1]  # 6 of 10 minority images missed: accuracy 0.925 vs base 0.875
+    res = evaluate(probs, labels, ["ok", "defect"], EvaluationConfig(bootstrap_samples=0))
+    cand = GateInput.from_evaluation(res, "fp")
+    loose = GateConfig(min_accuracy=0.5, min_macro_f1=0.5, max_ece=1.0)
+    assert rule(decide(cand, None, loose), "beats_majority").passed is True
+    strict = loose.model_copy(update={"majority_margin": 0.1})
+    assert rule(decide(cand, None, strict), "beats_majority").passed is False
+
+
+def test_without_class_support_the_majority_rule_is_not_applied():
+    d = decide(model(GOOD), None, CFG)
+    assert rule(d, "beats_majority").passed is None and d.stage == "production"
