@@ -152,12 +152,16 @@ class ModelEvaluation:
         return self.result.metrics
 
     def tables(self) -> dict[str, Any]:
-        """The behavioural tables, JSON-ready (model-version metadata, report)."""
+        """The calibration and behavioural tables under one key, JSON-ready (model-version
+        metadata, the evaluation artifact); `trust` because EvaluationResult.to_dict already
+        uses `calibration` for the reliability bins."""
         return {
-            "calibration": self.calibration.to_dict(),
-            "invariance": self.invariance,
-            "class_accuracy": self.class_accuracy,
-            "gallery": self.gallery,
+            "trust": {
+                "calibration": self.calibration.to_dict(),
+                "invariance": self.invariance,
+                "class_accuracy": self.class_accuracy,
+                "gallery": self.gallery,
+            }
         }
 
 

@@ -267,3 +267,14 @@ def test_gate_trust_floors_pass_and_fail_on_coverage_invariance_and_class_accura
 def test_gate_trust_floor_on_a_missing_metric_names_it():
     with pytest.raises(RxVisionError, match="invariance_rot90"):
         _gate({}, min_invariance={"rot90": 0.9})
+
+
+def test_stored_evaluation_with_trust_tables_reads_back(evaluated):
+    """The evaluation artifact is to_dict() plus tables(): the gate must still read it."""
+    from rxvision.evaluation import EvaluationResult
+
+    ev, _cfg, _splits = evaluated
+    stored = {**ev.result.to_dict(include_samples=True), **ev.tables()}
+    again = EvaluationResult.from_dict(stored)
+    assert again.calibration == ev.result.calibration
+    assert stored["trust"]["calibration"]["version"] == ev.calibration.version
