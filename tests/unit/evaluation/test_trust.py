@@ -278,3 +278,15 @@ def test_stored_evaluation_with_trust_tables_reads_back(evaluated):
     again = EvaluationResult.from_dict(stored)
     assert again.calibration == ev.result.calibration
     assert stored["trust"]["calibration"]["version"] == ev.calibration.version
+
+
+def test_flip_tta_averages_the_image_and_its_flip_and_keeps_the_plain_pass(halves):
+    cfg = load_config("demo", overrides=TINY)
+    norm = Normalization(image_size=32, mean=(0.5,) * 3, std=(0.5,) * 3)
+    classes = ["left", "right"]
+    plain = predict_samples(SideModel(), halves, classes, norm, cfg, device="cpu")
+    tta = predict_samples(SideModel(), halves, classes, norm, cfg, device="cpu", tta="flip")
+    # the side detector's flip says the opposite: the average is zero
+    assert np.abs(tta.logits).max() < 1e-5
+    np.testing.assert_allclose(tta.plain_logits, plain.logits, atol=1e-6)
+    assert np.abs(plain.logits).min() > 1.0
