@@ -64,6 +64,7 @@ def evaluate_model(
                                     extra={"test_fingerprint": test_fingerprint},
                                     sections=report_sections(ev, cfg.gate.min_class_accuracy))
     log_metadata({**metrics, "test_fingerprint": test_fingerprint, **ev.tables()})
+    log_metadata(ev.tables(), infer_model=True)  # the model version carries the trust tables
     evaluation = {**result.to_dict(include_samples=True), "test_fingerprint": test_fingerprint,
                   **ev.tables()}
     logger.info("test accuracy %.4f, macro_f1 %.4f, ece %.4f, coverage %.3f (target %.2f)",
