@@ -56,8 +56,10 @@ def cost(repeats: int = 200) -> None:
         return min(times)
 
     t_plain, t_cal = best(plain), best(calibrated)
-    print(f"per answer (batch of 32 x 12 classes): softmax + top-3 {t_plain / 32 * 1e6:.1f} us, "
-          f"apply_calibration {t_cal / 32 * 1e6:.1f} us (+{(t_cal - t_plain) / 32 * 1e6:.1f} us)")
+    print(
+        f"per answer (batch of 32 x 12 classes): softmax + top-3 {t_plain / 32 * 1e6:.1f} us, "
+        f"apply_calibration {t_cal / 32 * 1e6:.1f} us (+{(t_cal - t_plain) / 32 * 1e6:.1f} us)"
+    )
 
 
 def digits(coverage: float) -> None:
@@ -72,10 +74,12 @@ def digits(coverage: float) -> None:
     out = calibrate(model.decision_function(x[te] / 16), cal)
     m = set_metrics(out, y[te], coverage, EvaluationConfig())
     acc = float((out.top1 == y[te]).mean())
-    print(f"digits (real, {len(te)} test images, accuracy {acc:.3f}, T={cal.temperature:.2f}): "
-          f"coverage {_ci(m, 'coverage')} at target {coverage}, mean set size "
-          f"{_ci(m, 'mean_set_size')}, uncertain {m['uncertain_rate']:.3f}, unknown "
-          f"{m['unknown_rate']:.3f}")
+    print(
+        f"digits (real, {len(te)} test images, accuracy {acc:.3f}, T={cal.temperature:.2f}): "
+        f"coverage {_ci(m, 'coverage')} at target {coverage}, mean set size "
+        f"{_ci(m, 'mean_set_size')}, uncertain {m['uncertain_rate']:.3f}, unknown "
+        f"{m['unknown_rate']:.3f}"
+    )
 
 
 def photos() -> list[np.ndarray]:
@@ -84,8 +88,23 @@ def photos() -> list[np.ndarray]:
     from PIL import Image
 
     out = []
-    for name in ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "retina",
-                 "camera", "brick", "grass", "gravel", "moon", "page", "text", "coins", "clock"):
+    for name in (
+        "astronaut",
+        "chelsea",
+        "coffee",
+        "rocket",
+        "hubble_deep_field",
+        "retina",
+        "camera",
+        "brick",
+        "grass",
+        "gravel",
+        "moon",
+        "page",
+        "text",
+        "coins",
+        "clock",
+    ):
         a = np.asarray(getattr(skd, name)())
         out.append((np.stack([a] * 3, -1) if a.ndim == 2 else a[..., :3]).astype(np.uint8))
     spec = importlib.util.find_spec("foolbox")
@@ -118,15 +137,21 @@ def demo(overrides: list[str]) -> None:
     ev = evaluate_trained_bundle(work / "trained", splits.val, splits.test, cfg, work / "final")
     t_eval = time.perf_counter() - t0
     m, cal = ev.metrics, ev.calibration
-    print(f"demo ({len(splits.val)} calibration / {len(splits.test)} test images, fit {t_fit:.0f} s"
-          f", evaluation {t_eval:.1f} s on {resolve_device(cfg.evaluation.device)}): accuracy "
-          f"{m['accuracy']:.3f}, T={cal.temperature:.2f}, ece {m['ece_uncalibrated']:.3f} -> "
-          f"{m['ece']:.3f}")
-    print(f"  coverage {_ci(m, 'coverage')} at target {cfg.evaluation.coverage}, mean set size "
-          f"{_ci(m, 'mean_set_size')}, uncertain {m['uncertain_rate']:.3f}, unknown (pills) "
-          f"{m['unknown_rate']:.3f}")
-    print("  invariance: " + ", ".join(f"{r['transform']} {r['invariance']:.3f}"
-                                        for r in ev.invariance))
+    print(
+        f"demo ({len(splits.val)} calibration / {len(splits.test)} test images, fit {t_fit:.0f} s"
+        f", evaluation {t_eval:.1f} s on {resolve_device(cfg.evaluation.device)}): accuracy "
+        f"{m['accuracy']:.3f}, T={cal.temperature:.2f}, ece {m['ece_uncalibrated']:.3f} -> "
+        f"{m['ece']:.3f}"
+    )
+    print(
+        f"  coverage {_ci(m, 'coverage')} at target {cfg.evaluation.coverage}, mean set size "
+        f"{_ci(m, 'mean_set_size')}, uncertain {m['uncertain_rate']:.3f}, unknown (pills) "
+        f"{m['unknown_rate']:.3f}"
+    )
+    print(
+        "  invariance: "
+        + ", ".join(f"{r['transform']} {r['invariance']:.3f}" for r in ev.invariance)
+    )
     loaded = load_bundle(ev.bundle_dir)
     norm = loaded.info.normalization_obj()
     images = photos()
@@ -134,9 +159,11 @@ def demo(overrides: list[str]) -> None:
     with torch.no_grad():
         logits = loaded.model(x).numpy()
     out = calibrate(logits, cal)
-    print(f"  OOD: {int(out.unknown.sum())}/{len(images)} real non-pill photos answered unknown, "
-          f"{int(out.uncertain.sum())}/{len(images)} uncertain (threshold {cal.ood_threshold:.2f},"
-          f" unknown_rate {cal.unknown_rate})")
+    print(
+        f"  OOD: {int(out.unknown.sum())}/{len(images)} real non-pill photos answered unknown, "
+        f"{int(out.uncertain.sum())}/{len(images)} uncertain (threshold {cal.ood_threshold:.2f},"
+        f" unknown_rate {cal.unknown_rate})"
+    )
 
 
 def main() -> None:

@@ -28,8 +28,9 @@ def reference_features(
     the fitted projector (JSON) and a serialized whylogs profile with its summary table."""
     from rxvision.monitoring.reference import reference_from_evaluation
 
-    ref = reference_from_evaluation(heldout_predictions, splits.val, splits.test, splits.train,
-                                    model_bundle, to_config(config))
+    ref = reference_from_evaluation(
+        heldout_predictions, splits.val, splits.test, splits.train, model_bundle, to_config(config)
+    )
     log_metadata({"reference_rows": len(ref.table), "embedding_components": ref.n_components})
     projector = ref.projector.to_json() if ref.projector else ""
     return ref.table, projector, ref.profile.serialize(), ref.profile_summary()

@@ -177,8 +177,8 @@ def apply_calibration(
     ``label_set`` (labels, most probable first), ``uncertain``, ``unknown``, ``ood_score`` and
     ``calibration_version``. Labels are class names when `classes` is given, else indices.
     """
-    cal = calibration if isinstance(calibration, Calibration) else Calibration.from_dict(
-        calibration
+    cal = (
+        calibration if isinstance(calibration, Calibration) else Calibration.from_dict(calibration)
     )
     out = calibrate(logits, cal)
     if classes is not None and len(classes) != out.probs.shape[1]:

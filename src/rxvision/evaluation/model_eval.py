@@ -104,8 +104,15 @@ def evaluate_bundle(
     device = resolve_device(cfg.evaluation.device)
     loaded = load_bundle(bundle_dir, map_location=device)
     info = loaded.info
-    preds = predict_samples(loaded.model, samples, info.classes, info.normalization_obj(), cfg,
-                            device=device, tta=cfg.evaluation.tta)
+    preds = predict_samples(
+        loaded.model,
+        samples,
+        info.classes,
+        info.normalization_obj(),
+        cfg,
+        device=device,
+        tta=cfg.evaluation.tta,
+    )
     probs = _calibrated_probs(preds, info.calibration_obj())
     return evaluate(probs, preds.labels, info.classes, cfg.evaluation)
 
@@ -123,15 +130,26 @@ class HeldOutPredictions:
 
     def to_bytes(self) -> bytes:
         buf = io.BytesIO()
-        np.savez(buf, paths=np.asarray(self.paths, dtype=str), labels=self.labels,
-                 probs=self.probs, embeddings=self.embeddings, n_val=np.asarray(self.n_val))
+        np.savez(
+            buf,
+            paths=np.asarray(self.paths, dtype=str),
+            labels=self.labels,
+            probs=self.probs,
+            embeddings=self.embeddings,
+            n_val=np.asarray(self.n_val),
+        )
         return buf.getvalue()
 
     @classmethod
     def from_bytes(cls, data: bytes) -> HeldOutPredictions:
         with np.load(io.BytesIO(data), allow_pickle=False) as z:
-            return cls(paths=[str(p) for p in z["paths"]], labels=z["labels"], probs=z["probs"],
-                       embeddings=z["embeddings"], n_val=int(z["n_val"]))
+            return cls(
+                paths=[str(p) for p in z["paths"]],
+                labels=z["labels"],
+                probs=z["probs"],
+                embeddings=z["embeddings"],
+                n_val=int(z["n_val"]),
+            )
 
 
 @dataclass
@@ -185,23 +203,30 @@ def _gallery(
     if size == 0 or wrong.size == 0:
         return None, []
     worst = wrong[np.argsort(-probs[wrong, predicted[wrong]], kind="stable")][:size]
-    x = torch.from_numpy(np.stack([
-        preprocess_image(load_rgb(samples[i].path), normalization) for i in worst
-    ])).to(device)
-    rows = [{
-        "image": Path(samples[i].path).name,
-        "true": classes[int(preds.labels[i])],
-        "predicted": classes[int(predicted[i])],
-        "confidence": float(probs[i, predicted[i]]),
-    } for i in worst]
+    x = torch.from_numpy(
+        np.stack([preprocess_image(load_rgb(samples[i].path), normalization) for i in worst])
+    ).to(device)
+    rows = [
+        {
+            "image": Path(samples[i].path).name,
+            "true": classes[int(preds.labels[i])],
+            "predicted": classes[int(predicted[i])],
+            "confidence": float(probs[i, predicted[i]]),
+        }
+        for i in worst
+    ]
     titles = [f"{r['true']} -> {r['predicted']} ({r['confidence']:.2f})" for r in rows]
-    items = explain_tensors(model, x, normalization.mean, normalization.std, titles,
-                            [int(predicted[i]) for i in worst])
+    items = explain_tensors(
+        model, x, normalization.mean, normalization.std, titles, [int(predicted[i]) for i in worst]
+    )
     return gallery_png(items), rows
 
 
 def evaluate_trained_bundle(
-    bundle_dir: Path, val: Sequence[Sample], test: Sequence[Sample], cfg: RxVisionConfig,
+    bundle_dir: Path,
+    val: Sequence[Sample],
+    test: Sequence[Sample],
+    cfg: RxVisionConfig,
     out_dir: Path,
 ) -> ModelEvaluation:
     """Calibrate on `val`, score `test`, run the behavioural tests and the mistake gallery,
@@ -219,26 +244,30 @@ def evaluate_trained_bundle(
     model, info = loaded.model, loaded.info
     classes, norm = info.classes, info.normalization_obj()
     held = list(val) + list(test)
-    preds = predict_samples(model, held, classes, norm, cfg, device=device,
-                            with_embeddings=True, tta=ev.tta)
+    preds = predict_samples(
+        model, held, classes, norm, cfg, device=device, with_embeddings=True, tta=ev.tta
+    )
     n_val = len(val)
     val_p, test_p = preds.subset(slice(0, n_val)), preds.subset(slice(n_val, None))
 
     # calibration on the plain pass: the service answers from one pass, without TTA
-    calibration = fit_calibration(val_p.plain_logits, val_p.labels, ev.coverage,
-                                  ev.confidence_threshold, ev.unknown_rate)
+    calibration = fit_calibration(
+        val_p.plain_logits, val_p.labels, ev.coverage, ev.confidence_threshold, ev.unknown_rate
+    )
     answers = calibrate(test_p.plain_logits, calibration)
     probs = calibrate(test_p.logits, calibration).probs  # what the metrics score (TTA if set)
     result = evaluate(probs, test_p.labels, classes, ev)
     result.metrics.update(set_metrics(answers, test_p.labels, ev.coverage, ev))
     result.metrics["temperature"] = calibration.temperature
     result.metrics["ece_uncalibrated"] = calibration_bins(
-        test_p.probs.astype(np.float64), test_p.labels, ev.calibration_bins).ece
+        test_p.probs.astype(np.float64), test_p.labels, ev.calibration_bins
+    ).ece
 
     base = test_p.plain_logits.argmax(axis=1)
     transformed = {
-        name: predict_samples(model, test, classes, norm, cfg, device=device,
-                              pre=INVARIANCE_TRANSFORMS[name]).logits.argmax(axis=1)
+        name: predict_samples(
+            model, test, classes, norm, cfg, device=device, pre=INVARIANCE_TRANSFORMS[name]
+        ).logits.argmax(axis=1)
         for name in ev.invariance
     }
     inv = invariance_rows(base, transformed)
@@ -246,19 +275,41 @@ def evaluate_trained_bundle(
     result.metrics["worst_class_accuracy"] = worst_class_accuracy(result.per_class)
 
     png, rows = _gallery(model, list(test), test_p, probs, classes, norm, ev.gallery_size, device)
-    final = save_bundle(out_dir, model, classes, info.normalization, info.config,
-                        metrics=_finite(result.metrics), fingerprint=info.fingerprint,
-                        calibration=calibration.to_dict())
-    heldout = HeldOutPredictions(paths=[str(s.path) for s in held], labels=preds.labels,
-                                 probs=softmax_plain(preds), embeddings=preds.embeddings,
-                                 n_val=n_val)
-    logger.info("calibration %s: T=%.3f, set threshold %.4f, test coverage %.3f, mean set %.2f",
-                calibration.version, calibration.temperature, calibration.set_threshold,
-                result.metrics["coverage"], result.metrics["mean_set_size"])
-    return ModelEvaluation(result=result, calibration=calibration, bundle_dir=final.path,
-                           heldout=heldout, invariance=inv,
-                           class_accuracy=class_accuracy_rows(result.per_class),
-                           gallery_png=png, gallery=rows)
+    final = save_bundle(
+        out_dir,
+        model,
+        classes,
+        info.normalization,
+        info.config,
+        metrics=_finite(result.metrics),
+        fingerprint=info.fingerprint,
+        calibration=calibration.to_dict(),
+    )
+    heldout = HeldOutPredictions(
+        paths=[str(s.path) for s in held],
+        labels=preds.labels,
+        probs=softmax_plain(preds),
+        embeddings=preds.embeddings,
+        n_val=n_val,
+    )
+    logger.info(
+        "calibration %s: T=%.3f, set threshold %.4f, test coverage %.3f, mean set %.2f",
+        calibration.version,
+        calibration.temperature,
+        calibration.set_threshold,
+        result.metrics["coverage"],
+        result.metrics["mean_set_size"],
+    )
+    return ModelEvaluation(
+        result=result,
+        calibration=calibration,
+        bundle_dir=final.path,
+        heldout=heldout,
+        invariance=inv,
+        class_accuracy=class_accuracy_rows(result.per_class),
+        gallery_png=png,
+        gallery=rows,
+    )
 
 
 def _finite(metrics: dict[str, float]) -> dict[str, float]:
@@ -278,9 +329,15 @@ def report_sections(
     """The trust sections of the HTML report (prediction sets, behaviour, mistakes)."""
     from rxvision.evaluation.plots import trust_sections
 
-    return trust_sections(evaluation.result.metrics, evaluation.calibration.to_dict(),
-                          evaluation.invariance, evaluation.class_accuracy,
-                          evaluation.gallery_png, evaluation.gallery, class_floor)
+    return trust_sections(
+        evaluation.result.metrics,
+        evaluation.calibration.to_dict(),
+        evaluation.invariance,
+        evaluation.class_accuracy,
+        evaluation.gallery_png,
+        evaluation.gallery,
+        class_floor,
+    )
 
 
 __all__ = [

@@ -68,9 +68,13 @@ def build_reference(
     k = min(cfg.monitoring.embedding_components, len(samples) - 1, embeddings.shape[1])
     projector = EmbeddingProjector.fit(embeddings, k, seed=cfg.training.seed) if k > 0 else None
     table = feature_table(
-        (load_rgb(s.path) for s in samples), file_sizes=[s.path.stat().st_size for s in samples],
-        probs=probs, classes=list(classes), embeddings=embeddings,
-        projector=projector, n_components=k,
+        (load_rgb(s.path) for s in samples),
+        file_sizes=[s.path.stat().st_size for s in samples],
+        probs=probs,
+        classes=list(classes),
+        embeddings=embeddings,
+        projector=projector,
+        n_components=k,
     )
     logger.info("reference features: %d rows x %d columns", len(table), table.shape[1])
     return DriftReference(table, projector, profile_frame(table), max(k, 0))
@@ -99,13 +103,22 @@ def reference_from_evaluation(
         )
     probs, embeddings = held.probs, held.embeddings
     if len(samples) < cfg.monitoring.min_rows and train:
-        logger.warning("only %d held-out images (< monitoring.min_rows=%d): the drift reference "
-                       "includes training images, so its confidence is optimistic",
-                       len(samples), cfg.monitoring.min_rows)
+        logger.warning(
+            "only %d held-out images (< monitoring.min_rows=%d): the drift reference "
+            "includes training images, so its confidence is optimistic",
+            len(samples),
+            cfg.monitoring.min_rows,
+        )
         loaded = load_bundle(bundle_dir)
-        extra = predict_samples(loaded.model, train, loaded.info.classes,
-                                loaded.info.normalization_obj(), cfg,
-                                device=cfg.evaluation.device, with_embeddings=True)
+        extra = predict_samples(
+            loaded.model,
+            train,
+            loaded.info.classes,
+            loaded.info.normalization_obj(),
+            cfg,
+            device=cfg.evaluation.device,
+            with_embeddings=True,
+        )
         samples += list(train)
         probs = np.concatenate([probs, extra.probs])
         embeddings = np.concatenate([embeddings, extra.embeddings])

@@ -14,7 +14,9 @@ from rxvision.calibration.fit import conformal_set_threshold, fit_calibration, f
 from rxvision.errors import RxVisionError
 
 
-def synthetic_logits(n: int, classes: int, true_t: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def synthetic_logits(
+    n: int, classes: int, true_t: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Logits of an over-confident model: labels are drawn from softmax(logits / true_t)."""
     rng = np.random.default_rng(seed)
     logits = rng.normal(0, 3, size=(n, classes))
@@ -62,8 +64,13 @@ def test_too_few_calibration_images_give_the_full_label_set():
 
 
 def test_answer_fields_carry_set_uncertain_unknown_and_version():
-    cal = Calibration(temperature=1.0, set_threshold=0.2, coverage=0.9,
-                      confidence_threshold=0.6, ood_threshold=-5.0)
+    cal = Calibration(
+        temperature=1.0,
+        set_threshold=0.2,
+        coverage=0.9,
+        confidence_threshold=0.6,
+        ood_threshold=-5.0,
+    )
     logits = np.array([[10.0, 0.0, 0.0], [1.0, 1.2, -3.0], [0.1, 0.0, 0.05]])
     a, b, c = apply_calibration(logits, cal.to_dict(), classes=["x", "y", "z"])
     assert a["label_set"] == ["x"] and not a["uncertain"] and not a["unknown"]
@@ -75,8 +82,13 @@ def test_answer_fields_carry_set_uncertain_unknown_and_version():
 
 
 def test_an_edited_calibration_is_refused():
-    cal = Calibration(temperature=1.5, set_threshold=0.1, coverage=0.9,
-                      confidence_threshold=0.5, ood_threshold=0.0).to_dict()
+    cal = Calibration(
+        temperature=1.5,
+        set_threshold=0.1,
+        coverage=0.9,
+        confidence_threshold=0.5,
+        ood_threshold=0.0,
+    ).to_dict()
     cal["set_threshold"] = 0.0
     with pytest.raises(RxVisionError, match="does not match its parameters"):
         Calibration.from_dict(cal)

@@ -30,9 +30,14 @@ from rxvision.evaluation.trust import INVARIANCE_TRANSFORMS, invariance_rows
 from rxvision.registry.gate import GateInput, decide
 
 TINY = [
-    "model.backbone=mobilenetv3_small_100", "model.pretrained=false", "data.image_size=32",
-    "data.loader.num_workers=0", "data.loader.persistent_workers=false",
-    "data.loader.pin_memory=false", "evaluation.bootstrap_samples=50", "monitoring.min_rows=5",
+    "model.backbone=mobilenetv3_small_100",
+    "model.pretrained=false",
+    "data.image_size=32",
+    "data.loader.num_workers=0",
+    "data.loader.persistent_workers=false",
+    "data.loader.pin_memory=false",
+    "evaluation.bootstrap_samples=50",
+    "monitoring.min_rows=5",
     "evaluation.device=cpu",
 ]
 
@@ -85,8 +90,9 @@ def _flip_invariance(model: nn.Module, samples: list[Sample]) -> float:
     norm = Normalization(image_size=32, mean=(0.5,) * 3, std=(0.5,) * 3)
     classes = ["left", "right"]
     base = predict_samples(model, samples, classes, norm, cfg, device="cpu").logits.argmax(1)
-    flipped = predict_samples(model, samples, classes, norm, cfg, device="cpu",
-                              pre=INVARIANCE_TRANSFORMS["hflip"]).logits.argmax(1)
+    flipped = predict_samples(
+        model, samples, classes, norm, cfg, device="cpu", pre=INVARIANCE_TRANSFORMS["hflip"]
+    ).logits.argmax(1)
     return invariance_rows(base, {"hflip": flipped})[0]["invariance"]
 
 
@@ -117,8 +123,9 @@ def test_energy_scores_separate_pills_from_real_photos(tmp_path):
     from rxvision.data.transforms import preprocess_image
     from rxvision.models.build import build_model, normalization_for
 
-    root = generate_synthetic_pills(tmp_path, num_classes=4, images_per_class=24, image_size=64,
-                                    seed=0, workers=1)
+    root = generate_synthetic_pills(
+        tmp_path, num_classes=4, images_per_class=24, image_size=64, seed=0, workers=1
+    )
     files = sorted(f for f in root.rglob("*") if f.suffix.lower() in (".png", ".jpg"))
     names = sorted({f.parent.name for f in files})
     labels = np.array([names.index(f.parent.name) for f in files])
@@ -131,8 +138,23 @@ def test_energy_scores_separate_pills_from_real_photos(tmp_path):
             return model.embed(x).numpy()
 
     photos = []
-    for name in ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "retina",
-                 "camera", "brick", "grass", "gravel", "moon", "page", "text", "coins", "clock"):
+    for name in (
+        "astronaut",
+        "chelsea",
+        "coffee",
+        "rocket",
+        "hubble_deep_field",
+        "retina",
+        "camera",
+        "brick",
+        "grass",
+        "gravel",
+        "moon",
+        "page",
+        "text",
+        "coins",
+        "clock",
+    ):
         a = np.asarray(getattr(skd, name)())
         a = np.stack([a] * 3, -1) if a.ndim == 2 else a[..., :3]
         photos.append(a.astype(np.uint8))
@@ -159,13 +181,19 @@ def evaluated(tmp_path_factory):
     samples = []
     for ci, c in enumerate(("a", "b", "c")):
         for i in range(9):
-            img = np.full((28, 28, 3), 60 * ci, np.uint8) + rng.integers(0, 50, (28, 28, 3),
-                                                                            dtype=np.uint8)
+            img = np.full((28, 28, 3), 60 * ci, np.uint8) + rng.integers(
+                0, 50, (28, 28, 3), dtype=np.uint8
+            )
             samples.append(_write(root / f"{c}_{i}.png", img))
     val, test, train = samples[0::3], samples[1::3], samples[2::3]
     cfg = load_config("demo", overrides=TINY)
-    save_bundle(root / "trained", build_model(cfg.model, 3, load_weights=False), ["a", "b", "c"],
-                Normalization(image_size=32), cfg)
+    save_bundle(
+        root / "trained",
+        build_model(cfg.model, 3, load_weights=False),
+        ["a", "b", "c"],
+        Normalization(image_size=32),
+        cfg,
+    )
     ev = evaluate_trained_bundle(root / "trained", val, test, cfg, root / "final")
     return ev, cfg, (val, test, train)
 
@@ -175,9 +203,17 @@ def test_bundle_evaluation_reports_coverage_invariance_and_seals_the_calibration
 
     ev, cfg, (_val, test, _train) = evaluated
     m = ev.metrics
-    for key in ("coverage", "coverage_ci_low", "mean_set_size", "uncertain_rate",
-                "unknown_rate", "temperature", "invariance_hflip", "invariance_jpeg70",
-                "worst_class_accuracy"):
+    for key in (
+        "coverage",
+        "coverage_ci_low",
+        "mean_set_size",
+        "uncertain_rate",
+        "unknown_rate",
+        "temperature",
+        "invariance_hflip",
+        "invariance_jpeg70",
+        "worst_class_accuracy",
+    ):
         assert key in m, key
     assert 1.0 <= m["mean_set_size"] <= 3.0
     info = read_bundle_info(ev.bundle_dir)
@@ -226,8 +262,13 @@ def test_explain_returns_a_png_for_linear_and_attention_heads():
 
     img = np.random.default_rng(0).integers(0, 255, (40, 50, 3), dtype=np.uint8)
     for head in ("linear", "attention"):
-        model = build_model(ModelConfig(backbone="mobilenetv3_small_100", pretrained=False,
-                                        head=head, attention_heads=2), 3, load_weights=False)
+        model = build_model(
+            ModelConfig(
+                backbone="mobilenetv3_small_100", pretrained=False, head=head, attention_heads=2
+            ),
+            3,
+            load_weights=False,
+        )
         png = explain(model, img, Normalization(image_size=32), ["a", "b", "c"])
         assert png[:8] == b"\x89PNG\r\n\x1a\n"
         maps = class_activation_maps(model, torch.randn(2, 3, 32, 32))
@@ -250,14 +291,20 @@ def _gate(metrics: dict[str, float], **cfg) -> list:
 
 
 def test_gate_trust_floors_pass_and_fail_on_coverage_invariance_and_class_accuracy():
-    good = {"coverage": 0.94, "coverage_target": 0.95, "invariance_hflip": 0.99,
-            "worst_class_accuracy": 0.8}
-    cfg = {"coverage_tolerance": 0.02, "min_invariance": {"hflip": 0.98},
-           "min_class_accuracy": 0.7}
+    good = {
+        "coverage": 0.94,
+        "coverage_target": 0.95,
+        "invariance_hflip": 0.99,
+        "worst_class_accuracy": 0.8,
+    }
+    cfg = {"coverage_tolerance": 0.02, "min_invariance": {"hflip": 0.98}, "min_class_accuracy": 0.7}
     ok = _gate(good, **cfg)
     assert ok.stage == "production"
-    assert {r.rule for r in ok.rules} >= {"min_coverage", "min_invariance_hflip",
-                                           "min_class_accuracy"}
+    assert {r.rule for r in ok.rules} >= {
+        "min_coverage",
+        "min_invariance_hflip",
+        "min_class_accuracy",
+    }
     bad = _gate({**good, "coverage": 0.9, "invariance_hflip": 0.9}, **cfg)
     assert bad.stage is None
     assert {r.rule for r in bad.failed_rules} == {"min_coverage", "min_invariance_hflip"}
