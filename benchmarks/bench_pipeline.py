@@ -49,8 +49,8 @@ def library_only(cfg: Any, run_dir: Path) -> dict[str, float]:
     from rxvision.data.split import fingerprint, stratified_split
     from rxvision.data.validation import apply_policy, validate_dataset
     from rxvision.evaluation import evaluate
+    from rxvision.evaluation.model_eval import predict_samples
     from rxvision.training import fit
-    from steps.evaluation import predict_samples
 
     index = load_source(cfg.data)
     fingerprint(index)

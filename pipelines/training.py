@@ -56,9 +56,9 @@ def training_pipeline(config: dict[str, Any]) -> None:
     profile_data(clean, fingerprint, data)
     splits, test_fp = split_data(clean, fingerprint, data)
     bundle, history = train_model.with_options(**tracked)(splits, fingerprint, config)
-    final, evaluation, _eval_html, _plots = evaluate_model.with_options(**tracked)(
+    final, evaluation, _eval_html, _plots, heldout = evaluate_model.with_options(**tracked)(
         bundle, splits, history, test_fp, config)
-    reference_features(final, splits, config)
+    reference_features(final, heldout, splits, config)
     decision = quality_gate(evaluation, test_fp, splits, config)
     register_model.with_options(**tracked)(decision, final, evaluation, fingerprint, test_fp, config)
 

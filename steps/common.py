@@ -33,6 +33,8 @@ MODEL_BUNDLE = "model_bundle"
 EVALUATION = "evaluation"
 EVALUATION_HTML = "evaluation_report"
 EVALUATION_PLOTS = "evaluation_plots"
+# the evaluation's predictions of the validation + test images (npz), for the drift reference
+HELDOUT_PREDICTIONS = "heldout_predictions"
 REFERENCE_FEATURES = "reference_features"
 REFERENCE_PROFILE = "reference_profile"
 EMBEDDING_PROJECTOR = "embedding_projector"

@@ -51,8 +51,8 @@ def quality_gate(
     """Floors, then champion/challenger on the same test split (the champion is re-scored
     on this split when it was evaluated on another one)."""
     from rxvision.evaluation import EvaluationResult
+    from rxvision.evaluation.model_eval import evaluate_bundle
     from rxvision.registry import GateInput, decide
-    from steps.evaluation import evaluate_bundle
 
     cfg = to_config(config)
     me = get_step_context().model

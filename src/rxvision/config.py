@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -261,6 +261,22 @@ class EvaluationConfig(_Strict):
     bootstrap_samples: int = Field(1000, ge=0, description="0 disables the intervals")
     confidence_level: float = Field(0.95, gt=0, lt=1)
     seed: int = 0
+    # where evaluation predicts: auto = cuda when PyTorch sees a GPU, else cpu
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    # flip: test-time augmentation, logits averaged over the image and its horizontal flip
+    tta: Literal["none", "flip"] = "none"
+    # prediction sets (split conformal on the validation split) hold the true label this often
+    coverage: float = Field(0.95, gt=0, lt=1)
+    # a calibrated top-1 probability below this makes an answer uncertain
+    confidence_threshold: float = Field(0.5, ge=0, le=1)
+    # share of calibration images answered unknown (sets the OOD score threshold)
+    unknown_rate: float = Field(0.01, gt=0, lt=1)
+    # behavioural tests: transforms under which the label should not change
+    invariance: list[Literal["hflip", "rot90", "jpeg70", "brightness"]] = [
+        "hflip", "rot90", "jpeg70", "brightness"
+    ]
+    # worst mistakes shown with their class-activation maps in the report (0: none)
+    gallery_size: int = Field(8, ge=0, le=64)
 
 
 class GateConfig(_Strict):
@@ -277,6 +293,14 @@ class GateConfig(_Strict):
     # the candidate's accuracy AND macro-F1 must each beat always answering the test split's
     # largest class by more than this (on an imbalanced set a floor alone can be met that way)
     majority_margin: float = Field(0.0, ge=0, lt=1)
+    # optional: test-split coverage of the prediction sets >= evaluation.coverage - this
+    coverage_tolerance: float | None = Field(None, ge=0, lt=1)
+    # optional: share of test images whose label survives a transform, e.g. {hflip: 0.98}
+    min_invariance: dict[
+        Literal["hflip", "rot90", "jpeg70", "brightness"], Annotated[float, Field(ge=0, le=1)]
+    ] = {}
+    # optional: every class with test images reaches this accuracy (recall)
+    min_class_accuracy: float | None = Field(None, ge=0, le=1)
 
 
 # ------------------------------------------------------------------------- export

@@ -65,6 +65,14 @@ def test_model_version_links_bundle_evaluation_and_reference_artifacts(first_run
     assert {"brightness", "confidence", "predicted_class"} <= set(reference.columns)
     assert len(reference) > 0
     assert mv.get_artifact("reference_profile").load()  # serialized whylogs profile bytes
+    # the calibration travels in the bundle; the trust tables are model-version metadata
+    calibration = loaded.info.calibration_obj()
+    assert calibration is not None and calibration.n_calibration > 0
+    trust = mv.run_metadata["trust"]
+    assert trust["calibration"]["version"] == calibration.version
+    assert {r["transform"] for r in trust["invariance"]} == {"hflip", "rot90", "jpeg70",
+                                                             "brightness"}
+    assert 0.0 <= evaluation["metrics"]["coverage"] <= 1.0
 
 
 def test_reports_have_dashboard_visualizations(first_run) -> None:

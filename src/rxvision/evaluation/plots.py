@@ -266,8 +266,10 @@ def render_html_report(
     history: Sequence[Mapping[str, Any]] | None = None,
     title: str = "RxVision evaluation",
     extra: Mapping[str, Any] | None = None,
+    sections: Sequence[tuple[str, str]] = (),
 ) -> str:
-    """One self-contained HTML page (images inlined, no external links) for the dashboard."""
+    """One self-contained HTML page (images inlined, no external links) for the dashboard.
+    `sections` are (title, HTML) pairs shown after the worst confusions (see trust_sections)."""
     m = result.metrics
     level = result.confidence_level
     parts = [
@@ -333,6 +335,10 @@ def render_html_report(
     else:
         parts.append("<p>No misclassified test images.</p>")
 
+    for heading, body in sections:
+        parts.append(f"<h2>{html.escape(heading)}</h2>")
+        parts.append(body)
+
     parts.append("<h2>Confusion matrix</h2>")
     parts.append(_img(confusion_matrix_png(result.confusion, result.classes), "confusion matrix"))
     parts.append("<h2>Per-class F1</h2>")
@@ -371,3 +377,66 @@ def _extra_value(v: Any, depth: int = 0) -> Any:
     if isinstance(v, (list, tuple)):
         return "; ".join(str(x) for x in v)
     return v
+
+
+def trust_sections(
+    metrics: Mapping[str, float],
+    calibration: Mapping[str, Any],
+    invariance: Sequence[Mapping[str, Any]],
+    class_accuracy: Sequence[Mapping[str, Any]],
+    gallery_png: bytes | None,
+    gallery: Sequence[Mapping[str, Any]],
+    class_floor: float | None = None,
+) -> list[tuple[str, str]]:
+    """Report sections: prediction sets and abstention, invariance, per-class accuracy (rows
+    under `class_floor` marked) and the gallery of the worst mistakes with their maps."""
+    out = []
+    m = metrics
+
+    def ci(key: str) -> str:
+        low, high = m.get(f"{key}_ci_low"), m.get(f"{key}_ci_high")
+        if low is None or high is None or math.isnan(low) or math.isnan(high):
+            return "n/a"
+        return f"{low:.4f} to {high:.4f}"
+
+    rows = [
+        ["coverage (true label in the set)", m.get("coverage", math.nan), ci("coverage")],
+        ["target coverage", m.get("coverage_target", math.nan), ""],
+        ["mean set size", m.get("mean_set_size", math.nan), ci("mean_set_size")],
+        ["single-label sets", m.get("singleton_rate", math.nan), ""],
+        ["uncertain answers", m.get("uncertain_rate", math.nan), ""],
+        ["unknown answers (in-distribution)", m.get("unknown_rate", math.nan), ""],
+        ["temperature", calibration.get("temperature", math.nan), ""],
+        ["ece before / after temperature",
+         _Raw(f"{_fmt(m.get('ece_uncalibrated', math.nan))} / {_fmt(m.get('ece', math.nan))}"),
+         ""],
+    ]
+    note = (
+        f"<p class='muted'>Calibration {html.escape(str(calibration.get('version', '')))} "
+        f"fitted on {calibration.get('n_calibration', 0)} validation images. Every answer "
+        f"carries its label set; it is uncertain when the set has more than one label or the "
+        f"top-1 probability is under {_fmt(calibration.get('confidence_threshold'))}, unknown "
+        f"when its OOD score (energy) is above {_fmt(calibration.get('ood_threshold'))}.</p>"
+    )
+    out.append(("Prediction sets and abstention",
+                _table(["measure", "test split", "bootstrap CI"], rows) + note))
+    if invariance:
+        out.append(("Invariance", _table(
+            ["transform", "label changed", "invariance", "images"],
+            [[r["transform"], r["label_changed"], r["invariance"], r["images"]]
+             for r in invariance],
+        )))
+    if class_accuracy:
+        bad = ({i for i, r in enumerate(class_accuracy) if r["accuracy"] < class_floor}
+               if class_floor is not None else set())
+        out.append(("Per-class accuracy", _table(
+            ["class", "accuracy", "test images"],
+            [[r["class"], r["accuracy"], r["support"]] for r in class_accuracy], bad,
+        )))
+    if gallery_png is not None:
+        table = _table(["image", "true", "predicted", "confidence"],
+                       [[g["image"], g["true"], g["predicted"], g["confidence"]] for g in gallery])
+        out.append(("Worst mistakes", table + _img(gallery_png, "worst mistakes with maps")))
+    else:
+        out.append(("Worst mistakes", "<p>No misclassified test images.</p>"))
+    return out

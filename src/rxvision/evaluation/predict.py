@@ -19,11 +19,32 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class Predictions:
-    """Softmax probabilities (N, C) float32, true labels (N,) int64, optional embeddings (N, D)."""
+    """Softmax probabilities (N, C) float32, true labels (N,) int64, optional embeddings (N, D),
+    and the logits behind the probabilities (N, C) float32.
+
+    With flip TTA, ``logits``/``probs`` average the image and its flip; ``plain_logits`` are the
+    one pass on the image as given (what the service computes; calibration is fitted on them).
+    """
 
     probs: np.ndarray
     labels: np.ndarray
     embeddings: np.ndarray | None = None
+    logits: np.ndarray | None = None
+    plain_logits: np.ndarray | None = None
+
+    def subset(self, index: slice | np.ndarray) -> Predictions:
+        """The rows at `index` (e.g. the calibration part of a val + test pass)."""
+
+        def pick(a: np.ndarray | None) -> np.ndarray | None:
+            return None if a is None else a[index]
+
+        return Predictions(
+            probs=self.probs[index],
+            labels=self.labels[index],
+            embeddings=pick(self.embeddings),
+            logits=pick(self.logits),
+            plain_logits=pick(self.plain_logits),
+        )
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -51,13 +72,17 @@ def predict(
     device: str | torch.device = "cpu",
     with_embeddings: bool = False,
     progress: bool = False,
+    tta: str = "none",
 ) -> Predictions:
     """Probabilities for every sample of `loader`, in loader order (use an unshuffled loader).
 
     Any nn.Module whose forward returns logits works. With `with_embeddings`, the model's
     `embed(x)` gives the pooled features (drift monitoring); a model without `embed` is an error.
-    The model's train/eval mode is restored afterwards.
+    The model's train/eval mode is restored afterwards. ``tta="flip"`` also runs the
+    horizontally flipped batch and averages the two passes' logits.
     """
+    if tta not in ("none", "flip"):
+        raise RxVisionError(f"unknown test-time augmentation '{tta}'", "use 'none' or 'flip'")
     if with_embeddings and not callable(getattr(model, "embed", None)):
         raise RxVisionError(
             f"{type(model).__name__} has no embed(x) method, so embeddings cannot be computed",
@@ -68,7 +93,7 @@ def predict(
     was_training = model.training
     model.eval()
     model.to(device)
-    probs, labels, embeds = [], [], []
+    all_logits, plain, labels, embeds = [], [], [], []
     try:
         with torch.inference_mode():
             for batch in tqdm(
@@ -98,16 +123,23 @@ def predict(
                     raise RxVisionError(
                         f"the model must return logits of shape (batch, classes), got {shape}"
                     )
-                probs.append(torch.softmax(logits.float(), dim=1).cpu())
+                logits = logits.float()
+                plain.append(logits.cpu())
+                if tta == "flip":
+                    logits = (logits + model(torch.flip(x, dims=[3])).float()) / 2
+                all_logits.append(logits.cpu())
                 labels.append(torch.as_tensor(y).long().reshape(-1).cpu())
     finally:
         model.train(was_training)
-    if not probs:
+    if not all_logits:
         raise RxVisionError(
             "the loader yielded no batches", "check that the test split is not empty"
         )
+    logits_all = torch.cat(all_logits)
     out = Predictions(
-        probs=torch.cat(probs).numpy().astype(np.float32),
+        probs=torch.softmax(logits_all, dim=1).numpy().astype(np.float32),
+        logits=logits_all.numpy().astype(np.float32),
+        plain_logits=torch.cat(plain).numpy().astype(np.float32),
         labels=torch.cat(labels).numpy().astype(np.int64),
         embeddings=torch.cat(embeds).numpy().astype(np.float32) if with_embeddings else None,
     )

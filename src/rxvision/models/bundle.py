@@ -28,6 +28,7 @@ from rxvision.errors import RxVisionError
 if TYPE_CHECKING:
     import torch
 
+    from rxvision.calibration import Calibration
     from rxvision.models.classifier import RxVisionClassifier
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,9 @@ class BundleInfo:
     created_at: str
     format: int = BUNDLE_FORMAT
     versions: dict[str, str] = field(default_factory=dict)
+    # rxvision.calibration.Calibration.to_dict(): temperature, conformal and OOD thresholds,
+    # version; None for a bundle that was not calibrated (answers then carry no label set)
+    calibration: dict[str, Any] | None = None
 
     @property
     def weights_path(self) -> Path:
@@ -68,6 +72,12 @@ class BundleInfo:
         from rxvision.data.transforms import Normalization
 
         return Normalization.from_dict(self.normalization)
+
+    def calibration_obj(self) -> Calibration | None:
+        """The stored calibration (NumPy only; apply it with rxvision.calibration)."""
+        from rxvision.calibration import Calibration
+
+        return None if self.calibration is None else Calibration.from_dict(self.calibration)
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -119,6 +129,7 @@ def save_bundle(
     config: RxVisionConfig | ModelConfig | dict[str, Any],
     metrics: dict[str, float] | None = None,
     fingerprint: str | None = None,
+    calibration: dict[str, Any] | None = None,
 ) -> BundleInfo:
     """Write weights.pt then bundle.json (with weights.pt's sha256) into ``directory``."""
     import timm
@@ -153,6 +164,7 @@ def save_bundle(
         sha256=sha256_file(weights),
         created_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         versions={"torch": torch.__version__, "timm": timm.__version__},
+        calibration=calibration,
     )
     _atomic_write(
         directory / META_FILE, lambda tmp: tmp.write_text(json.dumps(info.to_dict(), indent=2))

@@ -32,6 +32,10 @@ RULE_MCNEMAR = "mcnemar_not_worse"
 RULE_NO_CHAMPION = "no_champion"
 RULE_BEATS_MAJORITY = "beats_majority"
 FLOOR_RULES = (RULE_MIN_ACCURACY, RULE_MIN_MACRO_F1, RULE_MAX_ECE, RULE_BEATS_MAJORITY)
+# optional trust floors (off unless configured); they count as floors too
+RULE_MIN_COVERAGE = "min_coverage"
+RULE_MIN_CLASS_ACCURACY = "min_class_accuracy"
+RULE_MIN_INVARIANCE = "min_invariance"  # one rule per transform: min_invariance_<transform>
 
 
 @dataclass(frozen=True)
@@ -134,7 +138,7 @@ class GateDecision:
                 f"{champ}: it goes to staging."
             )
         else:
-            floors = [r.rule for r in self.failed_rules if r.rule in FLOOR_RULES]
+            floors = [r.rule for r in self.failed_rules if _is_floor(r.rule)]
             out.append(
                 f"{cand} is rejected: it failed {len(floors)} floor(s) ({', '.join(floors)})."
             )
@@ -159,6 +163,31 @@ class GateDecision:
         head = f"quality gate: {self.stage or 'rejected'}"
         lines = [head] + [f"  [{_mark(r.passed)}] {r.message}" for r in self.rules]
         return "\n".join(lines)
+
+
+def _is_floor(rule: str) -> bool:
+    return rule in FLOOR_RULES or rule in (RULE_MIN_COVERAGE, RULE_MIN_CLASS_ACCURACY) or (
+        rule.startswith(RULE_MIN_INVARIANCE + "_")
+    )
+
+
+def trust_floors(candidate: GateInput, cfg: GateConfig) -> list[RuleOutcome]:
+    """The optional floors on prediction-set coverage, invariance and per-class accuracy."""
+    rules = []
+    if cfg.coverage_tolerance is not None:
+        target = _metric(candidate, "coverage_target", "candidate")
+        rules.append(_floor(RULE_MIN_COVERAGE, "coverage",
+                            _metric(candidate, "coverage", "candidate"),
+                            target - cfg.coverage_tolerance, upper=False))
+    for transform, floor in sorted(cfg.min_invariance.items()):
+        key = f"invariance_{transform}"
+        rules.append(_floor(f"{RULE_MIN_INVARIANCE}_{transform}", key,
+                            _metric(candidate, key, "candidate"), floor, upper=False))
+    if cfg.min_class_accuracy is not None:
+        rules.append(_floor(RULE_MIN_CLASS_ACCURACY, "worst_class_accuracy",
+                            _metric(candidate, "worst_class_accuracy", "candidate"),
+                            cfg.min_class_accuracy, upper=False))
+    return rules
 
 
 def _mark(passed: bool | None) -> str:
@@ -250,6 +279,7 @@ def decide(candidate: GateInput, champion: GateInput | None, cfg: GateConfig) ->
         ),
         _beats_majority(candidate, cfg.majority_margin),
     ]
+    rules += trust_floors(candidate, cfg)
     # a rule that could not be applied (passed None) does not block
     passed_floors = all(r.passed is not False for r in rules)
     common = {
