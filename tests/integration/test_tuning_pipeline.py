@@ -15,6 +15,7 @@ import pytest
 
 pytestmark = pytest.mark.integration
 
+ROOT = Path(__file__).resolve().parents[2]
 STUDY = "it-study"
 TUNING = {
     "study_name": STUDY,
@@ -137,3 +138,62 @@ def test_unknown_search_space_key_is_a_user_error_before_the_pipeline_runs(
     assert err.value.problem == "unknown search-space key 'training.optimizer.lrr'"
     assert "known keys under training.optimizer: backbone_lr_scale, lr" in err.value.hint
     assert Client().list_pipeline_runs(pipeline=PIPELINE_NAME).total == runs_before
+
+
+@pytest.fixture()
+def on_k8s_stack(isolated_home, monkeypatch):
+    """The Kubernetes GPU stack (registered, no cluster needed) active for one test."""
+    from zenml.client import Client
+
+    from stacks.register import register_stack
+
+    name = register_stack(ROOT / "stacks" / "k8s-gpu.yaml")
+    monkeypatch.setenv("ZENML_ACTIVE_STACK_ID", str(Client().get_stack(name).id))
+    return name
+
+
+def test_a_remote_orchestrator_without_a_shared_study_database_is_a_user_error(
+    on_k8s_stack, tiny_config
+) -> None:
+    from pipelines.tuning import check_storage
+    from rxvision.errors import RxVisionError
+
+    with pytest.raises(RxVisionError) as err:
+        check_storage(tiny_config(config_file={"tuning": TUNING}))
+    assert "default SQLite study would be lost" in err.value.problem
+    assert "tuning.storage" in err.value.hint
+
+
+def test_tuning_compiles_for_k8s_with_the_shared_database_and_its_secret(
+    on_k8s_stack, tiny_config
+) -> None:
+    from zenml.client import Client
+    from zenml.config.compiler import Compiler
+    from zenml.config.pipeline_run_configuration import PipelineRunConfiguration
+    from zenml.integrations.kubernetes.manifest_utils import build_pod_manifest
+    from zenml.stack import Stack
+
+    from pipelines.tuning import check_storage, tuning_pipeline
+    from run import split_config_file
+    from steps.common import config_param
+
+    sections, options = split_config_file(ROOT / "configs" / "tuning-k8s.yaml")
+    cfg = tiny_config(config_file=sections)
+    check_storage(cfg)  # a shared URL is accepted
+    assert cfg.tuning.storage.startswith("postgresql://optuna:${OPTUNA_DB_PASSWORD}@")
+    stack = Stack.from_model(Client().get_stack(on_k8s_stack))
+    pipe = tuning_pipeline.copy()
+    pipe.prepare(config=config_param(cfg))
+    snapshot = Compiler().compile(pipeline=pipe, stack=stack,
+                                  run_configuration=PipelineRunConfiguration.model_validate(options))
+    tune = snapshot.step_configurations["tune_hyperparameters"]
+    assert tune.config.settings["resources"].gpu_count == 1
+    assert "psycopg2-binary" in snapshot.pipeline_configuration.settings["docker"].requirements
+    pod = build_pod_manifest(pod_name="tune", image_name="rxvision:test", command=["python"],
+                             args=[], privileged=False,
+                             pod_settings=stack.orchestrator.get_settings(tune).pod_settings,
+                             ).to_dict()["spec"]
+    container = pod["containers"][0]
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    env_from = container["env_from"][0]
+    assert (env_from.get("secret_ref") or env_from.get("secretRef"))["name"] == "optuna-db"
