@@ -113,14 +113,14 @@ def print_summary(out: dict[str, Any], files: dict[str, Path], profile: str) -> 
     table.add_row("this run", f"{len(new)} trial(s) in {s['elapsed_s']:.0f} s")
     for t in new:
         value = f"{t['value']:.4f}" if t["value"] is not None else "-"
-        table.add_row("", f"#{t['number']} {t['state']} after {t['epochs']} epoch(s): "
-                          f"{value}  {t['params']}")
+        table.add_row("", f"#{t['number']} {t['state']} after {t['epochs']} epoch(s): {value}"
+                          + (f" ({t['error'].splitlines()[0]})" if t["error"] else ""))
     table.add_row("study total", f"{len(s['trials'])} trials: " +
                   ", ".join(f"{n} {state}" for state, n in counts.items()))
     best = s["best"]
     table.add_row("best trial", f"#{best['number']}: {s['metric']} {best['value']:.4f}")
     for key, value in best["params"].items():
-        table.add_row("", f"{key} = {value}")
+        table.add_row("", f"{key} = {value:.4g}" if isinstance(value, float) else f"{key} = {value}")
     table.add_row("best config", str(files["best_config"]))
     table.add_row("plots", str(files["optimization_history"].parent))
     table.add_row("next", f"python run.py --pipeline training --profile {profile} "

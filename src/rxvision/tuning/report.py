@@ -78,7 +78,8 @@ def best_config_yaml(base: RxVisionConfig, outcome: dict[str, Any]) -> str:
     lines = [
         (f"# Best trial {best['number']} of Optuna study '{outcome['study_name']}' "
          f"({outcome['metric']} {best['value']:.4f} on the validation split)."),
-        "# Tuned: " + ", ".join(f"{k}={v!r}" for k, v in best["params"].items()),
+        "# Tuned:",
+        *(f"#   {key}: {value!r}" for key, value in best["params"].items()),
         "# RxVision sections on top of the profile; train and gate it with",
         f"#   python run.py --pipeline training --profile {base.profile} --config THIS_FILE",
     ]

@@ -243,6 +243,24 @@ def _progress(total: int) -> Any:
     return callback
 
 
+def _enqueue(study: optuna.Study, sets: list[dict[str, Any]]) -> None:
+    """Queue each parameter set once per study: again only if every earlier trial with it
+    failed (Optuna's skip_if_exists also counts failed trials, so an interrupted first run
+    would never try its baseline)."""
+    state = optuna.trial.TrialState
+    for values in sets:
+        def same(params: dict[str, Any], values: dict[str, Any] = values) -> bool:
+            return all(params.get(key) == value for key, value in values.items())
+
+        tried = study.get_trials(deepcopy=False, states=(state.COMPLETE, state.PRUNED,
+                                                          state.RUNNING))
+        queued = study.get_trials(deepcopy=False, states=(state.WAITING,))
+        if any(same(t.params) for t in tried) or any(
+                same(t.system_attrs.get("fixed_params", {})) for t in queued):
+            continue
+        study.enqueue_trial(values)
+
+
 def run_study(base: RxVisionConfig, splits: Any, runs_dir: Path, url: str,
               fit: Any = None) -> StudyOutcome:
     """Add up to ``tuning.n_trials`` trials (within ``tuning.timeout_s``) to the study.
@@ -253,8 +271,7 @@ def run_study(base: RxVisionConfig, splits: Any, runs_dir: Path, url: str,
     tuning = base.tuning
     params = parse_space(base)
     study = open_study(tuning, url)
-    for values in tuning.enqueue:
-        study.enqueue_trial(values, skip_if_exists=True)
+    _enqueue(study, tuning.enqueue)
     before = {t.number for t in study.trials if t.state != optuna.trial.TrialState.WAITING}
     started = time.perf_counter()
     study.optimize(

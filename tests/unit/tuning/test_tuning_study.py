@@ -195,3 +195,14 @@ def test_a_trial_of_a_killed_run_is_retried_by_the_next_run(url, tmp_path, monke
     dead, retried = outcome.trials
     assert dead["state"] == "fail" and retried["state"] == "complete"
     assert retried["params"] == dead["params"] and fit.calls[0]["lr"] == dead["params"][LR]
+
+
+def test_an_enqueued_set_whose_only_trial_failed_is_queued_again(url, tmp_path) -> None:
+    study = open_study(_cfg().tuning, url)
+    study.enqueue_trial({LR: 1e-3})
+    trial = study.ask()
+    study.tell(trial, state=optuna.trial.TrialState.FAIL)  # e.g. the run was interrupted
+    fit = FakeFit()
+    outcome = run_study(_cfg(n_trials=1, enqueue=[{LR: 1e-3}]), _splits(), tmp_path, url, fit=fit)
+    assert [c["lr"] for c in fit.calls] == [1e-3]
+    assert outcome.new_trials == [1] and outcome.trials[1]["state"] == "complete"
