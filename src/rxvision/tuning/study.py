@@ -113,7 +113,7 @@ class PruningHook(TrainingHook):
     """Reports each epoch's metric to the trial and stops the run when the pruner says so.
 
     Picklable for ``training.devices > 1`` (fit sends hooks to the DDP processes): the trial
-    is rebuilt from the storage URL, study name and trial id there. A marker file in the run
+    is rebuilt there from the storage URL, study name and trial number. A marker file in the run
     folder tells the objective that the run stopped because it was pruned, also when the
     exception ended a spawned process.
     """
