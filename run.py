@@ -21,8 +21,8 @@ after the environment is configured and the stack is active. ``cfg`` is the vali
 (profile + --config file + --set overrides; the data cache defaults to $RXVISION_HOME/cache).
 ``args`` carries every flag below under its dest name (``args.no_cache``, ``args.fail_on_gate``,
 ``args.model_version``, ``args.containerize``, ``args.input``, ``args.window``,
-``args.fail_on_drift``, ``args.retrain_on_drift``, ``args.debug``), plus ``args.state`` (a
-``stacks.setup.StatePaths``) and ``args.zenml_options`` (a dict for
+``args.fail_on_drift``, ``args.retrain_on_drift``, ``args.best_config``, ``args.debug``),
+plus ``args.state`` (a ``stacks.setup.StatePaths``) and ``args.zenml_options`` (a dict for
 ``pipeline.with_options(**...)``: the ``zenml:`` section of the --config file, with
 ``enable_cache=False`` when --no-cache). The return value is the process exit code; raise
 ``RxVisionError`` for user errors.
@@ -47,6 +47,7 @@ PIPELINES = {
     "deployment": "deployment",
     "monitoring": "monitoring",
     "batch-inference": "batch_inference",
+    "tuning": "tuning",
 }
 EXIT_USER_ERROR = 2
 
@@ -89,6 +90,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also build a container image with `bentoml containerize` (needs Docker)")
     g.add_argument("--input", type=Path, metavar="DIR_OR_CSV",
                    help="batch-inference input: an image folder or a CSV manifest")
+    g = p.add_argument_group("tuning")
+    g.add_argument("--best-config", type=Path, metavar="FILE",
+                   help="where to write the best trial's run config (default: "
+                        "$RXVISION_HOME/tuning/<study>/best.yaml)")
     g = p.add_argument_group("monitoring")
     g.add_argument("--window", metavar="DURATION",
                    help="traffic window to analyse, e.g. 24h (default: monitoring.window)")

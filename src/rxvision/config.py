@@ -372,6 +372,83 @@ class MonitoringConfig(_Strict):
     traffic_sample_rate: float = Field(1.0, gt=0, le=1)
 
 
+# ------------------------------------------------------------------------- tuning
+class SearchParamConfig(_Strict):
+    """One dimension of a tuning search space: a range (``low``/``high``, optionally ``log``
+    or ``step``) or a list of ``choices``. Whether a range is drawn as int or float follows
+    the type of the config key it sets (rxvision.tuning.space)."""
+
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    step: float | None = Field(None, gt=0)
+    choices: list[Any] | None = None
+
+    @model_validator(mode="after")
+    def _range_or_choices(self) -> SearchParamConfig:
+        has_range = self.low is not None or self.high is not None
+        if self.choices is not None:
+            if has_range or self.log or self.step is not None:
+                raise ValueError("give either choices or low/high (with log or step), not both")
+            if not self.choices:
+                raise ValueError("choices must not be empty")
+            return self
+        if self.low is None or self.high is None:
+            raise ValueError("a range needs both low and high (or give choices)")
+        if not self.low < self.high:
+            raise ValueError(f"low ({self.low}) must be below high ({self.high})")
+        if self.log and self.step is not None:
+            raise ValueError("log and step cannot be combined")
+        if self.log and self.low <= 0:
+            raise ValueError("a log range needs low > 0")
+        return self
+
+
+class PrunerConfig(_Strict):
+    # median: stop a trial whose metric at an epoch is worse than the median of earlier
+    # trials at that epoch (Optuna's MedianPruner); none: every trial runs to the end.
+    name: Literal["median", "none"] = "median"
+    # trials that always run to the end before pruning starts
+    n_startup_trials: int = Field(2, ge=0)
+    # epochs of each trial that are never pruned
+    n_warmup_steps: int = Field(1, ge=0)
+
+
+def _default_search_space() -> dict[str, SearchParamConfig]:
+    return {
+        "training.optimizer.lr": SearchParamConfig(low=1e-4, high=1e-2, log=True),
+        "training.optimizer.weight_decay": SearchParamConfig(low=1e-6, high=1e-2, log=True),
+        "training.label_smoothing": SearchParamConfig(low=0.0, high=0.2),
+    }
+
+
+class TuningConfig(_Strict):
+    """Hyperparameter search (``python run.py --pipeline tuning``) with Optuna: each trial is
+    one training run scored on the validation split; the study lives in a database."""
+
+    # the same name continues the same study (its trials and sampler history)
+    study_name: str = Field("rxvision", min_length=1)
+    # an SQLAlchemy URL (postgresql://..., mysql://...); ${VAR} is expanded where the trials
+    # run, so a password can come from the environment. None: sqlite at
+    # $RXVISION_HOME/optuna.db (local orchestrator only).
+    storage: str | None = None
+    # trials this run adds to the study, and a wall-clock budget after which no new trial starts
+    n_trials: int = Field(10, ge=1)
+    timeout_s: float | None = Field(1800.0, gt=0)
+    # a training-history key (val_macro_f1, val_accuracy, val_loss, ...)
+    metric: str = "val_macro_f1"
+    direction: Literal["maximize", "minimize"] = "maximize"
+    sampler: Literal["tpe", "random"] = "tpe"
+    seed: int = 0
+    pruner: PrunerConfig = PrunerConfig()
+    # dotted config key (or `augmentation_strength`) -> range or choices
+    search_space: dict[str, SearchParamConfig] = Field(default_factory=_default_search_space)
+    # parameter sets tried first, e.g. the current recipe (each once per study)
+    enqueue: list[dict[str, Any]] = []
+    # keep each trial's checkpoints under $RXVISION_HOME/runs/tuning/ (default: deleted)
+    keep_trial_runs: bool = False
+
+
 class RxVisionConfig(_Strict):
     profile: str = "demo"
     # the data-dependent layer on top of the profile (see load_config): auto picks "real" when
@@ -386,6 +463,7 @@ class RxVisionConfig(_Strict):
     export: ExportConfig = ExportConfig()
     serving: ServingConfig = ServingConfig()
     monitoring: MonitoringConfig = MonitoringConfig()
+    tuning: TuningConfig = TuningConfig()
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
