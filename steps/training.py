@@ -46,9 +46,16 @@ class ArtifactStoreSync:
     def __init__(self, local: Path, remote: str) -> None:
         self.local, self.remote = Path(local), remote
 
-    def pull(self) -> None:
+    @staticmethod
+    def _fileio() -> Any:
         from zenml.io import fileio
 
+        # loading the store registers its filesystem (also in a spawned DDP rank 0)
+        Client().active_stack.artifact_store  # noqa: B018
+        return fileio
+
+    def pull(self) -> None:
+        fileio = self._fileio()
         if not fileio.exists(self.remote):
             return
         self.local.mkdir(parents=True, exist_ok=True)
@@ -57,8 +64,7 @@ class ArtifactStoreSync:
             fileio.copy(f"{self.remote}/{name}", str(self.local / name), overwrite=True)
 
     def push(self) -> None:
-        from zenml.io import fileio
-
+        fileio = self._fileio()
         fileio.makedirs(self.remote)
         names = {p.name for pattern in SYNCED for p in self.local.glob(pattern)}
         for name in sorted(names, key=lambda n: n == "last.ckpt"):  # last.ckpt last
@@ -94,7 +100,8 @@ def train_model(
     resumed = prepare_run_dir(run_dir, resume=cfg.training.resume)
     if resumed is not None:
         logger.info("resuming training from epoch %d of %d in %s (same config and data; "
-                    "run.py --no-resume starts over)", resumed.epoch, resumed.planned_epochs, run_dir)
+                    "run.py --no-resume starts over)", resumed.epoch, resumed.planned_epochs,
+                    run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     hooks = [h for h in (start_tracking(config, PROJECT_ROOT), sync) if h]
     result = fit(cfg, splits, run_dir, hooks=hooks)
@@ -103,7 +110,8 @@ def train_model(
     bundle_dir = run_dir / "bundle"
     save_bundle(bundle_dir, result.model, list(splits.classes), result.normalization, cfg,
                 metrics=last, fingerprint=dataset_fingerprint)
-    log_metadata({"run_dir": remote or str(run_dir), "resumed_from_epoch": resumed.epoch if resumed else 0,
+    log_metadata({"run_dir": remote or str(run_dir),
+                  "resumed_from_epoch": resumed.epoch if resumed else 0,
                   **{k: v for k, v in result.summary().items() if v is not None},
                   **{f"last_{k}": v for k, v in last.items()}})
     logger.info("trained %d epoch(s); checkpoints in %s", result.epochs_run, remote or run_dir)

@@ -76,7 +76,8 @@ def resolve_precision(cfg: TrainingConfig, device_type: str) -> Precision:
         return Precision(device_type, torch.bfloat16, False)
     if device_type != "cuda":
         raise RxVisionError(
-            "training.precision=16 (fp16 with a GradScaler) needs a CUDA GPU; this run is on the CPU",
+            "training.precision=16 (fp16 with a GradScaler) needs a CUDA GPU; this run is on "
+            "the CPU",
             "use training.precision=bf16 (bf16 autocast works on CPU) or 32",
         )
     return Precision(device_type, torch.float16, True)
@@ -85,12 +86,14 @@ def resolve_precision(cfg: TrainingConfig, device_type: str) -> Precision:
 def check_devices(cfg: TrainingConfig, device_type: str) -> None:
     if device_type == "cuda" and cfg.devices > torch.cuda.device_count():
         raise RxVisionError(
-            f"training.devices={cfg.devices} but only {torch.cuda.device_count()} CUDA GPU(s) are visible",
+            f"training.devices={cfg.devices} but only {torch.cuda.device_count()} CUDA GPU(s) "
+            "are visible",
             "lower training.devices",
         )
     if device_type == "cpu" and cfg.devices > (os.cpu_count() or 1) * 4:
         raise RxVisionError(
-            f"training.devices={cfg.devices} CPU processes on {os.cpu_count()} cores is far oversubscribed",
+            f"training.devices={cfg.devices} CPU processes on {os.cpu_count()} cores is far "
+            "oversubscribed",
             "use at most one process per core",
         )
 
