@@ -48,8 +48,8 @@ class ValidationConfig(_Strict):
     min_resolution: int = Field(32, ge=1, description="minimum of width and height, pixels")
     min_images_per_class: int = Field(5, ge=1)
     # largest / smallest class. Above warn_imbalance_ratio the run goes on with a warning in the
-    # report (real sets are imbalanced: rare pills; training weights the classes and selects
-    # checkpoints by macro-F1, the gate compares against always answering the majority class);
+    # report (real sets are imbalanced: rare pills; training selects checkpoints by macro-F1
+    # and the gate compares against always answering the majority class);
     # above max_imbalance_ratio it is a problem under `policy` (a class that rare is more
     # likely a labelling or export mistake than a real share).
     warn_imbalance_ratio: float = Field(3.0, ge=1.0, description="largest / smallest class")

@@ -53,8 +53,8 @@ FIX_HINTS: dict[str, str] = {
     "leakage": "keep each image in one split only (or drop the split column to split automatically)",
     "too_few_images": "add images to those classes or lower data.validation.min_images_per_class",
     "class_imbalance": "check the labels of the smallest class and add images to it; if the classes "
-    "really are that rare, raise data.validation.max_imbalance_ratio (training weights the classes "
-    "with training.class_weights=balanced and the gate compares against the majority class)",
+    "really are that rare, raise data.validation.max_imbalance_ratio (checkpoints are chosen by "
+    "macro-F1 and the gate compares the model against always answering the majority class)",
 }
 # Findings that do not stop a run: reported, logged and shown in the HTML page.
 WARNINGS: dict[str, str] = {
