@@ -110,20 +110,18 @@ def photos() -> list[np.ndarray]:
     spec = importlib.util.find_spec("foolbox")
     if spec is not None and spec.submodule_search_locations:
         folder = Path(next(iter(spec.submodule_search_locations))) / "data"
-        for path in sorted(folder.glob("imagenet_*.png")):
+        for path in sorted(folder.glob("imagenet_*.jpg")):
             out.append(np.asarray(Image.open(path).convert("RGB")))
     return out
 
 
 def demo(overrides: list[str]) -> None:
-    import torch
 
     from rxvision.config import load_config
     from rxvision.data.sources import load_source
     from rxvision.data.split import stratified_split
-    from rxvision.data.transforms import preprocess_image
     from rxvision.evaluation.model_eval import evaluate_trained_bundle, resolve_device
-    from rxvision.models.bundle import load_bundle, save_bundle
+    from rxvision.models.bundle import save_bundle
     from rxvision.training import fit
 
     cfg = load_config("demo", overrides=overrides)
@@ -152,7 +150,18 @@ def demo(overrides: list[str]) -> None:
         "  invariance: "
         + ", ".join(f"{r['transform']} {r['invariance']:.3f}" for r in ev.invariance)
     )
-    loaded = load_bundle(ev.bundle_dir)
+    ood(ev.bundle_dir)
+
+
+def ood(bundle_dir: Path) -> None:
+    """The real non-pill photos through a calibrated bundle: how many come out unknown."""
+    import torch
+
+    from rxvision.data.transforms import preprocess_image
+    from rxvision.models.bundle import load_bundle
+
+    loaded = load_bundle(bundle_dir)
+    cal = loaded.info.calibration_obj()
     norm = loaded.info.normalization_obj()
     images = photos()
     x = torch.from_numpy(np.stack([preprocess_image(i, norm) for i in images]))
@@ -171,7 +180,11 @@ def main() -> None:
     ap.add_argument("--demo", action="store_true", help="also train and evaluate the demo")
     ap.add_argument("--coverage", type=float, default=0.95)
     ap.add_argument("--set", dest="overrides", action="append", default=[])
+    ap.add_argument("--bundle", type=Path, help="only the OOD check of this calibrated bundle")
     args = ap.parse_args()
+    if args.bundle:
+        ood(args.bundle)
+        return
     cost()
     digits(args.coverage)
     if args.demo:
