@@ -17,7 +17,7 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def trained(isolated_home, tiny_config, tmp_path_factory):
     """A tiny production model in this module's own state folder."""
-    from bentos.launch import free_port
+    from tests.support.launch import free_port
     from pipelines.training import run_training
 
     traffic = tmp_path_factory.mktemp("traffic")

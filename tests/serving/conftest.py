@@ -48,7 +48,7 @@ def served_model_tag(bentoml_home: Path, tmp_path_factory: pytest.TempPathFactor
     code = (
         "import sys; sys.path.insert(0, sys.argv[1]);"
         "from pathlib import Path;"
-        "from rxvision.serving.tiny import make_tiny_bundle;"
+        "from tests.support.tiny import make_tiny_bundle;"
         "from bentos.store import save_bundle_to_bentoml;"
         "b = make_tiny_bundle(Path(sys.argv[2]), image_size=32, num_classes=3);"
         "m = save_bundle_to_bentoml(b, labels={'zenml_model_version': '7', 'zenml_model_stage': 'production'});"
@@ -65,7 +65,7 @@ def served_model_tag(bentoml_home: Path, tmp_path_factory: pytest.TempPathFactor
 
 @pytest.fixture(scope="module")
 def server(bentoml_home: Path, served_model_tag: str, tmp_path_factory: pytest.TempPathFactory):
-    from bentos.launch import serve
+    from tests.support.launch import serve
 
     log = tmp_path_factory.mktemp("logs") / "serve.log"
     with serve(bentoml_home, log, overrides=SERVER_OVERRIDES, model_tag=served_model_tag) as srv:

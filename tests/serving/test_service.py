@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
-from rxvision.serving.tiny import toy_images
+from tests.support.tiny import toy_images
 
 pytestmark = pytest.mark.serving
 

@@ -38,18 +38,10 @@ class LabelScore:
 
 @dataclass(frozen=True)
 class ModelOutput:
-    """A model call's result: probabilities (N x C) and pooled embeddings (N x D) or None,
-    kept apart (the batcher splits each by rows)."""
+    """A model call's result: probabilities (N x C) and pooled embeddings (N x D) or None."""
 
     probs: np.ndarray
     embeddings: np.ndarray | None = None
-
-    def __len__(self) -> int:
-        return len(self.probs)
-
-    def rows(self, start: int, stop: int) -> ModelOutput:
-        emb = None if self.embeddings is None else self.embeddings[start:stop]
-        return ModelOutput(self.probs[start:stop], emb)
 
 
 @dataclass(frozen=True)
