@@ -346,6 +346,7 @@ class RxVision:
             "runtime": self.models.models[0].predictor.runtime,
             "workers": LAYOUT.workers,
             "serving": self.models.status(),
+            "traffic_sample_rate": self.traffic.sample_rate,
             "labels": self.labels,
         }
 

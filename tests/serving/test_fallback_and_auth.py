@@ -59,7 +59,10 @@ def test_a_model_failing_its_sha256_check_is_replaced_by_the_fallback(serve_kind
     srv = serve_kind("fallback_corrupt")
     resp = one(srv.url)
     assert resp.status_code == 200 and resp.json()["model_version"] == "6"
-    info = httpx.post(f"{srv.url}/model_info", json={}, timeout=30).json()["serving"]
+    assert len(resp.json()["top_k"]) == 2  # the config sections stored with the model apply
+    full = httpx.post(f"{srv.url}/model_info", json={}, timeout=30).json()
+    assert full["traffic_sample_rate"] == 0.25
+    info = full["serving"]
     assert info["active"] == "fallback" and "sha256" in info["load_errors"]["primary"]
     assert samples(srv.url, "rxvision_model_active") == {"primary": 0.0, "fallback": 1.0}
     assert samples(srv.url, "rxvision_model_failures")["primary"] >= 1
