@@ -46,7 +46,7 @@ async def soak(url: str, pid: int, uploads: list[bytes], args: argparse.Namespac
     rows: list[dict] = []
     current: dict = {"codes": {}, "bad_codes": {}, "ms": []}
     connector = aiohttp.TCPConnector(limit=args.clients)
-    bad_every = int(round(1 / args.bad_share)) if args.bad_share > 0 else 0
+    bad_every = round(1 / args.bad_share) if args.bad_share > 0 else 0
     end = time.perf_counter() + args.minutes * 60
     async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=120)) as session:
 

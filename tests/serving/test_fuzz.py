@@ -35,7 +35,7 @@ def test_schema_fuzzing_finds_no_5xx(server) -> None:
                 stats["probes"] += 1
                 stats[f"{response.status_code // 100}xx"] += 1
                 if response.status_code >= 500:
-                    failures.append(f"{operation.label} {mode.value}: {response.status_code} {response.text[:200]}")
+                    failures.append(f"{label}: {response.status_code} {response.text[:200]}")
 
             try:
                 probe()
