@@ -47,7 +47,7 @@ def _timeit(fn, repeat: int) -> float:
 
 def bench_features(predictor) -> None:
     from rxvision.monitoring.features import image_features
-    from rxvision.monitoring.simulate import pill_image
+    from tests.support.simulate import pill_image
 
     rng = np.random.default_rng(0)
     print("\n## 1. feature extraction per image (median of 200 calls)")
@@ -66,7 +66,7 @@ def bench_serving_path(predictor, rounds: int, tmp: Path) -> None:
 
     from bentos.traffic import TrafficLogger, monitoring_options
     from rxvision.config import ServingConfig
-    from rxvision.monitoring.simulate import traffic
+    from tests.support.simulate import traffic
     from rxvision.serving.decode import decode_image
 
     images = traffic(64, seed=1, size=160)
@@ -125,7 +125,7 @@ def bench_drift(rows: int, tmp: Path) -> None:
     from rxvision.config import MonitoringConfig
     from rxvision.monitoring.drift import detect_drift
     from rxvision.monitoring.features import feature_table
-    from rxvision.monitoring.simulate import encoded_size, traffic
+    from tests.support.simulate import encoded_size, traffic
     from rxvision.monitoring.traffic_log import read_traffic_log, write_traffic_rows
 
     imgs = traffic(600, seed=2)
@@ -208,7 +208,7 @@ def main() -> None:
     p.add_argument("--only-pipeline", action="store_true", help="only the pipeline section")
     args = p.parse_args()
     from rxvision.serving.predictor import Predictor
-    from rxvision.serving.tiny import make_tiny_bundle
+    from tests.support.tiny import make_tiny_bundle
 
     print(f"# bench_monitoring  (cpus: {os.cpu_count()}, python {sys.version.split()[0]})")
     with tempfile.TemporaryDirectory() as d:

@@ -33,7 +33,7 @@ def make_uploads(n: int, size: int, seed: int = 0) -> list[bytes]:
     """JPEG uploads a bit larger than the model input, as a camera crop would be."""
     from PIL import Image
 
-    from rxvision.serving.tiny import toy_images
+    from tests.support.tiny import toy_images
 
     images, _ = toy_images(n, 8, size, seed=seed)
     out = []
@@ -108,7 +108,7 @@ def ceiling(bundle: Path, uploads: list[bytes], batch_sizes: list[int], duration
 def run_server(
     label: str, home: Path, tag: str, overrides: list[str], uploads: list[bytes], args, target: str | None = None
 ) -> dict:
-    from bentos.launch import serve
+    from tests.support.launch import serve
 
     log = home.parent / f"serve-{label}.log"
     out: dict = {"label": label, "overrides": overrides, "levels": []}
@@ -177,7 +177,7 @@ def main() -> None:
 
     disable_telemetry()
     from bentos.store import save_bundle_to_bentoml
-    from rxvision.serving.tiny import make_tiny_bundle
+    from tests.support.tiny import make_tiny_bundle
 
     bundle = make_tiny_bundle(work / "bundle", backbone=args.backbone, image_size=args.size, num_classes=8, train_steps=0)
     tag = str(save_bundle_to_bentoml(bundle).tag)

@@ -12,28 +12,32 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 from bentoml._internal.marshal.dispatcher import CorkDispatcher, NonBlockSema
 
+from rxvision.serving import ModelBusy, ModelOutput
 
-class Overloaded(Exception):
+
+class Overloaded(ModelBusy):
     """The batcher shed the request: it could not be answered within ``max_latency_ms``."""
 
 
-def _shed() -> np.ndarray:
+def _shed() -> Any:
     raise Overloaded("the model's batch queue cannot meet max_latency_ms")
 
 
 class AdaptiveBatcher:
     """``await batcher(rows)``: rows (N x ...) from one request are merged with other
     requests' rows into one call of ``infer`` (at most ``max_batch_size`` rows), which runs in a
-    worker thread; each caller gets its own rows of the result back, in order. Up to
-    ``concurrent_batches`` calls of ``infer`` run at once (BentoML's default is one)."""
+    worker thread; each caller gets its own rows of the result back, in order (an array, or a
+    ``ModelOutput`` when ``infer`` returns one). Up to ``concurrent_batches`` calls of
+    ``infer`` run at once (BentoML's default is one)."""
 
     def __init__(
         self,
-        infer: Callable[[np.ndarray], np.ndarray],
+        infer: Callable[[np.ndarray], Any],
         max_batch_size: int,
         max_latency_ms: int,
         on_batch: Callable[[int], None] | None = None,
@@ -51,13 +55,35 @@ class AdaptiveBatcher:
         )
         self._call = dispatcher(self._run_batch)
 
-    async def _run_batch(self, parts: Sequence[np.ndarray]) -> list[np.ndarray]:
+    async def _run_batch(self, parts: Sequence[np.ndarray]) -> list[Any]:
         batch = parts[0] if len(parts) == 1 else np.concatenate(parts)
         if self.on_batch is not None:
             self.on_batch(len(batch))
         out = await asyncio.to_thread(self.infer, batch)
+        if isinstance(out, ModelOutput):
+            out = _to_records(out)
         bounds = np.cumsum([len(p) for p in parts])[:-1]
         return np.split(out, bounds)
 
-    async def __call__(self, rows: np.ndarray) -> np.ndarray:
-        return await self._call(rows)
+    async def __call__(self, rows: np.ndarray) -> Any:
+        out = await self._call(rows)
+        return _from_records(out) if out.dtype.names else out
+
+
+# BentoML's dispatcher may split one caller's rows over two model calls and then joins the
+# two results with its array containers, so what it carries must be an array: a ModelOutput
+# travels as one record per image with named fields (no column offsets to slice by).
+def _to_records(out: ModelOutput) -> np.ndarray:
+    fields = [("probs", np.float32, out.probs.shape[1:])]
+    if out.embeddings is not None:
+        fields.append(("embeddings", np.float32, out.embeddings.shape[1:]))
+    records = np.empty(len(out.probs), dtype=fields)
+    records["probs"] = out.probs
+    if out.embeddings is not None:
+        records["embeddings"] = out.embeddings
+    return records
+
+
+def _from_records(records: np.ndarray) -> ModelOutput:
+    emb = records["embeddings"] if "embeddings" in records.dtype.names else None
+    return ModelOutput(np.ascontiguousarray(records["probs"]), None if emb is None else np.ascontiguousarray(emb))

@@ -1,23 +1,30 @@
 """RxVision's BentoML service: pill images in, top-k labels with probabilities out.
 
 One service, ``RxVision``: each worker process holds the verified model (ONNX Runtime on CPU,
-PyTorch+AMP on CUDA), validates and decodes uploads, preprocesses them, and sends them through
-an adaptive batcher (BentoML's own dispatcher, in-process; see bentos/batching.py for why
-not a second service), counts predictions/rejections in /metrics and logs traffic for drift
-monitoring.
+PyTorch+AMP on CUDA) and, where the deployment stored one, a fallback model (the previous
+production version) behind a circuit breaker. A request guard (bentos/guard.py) checks size,
+form, API key and origin before BentoML parses anything; the request then goes through the
+one serving path (``rxvision.serving.classify``) with an adaptive batcher in front of each
+model (BentoML's own dispatcher, in-process; see bentos/batching.py), is counted in /metrics
+and logged for drift monitoring.
 
-Configuration (read at import, because BentoML's decorators need the values then):
-  RXVISION_MODEL_TAG   BentoML model tag (default ``rxvision-classifier:latest``)
-  RXVISION_PROFILE     config profile (default ``demo``)
-  RXVISION_CONFIG      optional YAML on top of the profile
-  RXVISION_OVERRIDES   optional dotted overrides, space separated (``serving.max_batch_size=16``)
+Configuration (read at import, because BentoML's decorators need the values then), each layer
+over the one before:
+  the profile              RXVISION_PROFILE (default ``demo``)
+  the deployed sections    ``serving`` and ``monitoring`` as the deployment resolved them,
+                           stored with the BentoML model (service_config.json)
+  RXVISION_CONFIG          optional YAML
+  RXVISION_OVERRIDES       optional dotted overrides, space separated (``serving.top_k=5``)
+  RXVISION_MODEL_TAG       BentoML model tag (default ``rxvision-classifier:latest``)
+  RXVISION_API_KEY         optional API key (or RXVISION_API_KEY_FILE, a file holding it)
 
-Serve from the repository root:  ``bentoml serve bentos.service:RxVision --port 3000``
+Serve from the repository root:
+  ``bentoml serve bentos.service:RxVision --host 127.0.0.1 --port 3000``
 """
 
 from __future__ import annotations
 
-import asyncio
+import json
 import logging
 import os
 import shlex
@@ -35,19 +42,30 @@ from rxvision.telemetry import disable_telemetry
 disable_telemetry()
 
 import bentoml
-import numpy as np
 
-from bentos.batching import AdaptiveBatcher, Overloaded
-from bentos.store import BUNDLE_SUBDIR, MODEL_NAME, PROJECTOR_FILE
+from bentos.batching import AdaptiveBatcher
+from bentos.guard import GuardSettings, ImageRoute, RequestGuard
+from bentos.store import (
+    BUNDLE_SUBDIR,
+    FALLBACK_SUBDIR,
+    MODEL_NAME,
+    PROJECTOR_FILE,
+    SERVICE_CONFIG_FILE,
+)
 from bentos.traffic import TrafficLogger, monitoring_service_config
-from rxvision.config import RxVisionConfig, load_config
+from rxvision.config import RxVisionConfig, load_config, read_yaml
 from rxvision.errors import RxVisionError
 from rxvision.serving import (
+    CircuitBreaker,
     ImageLimits,
     InvalidImage,
+    ModelBusy,
+    ModelChain,
+    ModelUnavailable,
     Predictor,
-    decode_image,
-    top_k_predictions,
+    ServedModel,
+    classify,
+    direct_infer,
 )
 from rxvision.serving.layout import worker_layout
 
@@ -61,21 +79,47 @@ STATUS_BY_REASON = {
     "not_an_image": 415,
     "unsupported_format": 415,
     "truncated": 422,
+    "aspect_ratio": 422,
     "too_large": 413,
     "decompression_bomb": 413,
+    "request_too_large": 413,
     "too_many_images": 413,
 }
-
-
-def service_config() -> RxVisionConfig:
-    """The RxVision config from the environment (see module docstring)."""
-    overrides = shlex.split(os.environ.get("RXVISION_OVERRIDES", ""))
-    return load_config(os.environ.get("RXVISION_PROFILE", "demo"), os.environ.get("RXVISION_CONFIG") or None, overrides)
 
 
 def model_tag() -> str:
     tag = os.environ.get("RXVISION_MODEL_TAG", "").strip() or f"{MODEL_NAME}:latest"
     return tag if ":" in tag else f"{tag}:latest"
+
+
+def _stored_sections(model_path: Path | None) -> dict[str, Any]:
+    """The serving/monitoring sections the deployment stored with the model ({} if none)."""
+    if model_path is None or not (model_path / SERVICE_CONFIG_FILE).is_file():
+        return {}
+    return json.loads((model_path / SERVICE_CONFIG_FILE).read_text())
+
+
+def service_config(model_path: Path | None = None) -> RxVisionConfig:
+    """The RxVision config: profile, the model's stored sections, then the environment."""
+    extra = _stored_sections(model_path)
+    if os.environ.get("RXVISION_CONFIG"):
+        for section, values in read_yaml(Path(os.environ["RXVISION_CONFIG"])).items():
+            extra[section] = {**extra.get(section, {}), **values} if isinstance(values, dict) else values
+    overrides = shlex.split(os.environ.get("RXVISION_OVERRIDES", ""))
+    return load_config(os.environ.get("RXVISION_PROFILE", "demo"), extra or None, overrides)
+
+
+def api_key() -> str | None:
+    """RXVISION_API_KEY, else the content of the file RXVISION_API_KEY_FILE (a secret)."""
+    key = os.environ.get("RXVISION_API_KEY", "").strip()
+    if not key and os.environ.get("RXVISION_API_KEY_FILE"):
+        path = Path(os.environ["RXVISION_API_KEY_FILE"])
+        try:
+            key = path.read_text().strip()
+        except OSError as exc:
+            raise RxVisionError(f"cannot read the API key file {path} ({exc})",
+                                "point RXVISION_API_KEY_FILE at a readable file") from None
+    return key or None
 
 
 def bundle_dir(model_path: Path) -> Path:
@@ -84,15 +128,28 @@ def bundle_dir(model_path: Path) -> Path:
     return inner if inner.is_dir() else Path(model_path)
 
 
-CFG = service_config()
+_BENTO_MODEL = bentoml.models.BentoModel(model_tag())
+_STORED = _BENTO_MODEL.stored
+CFG = service_config(Path(_STORED.path) if _STORED is not None else None)
 SERVING = CFG.serving
 LAYOUT = worker_layout(SERVING)
+
+
+# refusals by the guard and by the APIs, in one counter (created lazily by BentoML per worker)
+REJECTED = bentoml.metrics.Counter(
+    name="rxvision_rejected_inputs", documentation="Requests refused, by reason", labelnames=["reason"]
+)
 
 
 def _model_version(model: Any) -> str:
     """ZenML model version from the BentoML labels when deployed by the pipeline, else the tag."""
     labels = dict(getattr(model.info, "labels", {}) or {}) if hasattr(model, "info") else {}
     return str(labels.get("zenml_model_version") or model.tag.version)
+
+
+def _fallback_version(folder: Path) -> str | None:
+    meta = folder / "fallback.json"
+    return str(json.loads(meta.read_text()).get("model_version")) if meta.is_file() else None
 
 
 @bentoml.service(
@@ -104,7 +161,7 @@ def _model_version(model: Any) -> str:
 class RxVision:
     """Public API: /classify (one image), /classify_batch (several), /model_info."""
 
-    bento_model = bentoml.models.BentoModel(model_tag())
+    bento_model = _BENTO_MODEL
 
     def __init__(self) -> None:
         from rxvision.monitoring import EmbeddingProjector
@@ -113,23 +170,62 @@ class RxVision:
         path = Path(self.bento_model.path)
         self.labels = dict(self.bento_model.info.labels or {})
         self.model_version = _model_version(self.bento_model)
-        self.predictor = Predictor.from_bundle(
-            bundle_dir(path),
-            runtime=SERVING.runtime,
-            top_k=SERVING.top_k,
-            model_version=self.model_version,
-            threads=LAYOUT.threads,
-            verify=True,
-            spin_wait=SERVING.spin_wait,
-        )
-        self.info = self.predictor.info
-        self.num_classes = len(self.info.classes)
         self.limits = ImageLimits.from_config(SERVING)
-        self.in_flight = 0
+        self._metrics()
+        models, load_errors = [], {}
+        candidates = [("primary", bundle_dir(path), self.model_version)]
+        if (path / FALLBACK_SUBDIR).is_dir():
+            folder = path / FALLBACK_SUBDIR
+            candidates.append(("fallback", folder, _fallback_version(folder) or "fallback"))
+        for name, folder, version in candidates:
+            try:
+                models.append(self._load(name, folder, version))
+            except Exception as exc:  # noqa: BLE001 - a model that cannot load is skipped for the next
+                load_errors[name] = f"{type(exc).__name__}: {exc}"[:500]
+                log.error("model %s (%s) could not be loaded: %s", name, folder, load_errors[name])
+                self.m_failures.labels(model=name).inc()
+        if not models:
+            raise RxVisionError("no model could be loaded: " + "; ".join(f"{k}: {v}" for k, v in load_errors.items()),
+                                "re-run the deployment pipeline to store the model again")
+        self.models = ModelChain(models, load_errors, listener=self._on_model_event)
+        self._show_active()
+        primary = self.models.models[0].predictor
+        self.info = primary.info
         projector = EmbeddingProjector.load(path / PROJECTOR_FILE) if (path / PROJECTOR_FILE).is_file() else None
         self.traffic = TrafficLogger(
-            self.info.classes, model_version=self.model_version, projector=projector, enabled=SERVING.monitoring
+            self.info.classes, model_version=primary.model_version, projector=projector,
+            enabled=SERVING.monitoring, sample_rate=CFG.monitoring.traffic_sample_rate,
         )
+        self.ready = True
+        log.info(
+            "model %s ready (%s; %s runtime; %d worker(s) x %s thread(s), %d batch(es) in flight, batching %s)",
+            self.model_version, self.models.active.name, primary.runtime, LAYOUT.workers,
+            LAYOUT.threads or "default", LAYOUT.concurrent_batches, "on" if SERVING.batching else "off",
+        )
+
+    def _load(self, name: str, folder: Path, version: str) -> ServedModel:
+        predictor = Predictor.from_bundle(
+            folder, runtime=SERVING.runtime, top_k=SERVING.top_k, model_version=version,
+            threads=LAYOUT.threads, verify=True, spin_wait=SERVING.spin_wait,
+        )
+        predictor.warmup()
+        if SERVING.batching:
+            batcher = AdaptiveBatcher(
+                predictor.infer, max_batch_size=SERVING.max_batch_size, max_latency_ms=SERVING.max_latency_ms,
+                on_batch=self.m_batch_size.observe, concurrent_batches=LAYOUT.concurrent_batches,
+            )
+            infer = batcher.__call__
+        else:
+            plain = direct_infer(predictor)
+
+            async def infer(batch):
+                self.m_batch_size.observe(len(batch))
+                return await plain(batch)
+
+        breaker = CircuitBreaker(SERVING.breaker_failures, SERVING.breaker_reset_s)
+        return ServedModel(name, predictor, infer, breaker)
+
+    def _metrics(self) -> None:
         self.m_predictions = bentoml.metrics.Counter(
             name="rxvision_predictions", documentation="Predictions served, by top-1 class", labelnames=["label"]
         )
@@ -138,116 +234,89 @@ class RxVision:
             documentation="Top-1 probability of served predictions",
             buckets=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0),
         )
-        self.m_rejected = bentoml.metrics.Counter(
-            name="rxvision_rejected_inputs", documentation="Requests refused, by reason", labelnames=["reason"]
-        )
+        self.m_rejected = REJECTED
         self.m_batch_size = bentoml.metrics.Histogram(
             name="rxvision_batch_size",
             documentation="Images per model call (adaptive batching merges concurrent requests)",
             buckets=tuple(float(2**i) for i in range(max(1, SERVING.max_batch_size.bit_length()) + 1)),
         )
-        self.batcher = (
-            AdaptiveBatcher(
-                self._infer,
-                max_batch_size=SERVING.max_batch_size,
-                max_latency_ms=SERVING.max_latency_ms,
-                on_batch=self.m_batch_size.observe,
-                concurrent_batches=LAYOUT.concurrent_batches,
-            )
-            if SERVING.batching
-            else None
+        self.m_active = bentoml.metrics.Gauge(
+            name="rxvision_model_active", documentation="1 for the model (primary/fallback) now serving",
+            labelnames=["model"], multiprocess_mode="max",
         )
-        self.predictor.warmup()
-        self.ready = True
-        log.info(
-            "model %s ready (%s runtime; %d worker(s) x %s thread(s), %d batch(es) in flight, batching %s)",
-            self.model_version, self.predictor.runtime, LAYOUT.workers, LAYOUT.threads or "default",
-            LAYOUT.concurrent_batches,
-            "on" if self.batcher else "off",
+        self.m_failures = bentoml.metrics.Counter(
+            name="rxvision_model_failures", documentation="Model load or inference failures, by model",
+            labelnames=["model"],
         )
+        self.m_served_by = bentoml.metrics.Counter(
+            name="rxvision_model_answers", documentation="Requests answered, by model (primary/fallback)",
+            labelnames=["model"],
+        )
+
+    def _show_active(self) -> None:
+        active = self.models.active.name
+        for name in ("primary", "fallback"):
+            self.m_active.labels(model=name).set(1 if name == active else 0)
+
+    def _on_model_event(self, event: str, model: ServedModel, detail: str) -> None:
+        if event == "failure":
+            self.m_failures.labels(model=model.name).inc()
+        else:
+            log.warning("model %s: %s; now serving %s", model.name, event, self.models.active.name)
+        self._show_active()
 
     def __is_ready__(self) -> bool:
         return self.ready
 
-    def _infer(self, batch: np.ndarray) -> np.ndarray:
-        """Probabilities (N x C) with the embedding (N x D) appended column-wise, so one array
-        goes through the batcher's merge and split."""
-        probs, emb = self.predictor.predict_arrays(batch)
-        return probs if emb is None else np.concatenate([probs, emb.astype(np.float32)], axis=1)
-
     # ------------------------------------------------------------------ helpers
-    def _error(self, ctx: bentoml.Context, reason: str, message: str, hint: str | None = None, **extra: Any) -> dict:
+    def _error(self, ctx: bentoml.Context, reason: str, message: str, hint: str | None = None) -> dict:
         self.m_rejected.labels(reason=reason).inc()
         ctx.response.status_code = STATUS_BY_REASON.get(reason, 400)
-        body = {"reason": reason, "message": message, **extra}
+        body = {"reason": reason, "message": message}
         if hint:
             body["hint"] = hint
         return {"error": body}
 
-    def _overloaded(self, ctx: bentoml.Context, why: str) -> dict:
-        self.m_rejected.labels(reason="overloaded").inc()
+    def _unavailable(self, ctx: bentoml.Context, reason: str, why: str, hint: str) -> dict:
+        self.m_rejected.labels(reason=reason).inc()
         ctx.response.status_code = 503
         ctx.response.headers["Retry-After"] = str(SERVING.retry_after_s)
-        return {"error": {"reason": "overloaded", "message": why, "hint": f"retry after {SERVING.retry_after_s} s"}}
-
-    def _decode_all(self, blobs: list[bytes]) -> tuple[list[np.ndarray], np.ndarray]:
-        images = []
-        for i, data in enumerate(blobs):
-            try:
-                images.append(decode_image(data, self.limits))
-            except InvalidImage as exc:
-                exc.index = i  # type: ignore[attr-defined]
-                raise
-        return images, self.predictor.preprocess(images)
-
-    async def _call_model(self, batch: np.ndarray) -> np.ndarray | None:
-        """Model output for ``batch`` through the adaptive batcher; None when it sheds load."""
-        if self.batcher is None:
-            self.m_batch_size.observe(len(batch))
-            return await asyncio.to_thread(self._infer, batch)
-        try:
-            return await self.batcher(batch)
-        except Overloaded:
-            return None
+        return {"error": {"reason": reason, "message": why, "hint": hint}}
 
     async def _classify(self, ctx: bentoml.Context, files: list[Path]) -> dict:
+        # counts, sizes and the in-flight limit were checked by the guard before parsing
         if not files:
             return self._error(ctx, "empty_batch", "no images in the request", "send one or more files as 'images'")
         if len(files) > SERVING.max_images_per_request:
             return self._error(
-                ctx,
-                "too_many_images",
+                ctx, "too_many_images",
                 f"{len(files)} images in one request; the limit is {SERVING.max_images_per_request}",
                 "split the images over several requests",
             )
-        if self.in_flight >= SERVING.max_in_flight:
-            return self._overloaded(ctx, f"{self.in_flight} requests already in flight")
-        self.in_flight += 1
+        blobs = [Path(f).read_bytes() for f in files]
         try:
-            blobs = [Path(f).read_bytes() for f in files]
-            try:
-                images, batch = await asyncio.to_thread(self._decode_all, blobs)
-            except InvalidImage as exc:
-                index = getattr(exc, "index", 0)
-                return self._error(ctx, exc.reason, exc.message, exc.hint, index=index)
-            out = await self._call_model(batch)
-            if out is None:
-                return self._overloaded(ctx, "the model is busy (its batch queue cannot meet max_latency_ms)")
-            probs = out[:, : self.num_classes]
-            emb = out[:, self.num_classes :] if out.shape[1] > self.num_classes else None
-            preds = [
-                p.to_dict() for p in top_k_predictions(probs, self.info.classes, SERVING.top_k, self.model_version)
-            ]
-            for p in preds:
-                self.m_predictions.labels(label=p["label"]).inc()
-                self.m_confidence.observe(p["confidence"])
-            if SERVING.monitoring:
-                await asyncio.to_thread(
-                    self.traffic.log_prediction, images, probs, file_sizes=[len(b) for b in blobs], embeddings=emb
-                )
-            return {"predictions": preds, "model_version": self.model_version}
-        finally:
-            self.in_flight -= 1
+            result = await classify(blobs, self.models, self.limits)
+        except InvalidImage as exc:
+            self.m_rejected.labels(reason=exc.reason).inc()
+            ctx.response.status_code = STATUS_BY_REASON.get(exc.reason, 400)
+            return {"error": exc.to_dict()}
+        except ModelBusy:
+            return self._unavailable(ctx, "overloaded", "the model is busy (its batch queue cannot meet "
+                                     "max_latency_ms)", f"retry after {SERVING.retry_after_s} s")
+        except ModelUnavailable as exc:
+            return self._unavailable(ctx, "model_unavailable", exc.problem, exc.hint or "retry later")
+        self.m_served_by.labels(model=result.model.name).inc()
+        for p in result.predictions:
+            self.m_predictions.labels(label=p.label).inc()
+            self.m_confidence.observe(p.confidence)
+        if SERVING.monitoring and result.model is self.models.models[0]:  # drift is the primary's
+            import asyncio
+
+            await asyncio.to_thread(
+                self.traffic.log_prediction, result.images, result.output.probs,
+                file_sizes=result.file_sizes, embeddings=result.output.embeddings,
+            )
+        return result.to_dict()
 
     # --------------------------------------------------------------------- APIs
     @bentoml.api(route="/classify")
@@ -263,7 +332,8 @@ class RxVision:
 
     @bentoml.api(route="/model_info")
     def model_info(self) -> dict:
-        """Version, classes, metrics, stage and lineage of the served model."""
+        """Version, classes, metrics, stage and lineage of the served model, and which model
+        (primary or fallback) answers now."""
         return {
             "model_version": self.model_version,
             "bentoml_tag": str(self.bento_model.tag),
@@ -273,10 +343,36 @@ class RxVision:
             "backbone": self.info.backbone,
             "normalization": dict(self.info.normalization),
             "sha256": self.info.sha256,
-            "runtime": self.predictor.runtime,
+            "runtime": self.models.models[0].predictor.runtime,
             "workers": LAYOUT.workers,
+            "serving": self.models.status(),
+            "traffic_sample_rate": self.traffic.sample_rate,
             "labels": self.labels,
         }
+
+
+def _count_refusal(reason: str) -> None:
+    REJECTED.labels(reason=reason).inc()
+
+
+RxVision.add_asgi_middleware(
+    RequestGuard,
+    settings=GuardSettings(
+        image_routes={"/classify": ImageRoute("image", multiple=False),
+                      "/classify_batch": ImageRoute("images", multiple=True)},
+        json_routes=frozenset({"/model_info"}),
+        max_request_bytes=SERVING.max_request_bytes,
+        max_image_bytes=SERVING.max_image_bytes,
+        max_images=SERVING.max_images_per_request,
+        max_in_flight=SERVING.max_in_flight,
+        body_timeout_s=SERVING.body_timeout_s,
+        retry_after_s=SERVING.retry_after_s,
+        api_key=api_key(),
+        metrics_public=SERVING.metrics_public,
+        cors_origins=tuple(SERVING.cors_origins),
+        on_reject=_count_refusal,
+    ),
+)
 
 
 __all__ = ["RxVision", "RxVisionError", "service_config"]

@@ -4,6 +4,7 @@ lineage labels. Used by the deployment pipeline, the serving tests and the bench
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 from pathlib import Path
@@ -18,7 +19,11 @@ log = logging.getLogger(__name__)
 
 MODEL_NAME = "rxvision-classifier"
 BUNDLE_SUBDIR = "bundle"
+# the previous production model (bundle + ONNX), which the service falls back to
+FALLBACK_SUBDIR = "fallback"
 PROJECTOR_FILE = "projector.json"
+# the resolved serving and monitoring config sections the service starts from
+SERVICE_CONFIG_FILE = "service_config.json"
 
 
 def _label_value(value: Any) -> str:
@@ -34,10 +39,15 @@ def save_bundle_to_bentoml(
     onnx_file: Path | None = None,
     projector_file: Path | None = None,
     opset: int = 17,
+    fallback: Path | None = None,
+    fallback_version: str | None = None,
+    service_config: dict[str, Any] | None = None,
 ) -> bentoml.Model:
     """Copy ``bundle`` into a new BentoML model ``name`` (under ``bundle/``), add the ONNX
     export (``onnx_file`` if given, else exported now) with its sha256 manifest, and label it
-    with the bundle's sha256, backbone and classes plus ``labels``."""
+    with the bundle's sha256, backbone and classes plus ``labels``. ``fallback``: a bundle
+    folder with its ONNX (e.g. the previous model's ``bundle/``), copied to ``fallback/``;
+    ``service_config``: the serving/monitoring sections the service should start from."""
     bundle = Path(bundle)
     info = read_bundle_info(bundle)
     all_labels = {
@@ -73,8 +83,28 @@ def save_bundle_to_bentoml(
         write_export_manifest(target, onnx_path)
         if projector_file is not None and Path(projector_file).is_file():
             shutil.copy2(projector_file, Path(model.path) / PROJECTOR_FILE)
+        if fallback is not None:
+            spare = Path(model.path) / FALLBACK_SUBDIR
+            shutil.copytree(fallback, spare, ignore=shutil.ignore_patterns("*.tmp"))
+            (spare / "fallback.json").write_text(json.dumps({"model_version": fallback_version}))
+        if service_config:
+            (Path(model.path) / SERVICE_CONFIG_FILE).write_text(json.dumps(service_config, indent=2))
     log.info("saved %s into the BentoML model store", model.tag)
     return model
+
+
+def current_model(name: str = MODEL_NAME) -> tuple[Path, str] | None:
+    """The bundle folder and ZenML version of the latest ``name`` in the BentoML store (what
+    is deployed now, before a new version is saved): the next deployment's fallback."""
+    try:
+        model = bentoml.models.get(f"{name}:latest")
+    except bentoml.exceptions.NotFound:
+        return None
+    folder = Path(model.path) / BUNDLE_SUBDIR
+    if not (folder / ONNX_FILE).is_file():
+        return None
+    labels = dict(model.info.labels or {})
+    return folder, str(labels.get("zenml_model_version") or model.tag.version)
 
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

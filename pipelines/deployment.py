@@ -1,7 +1,7 @@
 """The deployment pipeline: the production model version -> export (parity-checked, profiled)
 -> BentoML model store with lineage labels -> Bento -> ZenML's BentoML model deployer (local
-`bentoml serve` daemon; see steps.deployment.RxVisionBentoMLLocalService for why not its
-stock step) -> the URL.
+`bentoml serve` daemon on serving.host, 127.0.0.1 by default; see steps/bentoml_local.py for
+why not its stock step) -> the URL.
 
     python run.py --pipeline deployment [--model-version V] [--containerize]
 """
@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import shlex
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +46,8 @@ def deployment_pipeline(
     exported, _report, _profile = export_model_step(bundle, splits, config)
     tag = save_to_bentoml_step(bundle, exported, projector, config)
     bento, _container = build_bento_step(tag, bundle, containerize)
-    deploy_bento_step(bento, port=port, working_dir=str(REPO_ROOT), timeout=DEPLOY_TIMEOUT_S)
+    deploy_bento_step(bento, port=port, working_dir=str(REPO_ROOT), timeout=DEPLOY_TIMEOUT_S,
+                      host=config["serving"]["host"])
 
 
 def resolve_model_version(model_version: str | None = None) -> Any:
@@ -79,11 +79,11 @@ def _artifact_id(mv: Any, name: str, required: bool = True) -> str | None:
 
 
 def _service_env(cfg: RxVisionConfig, args: argparse.Namespace) -> None:
-    """The deployed service reads its config from the environment (BentoML imports it in a
-    daemon started from this process): pass on the profile and the serving overrides."""
+    """The deployed service reads the serving/monitoring sections this run stores with the
+    BentoML model (so --config files and --set overrides both reach it); the environment of
+    the daemon started from this process names only the profile."""
     os.environ["RXVISION_PROFILE"] = cfg.profile
-    serving = [o for o in getattr(args, "overrides", None) or [] if o.startswith("serving.")]
-    os.environ["RXVISION_OVERRIDES"] = " ".join(shlex.quote(o) for o in serving)
+    os.environ.pop("RXVISION_OVERRIDES", None)
     os.environ.pop("RXVISION_MODEL_TAG", None)  # the service takes the model this run saves (latest)
 
 

@@ -22,8 +22,9 @@ SUMMARY = "batch_summary"
 def batch_predict(
     model_bundle: Path, embedding_projector: str, input_path: str, output_csv: str, config: dict[str, Any]
 ) -> tuple[Annotated[pd.DataFrame, PREDICTIONS], Annotated[dict[str, Any], SUMMARY]]:
-    """Same decode -> preprocess -> predict path as the service; features logged through the
-    service's TrafficLogger into the traffic folder the monitoring pipeline reads."""
+    """The service's serving path (rxvision.serving.classify); features logged through the
+    service's TrafficLogger (sampled by monitoring.traffic_sample_rate) into the traffic
+    folder the monitoring pipeline reads."""
     from bentos.traffic import TrafficLogger, monitoring_options
     from rxvision.monitoring import EmbeddingProjector
     from rxvision.serving import ImageLimits, Predictor
@@ -35,7 +36,8 @@ def batch_predict(
                                       model_version=version, threads=cfg.serving.threads)
     projector = EmbeddingProjector.from_json(embedding_projector) if embedding_projector else None
     traffic = TrafficLogger(predictor.classes, model_version=version, projector=projector,
-                            enabled=cfg.serving.monitoring, monitor_options=monitoring_options(cfg.serving))
+                            enabled=cfg.serving.monitoring, sample_rate=cfg.monitoring.traffic_sample_rate,
+                            monitor_options=monitoring_options(cfg.serving))
 
     def log_batch(images, probs, sizes, emb):
         traffic.log_prediction(images, probs, file_sizes=sizes, embeddings=emb)

@@ -37,13 +37,13 @@ def export_model_step(
     profile (a table in the dashboard and model-version metadata)."""
     from rxvision.export import export_model
     from rxvision.models import load_bundle
-    from rxvision.serving import ImageLimits, decode_image, preprocess_batch
+    from rxvision.serving import ImageLimits, prepare
 
     cfg = to_config(config)
     loaded = load_bundle(Path(model_bundle), verify=True)
     test = splits.test[: cfg.export.parity_images]
-    images = preprocess_batch([decode_image(s.path.read_bytes(), ImageLimits()) for s in test],
-                              loaded.info.normalization_obj())
+    images = prepare([s.path.read_bytes() for s in test], loaded.info.normalization_obj(),
+                     ImageLimits.from_config(cfg.serving))
     labels = [splits.classes.index(s.label) for s in test]
     out = Path(tempfile.mkdtemp(prefix="rxvision-export-"))
     result = export_model(loaded.model, out, cfg.export, loaded.info.normalization["image_size"], images, labels)
@@ -60,8 +60,9 @@ def export_model_step(
 def save_to_bentoml_step(
     model_bundle: Path, exported_model: Path, embedding_projector: str, config: dict[str, Any]
 ) -> Annotated[str, BENTOML_MODEL]:
-    """The bundle + its ONNX + drift projector into the BentoML store, labelled with lineage."""
-    from bentos.store import save_bundle_to_bentoml
+    """The bundle + its ONNX + drift projector into the BentoML store, labelled with lineage,
+    with the model deployed so far as the fallback and the resolved serving/monitoring config."""
+    from bentos.store import current_model, save_bundle_to_bentoml
     from rxvision.models import read_bundle_info
 
     context = get_step_context()
@@ -81,9 +82,19 @@ def save_to_bentoml_step(
                                if k in ("accuracy", "macro_f1", "ece", "top3_accuracy")}),
         "classes": ",".join(info.classes), "preprocessing": json.dumps(info.normalization), "sha256": info.sha256,
     }
-    model = save_bundle_to_bentoml(Path(model_bundle), labels=labels, onnx_file=Path(exported_model) / "model.onnx",
-                                   projector_file=projector, metadata={"mlflow": mlflow})
-    log_metadata({"bentoml_model": str(model.tag)}, infer_model=True)
+    previous = current_model()
+    if previous is not None and previous[1] == str(mv.number):
+        previous = None  # a redeploy of the same version is no fallback
+    cfg = to_config(config)
+    model = save_bundle_to_bentoml(
+        Path(model_bundle), labels=labels, onnx_file=Path(exported_model) / "model.onnx", projector_file=projector,
+        metadata={"mlflow": mlflow}, fallback=previous[0] if previous else None,
+        fallback_version=previous[1] if previous else None,
+        service_config={"serving": cfg.serving.model_dump(mode="json"),
+                        "monitoring": cfg.monitoring.model_dump(mode="json")},
+    )
+    log_metadata({"bentoml_model": str(model.tag), "fallback_model_version": previous[1] if previous else None},
+                 infer_model=True)
     return str(model.tag)
 
 
@@ -120,72 +131,37 @@ def build_bento_step(bentoml_model_tag: str, model_bundle: Path, containerize: b
 
 
 # ----------------------------------------------------------------------------- deploy
-from zenml.integrations.bentoml.services.bentoml_local_deployment import (
-    BentoMLLocalDeploymentConfig,
-    BentoMLLocalDeploymentService,
-)
 from zenml.services.service import BaseService
+
+# re-exported: deployments made before the move name the class by this module's path
+from steps.bentoml_local import RxVisionBentoMLLocalService, deploy_with_service_class  # noqa: F401
 
 DEPLOYED_SERVICE = "deployed_service"
 
 
-class RxVisionBentoMLLocalService(BentoMLLocalDeploymentService):
-    """ZenML 0.98's BentoML local service, able to run a BentoML >= 1.2 service.
-
-    Why: its ``run()`` checks ``isinstance(svc, bentoml.Service)`` to detect the *old* (< 1.2)
-    API, but in BentoML 1.4 ``bentoml.Service`` is the new class, so every new-style service
-    is started with the legacy server and the daemon dies ('Service' has no 'runners').
-    Same type descriptor, so ZenML lists and manages it as a BentoML deployment."""
-
-    def run(self) -> None:
-        import bentoml
-        from _bentoml_impl.server import serve_http
-
-        self.endpoint.prepare_for_start()
-        working_dir = self.config.working_dir or "."
-        svc = bentoml.load(self.config.bento_tag, working_dir=working_dir)
-        svc.inject_config()
-        try:
-            serve_http(self.config.bento_tag, working_dir=working_dir, host=self.config.host or "127.0.0.1",
-                       port=self.config.port, backlog=self.config.backlog)
-        except KeyboardInterrupt:
-            logger.info("stopping the BentoML service")
-
-
 @step(enable_cache=False)
 def deploy_bento_step(
-    bento: bento_module.Bento, port: int, working_dir: str, timeout: int
+    bento: bento_module.Bento, port: int, working_dir: str, timeout: int, host: str = "127.0.0.1"
 ) -> Annotated[BaseService, DEPLOYED_SERVICE]:
     """ZenML's BentoML model deployer (local `bentoml serve` daemon, listed by `zenml
-    model-deployer models list`), with the service class above."""
-    import functools
+    model-deployer models list`), with the service class of steps/bentoml_local.py; listens on
+    ``host`` (serving.host: 127.0.0.1 unless the config opens it)."""
     import os
 
-    from zenml.integrations.bentoml.model_deployers import BentoMLModelDeployer
+    from zenml.integrations.bentoml.services.bentoml_local_deployment import (
+        BentoMLLocalDeploymentConfig,
+    )
 
-    deployer = BentoMLModelDeployer.get_active_model_deployer()
     context = get_step_context()
     config = BentoMLLocalDeploymentConfig(
         model_name=MODEL_NAME, model_version=str(context.model.version), bento_tag=str(bento.tag),
         model_uri=bento.info.labels["model_uri"], bento_uri=bento.info.labels["bento_uri"],
-        apis=["classify", "classify_batch", "model_info"], port=port, host="127.0.0.1", working_dir=working_dir,
+        apis=["classify", "classify_batch", "model_info"], port=port, host=host, working_dir=working_dir,
         pipeline_name=context.pipeline.name, pipeline_step_name=context.step_run.name,
     )  # workers: the service sets its own (serving.workers), which serve_http uses
     # the daemon imports this module to rebuild the service: keep the repository importable
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [working_dir, os.environ.get("PYTHONPATH")]))
-
-    def create(self, id, timeout, config):
-        config.root_runtime_path = self.local_path
-        service = RxVisionBentoMLLocalService(uuid=id, config=config)
-        service.start(timeout=timeout)
-        return service
-
-    deployer._create_new_service = functools.partial(create, deployer)  # only the service class differs
-    try:
-        service = deployer.deploy_model(config=config, service_type=RxVisionBentoMLLocalService.SERVICE_TYPE,
-                                        replace=True, timeout=timeout)
-    finally:
-        del deployer._create_new_service
+    service = deploy_with_service_class(config, timeout)
     if not service.is_running:
         raise RuntimeError(f"the BentoML service did not start; see {service.status.log_file}")
     logger.info("BentoML service running at %s", service.prediction_url)

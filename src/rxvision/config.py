@@ -351,6 +351,25 @@ class ServingConfig(_Strict):
     # let idle inference threads spin-wait for work (ONNX Runtime's default): faster alone,
     # but in the service they take CPU from decoding and HTTP handling
     spin_wait: bool = False
+    # per image: longest side / shortest side (a 1 x 100,000 px strip is refused)
+    max_aspect_ratio: float = Field(20.0, ge=1)
+    # pixels of all images of one request together (decoded RGB is 3 bytes a pixel)
+    max_request_pixels: int = Field(100_000_000, ge=1024)
+    # request body cap, checked before the body is parsed (Content-Length and chunked)
+    max_request_bytes: int = Field(64 * 1024 * 1024, ge=1024)
+    # seconds a client may take to send its whole body before it is answered 408
+    body_timeout_s: float = Field(30.0, gt=0)
+    # interface the deployed service listens on; 0.0.0.0 exposes it to the network
+    host: str = "127.0.0.1"
+    # with an API key set (RXVISION_API_KEY or RXVISION_API_KEY_FILE), /metrics needs it too
+    # unless this is true; /livez, /readyz and /healthz are always open
+    metrics_public: bool = False
+    # origins (scheme://host[:port]) whose browser pages may POST; others are refused 403
+    cors_origins: list[str] = []
+    # consecutive failures of the primary model before its breaker opens (calls go to the
+    # fallback), and seconds before one call tries the primary again
+    breaker_failures: int = Field(3, ge=1)
+    breaker_reset_s: float = Field(30.0, gt=0)
 
 
 # --------------------------------------------------------------------- monitoring

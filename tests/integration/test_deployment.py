@@ -17,7 +17,7 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def trained(isolated_home, tiny_config, tmp_path_factory):
     """A tiny production model in this module's own state folder."""
-    from bentos.launch import free_port
+    from tests.support.launch import free_port
     from pipelines.training import run_training
 
     traffic = tmp_path_factory.mktemp("traffic")
@@ -125,3 +125,21 @@ def test_batch_inference_writes_predictions_and_logs_traffic(trained, tmp_path) 
     assert summary["logged_rows"] == 6 and summary["logging_errors"] == 0
     logged = read_traffic_log(trained.serving.log_dir)
     assert len(logged) >= 6
+
+
+def test_deployed_service_starts_from_the_config_the_run_stored(deployed) -> None:
+    import json
+    from pathlib import Path
+
+    import bentoml
+
+    from bentos.store import SERVICE_CONFIG_FILE
+
+    cfg, _run, summary = deployed
+    stored = json.loads((Path(bentoml.models.get(summary["bentoml_model"]).path) / SERVICE_CONFIG_FILE).read_text())
+    assert stored["serving"]["port"] == cfg.serving.port and stored["serving"]["host"] == "127.0.0.1"
+    assert stored["monitoring"]["traffic_sample_rate"] == cfg.monitoring.traffic_sample_rate
+    url = summary["url"].rstrip("/")
+    assert "127.0.0.1" in url
+    info = httpx.post(f"{url}/model_info", json={}, timeout=30).json()
+    assert info["serving"]["active"] == "primary" and info["traffic_sample_rate"] == cfg.monitoring.traffic_sample_rate

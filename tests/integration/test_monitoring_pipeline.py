@@ -42,7 +42,7 @@ def _log_shifted_traffic(cfg) -> int:
     from rxvision.data.images import load_rgb
     from rxvision.data.sources import load_source
     from rxvision.monitoring import EmbeddingProjector
-    from rxvision.monitoring.simulate import shift_image
+    from tests.support.simulate import shift_image
     from rxvision.serving.predictor import Predictor
     from steps.common import EMBEDDING_PROJECTOR, MODEL_BUNDLE
 
@@ -159,7 +159,7 @@ def test_served_traffic_reaches_the_monitoring_pipeline(trained, tmp_path):
     from rxvision.data.images import load_rgb
     from rxvision.data.sources import load_source
     from rxvision.monitoring import EmbeddingProjector
-    from rxvision.monitoring.simulate import shift_image
+    from tests.support.simulate import shift_image
     from steps.common import EMBEDDING_PROJECTOR, MODEL_BUNDLE
 
     mv = _production()

@@ -24,6 +24,8 @@ SERVER_OVERRIDES = (
     "serving.threads=1",
     "serving.workers=1",
     "serving.concurrent_batches=1",  # one model call at a time, so concurrent requests must queue and merge
+    "serving.max_request_bytes=1500000",
+    "serving.body_timeout_s=2",
 )
 
 
@@ -39,33 +41,28 @@ def bentoml_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         os.environ["BENTOML_HOME"] = old
 
 
-@pytest.fixture(scope="module")
-def served_model_tag(bentoml_home: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
-    """The tiny model in the temporary BentoML store (BentoML reads BENTOML_HOME at import)."""
+def store_model(bentoml_home: Path, kind: str, work: Path) -> str:
+    """A tiny model (tests.support.served) in the temporary BentoML store; in a child process,
+    so this test process never imports bentoml against another store."""
     import subprocess
 
-    bundle = tmp_path_factory.mktemp("tiny") / "bundle"
-    code = (
-        "import sys; sys.path.insert(0, sys.argv[1]);"
-        "from pathlib import Path;"
-        "from rxvision.serving.tiny import make_tiny_bundle;"
-        "from bentos.store import save_bundle_to_bentoml;"
-        "b = make_tiny_bundle(Path(sys.argv[2]), image_size=32, num_classes=3);"
-        "m = save_bundle_to_bentoml(b, labels={'zenml_model_version': '7', 'zenml_model_stage': 'production'});"
-        "print(m.tag)"
-    )
-    # a child process, so this test process never imports bentoml against another store
     out = subprocess.run(
-        [sys.executable, "-c", code, str(REPO_ROOT), str(bundle)],
-        env={**os.environ, "BENTOML_HOME": str(bentoml_home)},
-        capture_output=True, text=True, check=True,
+        [sys.executable, "-c", "from tests.support.served import main; main()", kind, str(work)],
+        env={**os.environ, "BENTOML_HOME": str(bentoml_home),
+             "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])},
+        cwd=REPO_ROOT, capture_output=True, text=True, check=True,
     )
     return out.stdout.strip().splitlines()[-1]
 
 
 @pytest.fixture(scope="module")
+def served_model_tag(bentoml_home: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
+    return store_model(bentoml_home, "plain", tmp_path_factory.mktemp("tiny"))
+
+
+@pytest.fixture(scope="module")
 def server(bentoml_home: Path, served_model_tag: str, tmp_path_factory: pytest.TempPathFactory):
-    from bentos.launch import serve
+    from tests.support.launch import serve
 
     log = tmp_path_factory.mktemp("logs") / "serve.log"
     with serve(bentoml_home, log, overrides=SERVER_OVERRIDES, model_tag=served_model_tag) as srv:

@@ -65,3 +65,21 @@ def test_requests_that_cannot_meet_max_latency_are_shed() -> None:
     shed = [r for r in results if isinstance(r, Overloaded)]
     assert shed, "40 requests of 50 ms each cannot all finish within 10 ms"
     assert all(isinstance(r, (Overloaded, np.ndarray)) for r in results)
+
+
+def test_model_outputs_are_split_per_caller_without_concatenating_fields() -> None:
+    from rxvision.serving import ModelOutput
+
+    def infer(batch: np.ndarray) -> ModelOutput:
+        time.sleep(0.02)
+        return ModelOutput(batch[:, :2] * 2, batch[:, 2:] + 1)
+
+    async def main() -> tuple[list[np.ndarray], list[ModelOutput]]:
+        batcher = AdaptiveBatcher(infer, max_batch_size=8, max_latency_ms=5000)
+        rows = [np.full((1 + i % 3, 5), i, dtype=np.float32) for i in range(12)]
+        return rows, await asyncio.gather(*(batcher(r) for r in rows))
+
+    rows, outs = asyncio.run(main())
+    for row, out in zip(rows, outs):
+        np.testing.assert_array_equal(out.probs, row[:, :2] * 2)
+        np.testing.assert_array_equal(out.embeddings, row[:, 2:] + 1)

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
-from rxvision.serving.tiny import toy_images
+from tests.support.tiny import toy_images
 
 pytestmark = pytest.mark.serving
 
@@ -74,7 +74,7 @@ def _bad_inputs(toy_image: np.ndarray) -> dict[str, tuple[bytes, int]]:
         "not_an_image": (b"%PDF-1.4 definitely not a picture", 415),
         "truncated": (jpeg[: len(jpeg) // 2], 422),
         "empty": (b"", 400),
-        "unsupported_format": (png(Image.fromarray(toy_image).convert("P"), "GIF"), 415),
+        "unsupported_format": (png(Image.fromarray(toy_image), "PPM"), 415),
         "decompression_bomb": (png(Image.new("1", (5000, 5000))), 413),
         "too_large": (png(noise, "BMP"), 413),
     }

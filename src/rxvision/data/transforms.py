@@ -148,7 +148,11 @@ def build_eval_transform(norm: Normalization) -> A.Compose:
 def preprocess_image(rgb_uint8: np.ndarray, norm: Normalization) -> np.ndarray:
     """The eval transform for serving: HxWx3 uint8 RGB -> 3xSxS float32, numerically the same
     as :func:`build_eval_transform` (a unit test holds them together). Hand-written with cv2 so
-    a request does not pay for albumentations' per-call parameter machinery."""
+    a request does not pay for albumentations' per-call parameter machinery.
+
+    A long, thin image is upscaled on its short side, so the full resize would grow with its
+    length (1 x 100,000 px -> GBs): past ``RESIZE_CAP`` times the crop, only the source span
+    that reaches the center crop is resized (within an interpolation step of the full resize)."""
     img = np.asarray(rgb_uint8)
     if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
         raise RxVisionError(
@@ -159,9 +163,11 @@ def preprocess_image(rgb_uint8: np.ndarray, norm: Normalization) -> np.ndarray:
     # same rule as albumentations' SmallestMaxSize: one scale, rounded sides
     scale = norm.resize_size / min(height, width)
     new_h, new_w = max(1, round(height * scale)), max(1, round(width * scale))
-    if (new_h, new_w) != (height, width):
-        img = cv2.resize(img, (new_w, new_h), interpolation=norm.cv2_interpolation)
     size = norm.image_size
+    if new_h * new_w > RESIZE_CAP * norm.resize_size**2:
+        img, new_h, new_w = _resize_center_span(img, new_h, new_w, norm)
+    elif (new_h, new_w) != (height, width):
+        img = cv2.resize(img, (new_w, new_h), interpolation=norm.cv2_interpolation)
     top, left = (new_h - size) // 2, (new_w - size) // 2
     img = img[top : top + size, left : left + size]
     mean = np.asarray(norm.mean, dtype=np.float32) * 255.0
@@ -169,3 +175,32 @@ def preprocess_image(rgb_uint8: np.ndarray, norm: Normalization) -> np.ndarray:
     lut = (np.arange(256, dtype=np.float32)[:, None] - mean) * inv_std  # 256 x 3, as albumentations does
     out = lut[img, np.arange(3)]
     return np.ascontiguousarray(out.transpose(2, 0, 1), dtype=np.float32)
+
+
+# the most pixels (in units of the resize's square) a resize may produce before only the
+# center span is resized; 8 keeps every aspect ratio up to 8:1 on the exact path
+RESIZE_CAP = 8
+
+
+def _resize_center_span(
+    img: np.ndarray, new_h: int, new_w: int, norm: Normalization
+) -> tuple[np.ndarray, int, int]:
+    """Resize only the source span along the long axis that lands in the center crop (plus a
+    few pixels for the interpolation kernel) and cut the crop window out of it along that
+    axis; returns it with its (height, width), so the caller's center crop is a no-op there."""
+    size = norm.image_size
+    axis = 0 if new_h > new_w else 1
+    src_len, dst_len = img.shape[axis], (new_h, new_w)[axis]
+    ratio = dst_len / src_len
+    start = (dst_len - size) // 2  # the crop window [start, start + size) in the full resize
+    lo = max(0, int(np.floor(start / ratio)) - 2)
+    hi = min(src_len, int(np.ceil((start + size) / ratio)) + 2)
+    span = img[lo:hi] if axis == 0 else img[:, lo:hi]
+    span_dst = max(size, round((hi - lo) * ratio))
+    dsize = (new_w, span_dst) if axis == 0 else (span_dst, new_h)
+    out = cv2.resize(span, dsize, interpolation=norm.cv2_interpolation)
+    # where the crop window starts inside the resized span
+    offset = round(start - lo * ratio)
+    offset = min(max(0, offset), span_dst - size)
+    out = out[offset : offset + size] if axis == 0 else out[:, offset : offset + size]
+    return (out, size, new_w) if axis == 0 else (out, new_h, size)

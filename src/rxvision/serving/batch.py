@@ -15,13 +15,14 @@ import numpy as np
 
 from rxvision.data.images import IMAGE_EXTENSIONS
 from rxvision.errors import RxVisionError
-from rxvision.serving.decode import ImageLimits, InvalidImage, decode_image
+from rxvision.serving.classify import classify_sync
+from rxvision.serving.decode import ImageLimits
 from rxvision.serving.predictor import Predictor
 
 log = logging.getLogger(__name__)
 
-# the data layer's image files, less GIF, which the service refuses (decode.ALLOWED_FORMATS)
-IMAGE_SUFFIXES = tuple(sorted(IMAGE_EXTENSIONS - {".gif"}))
+# the data layer's image files (all of them formats the service accepts) plus phone formats
+IMAGE_SUFFIXES = tuple(sorted(IMAGE_EXTENSIONS | {".heic", ".heif", ".mpo"}))
 
 # called per batch with (decoded RGB images, probabilities, file sizes, embeddings or None)
 BatchHook = Callable[[list[np.ndarray], np.ndarray, list[int], "np.ndarray | None"], Any]
@@ -81,29 +82,31 @@ def classify_items(
     rows: list[dict[str, Any]] = []
     bar = tqdm(total=len(items), desc="classifying", unit="img", disable=not progress)
     for chunk in _chunks(items, batch_size):
-        images, sizes, ok_items = [], [], []
+        blobs, readable = [], []
         for item in chunk:
             try:
-                data = item.path.read_bytes()
-                images.append(decode_image(data, limits))
-                sizes.append(len(data))
-                ok_items.append(item)
-            except (InvalidImage, OSError) as exc:
-                reason = exc.reason if isinstance(exc, InvalidImage) else "unreadable"
-                rows.append({"path": str(item.path), "label": item.label, "error": reason, "error_message": str(exc)})
-        if images:
-            probs, emb = predictor.predict_arrays(predictor.preprocess(images))
-            for item, pred in zip(ok_items, predictor.to_predictions(probs)):
-                rows.append({
-                    "path": str(item.path),
-                    "label": item.label,
-                    "predicted": pred.label,
-                    "confidence": pred.confidence,
-                    "top_k": json.dumps([[s.label, round(s.probability, 6)] for s in pred.top_k]),
-                    "model_version": pred.model_version,
-                })
-            if on_batch is not None:
-                on_batch(images, probs, sizes, emb)
+                blobs.append(item.path.read_bytes())
+                readable.append(item)
+            except OSError as exc:
+                rows.append({"path": str(item.path), "label": item.label, "error": "unreadable",
+                             "error_message": str(exc)})
+        done = classify_sync(blobs, predictor, limits, skip_invalid=True)
+        for i, exc in done.errors.items():
+            item = readable[i]
+            rows.append({"path": str(item.path), "label": item.label, "error": exc.reason,
+                         "error_message": str(exc)})
+        for i, pred in zip(done.indices, done.predictions):
+            item = readable[i]
+            rows.append({
+                "path": str(item.path),
+                "label": item.label,
+                "predicted": pred.label,
+                "confidence": pred.confidence,
+                "top_k": json.dumps([[s.label, round(s.probability, 6)] for s in pred.top_k]),
+                "model_version": pred.model_version,
+            })
+        if done.images and on_batch is not None:
+            on_batch(done.images, done.output.probs, done.file_sizes, done.output.embeddings)
         bar.update(len(chunk))
     bar.close()
     order = {str(item.path): i for i, item in enumerate(items)}

@@ -37,8 +37,17 @@ class LabelScore:
 
 
 @dataclass(frozen=True)
+class ModelOutput:
+    """A model call's result: probabilities (N x C) and pooled embeddings (N x D) or None."""
+
+    probs: np.ndarray
+    embeddings: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
 class Prediction:
-    """One image's answer: the top label, its probability, the top-k and the model version."""
+    """One image's answer: the top label, its probability, the top-k and the model version.
+    Built only by :func:`top_k_predictions`; new answer fields go here and in ``to_dict``."""
 
     label: str
     confidence: float
@@ -228,6 +237,11 @@ class Predictor:
         logits, emb = self.runner.logits_and_embedding(batch)
         return softmax(logits), emb
 
+    def infer(self, batch: np.ndarray) -> ModelOutput:
+        """Preprocessed batch -> ``ModelOutput`` (what the service's batcher carries)."""
+        probs, emb = self.predict_arrays(batch)
+        return ModelOutput(probs, None if emb is None else np.asarray(emb, dtype=np.float32))
+
     def to_predictions(self, probs: np.ndarray, embeddings: np.ndarray | None = None) -> list[Prediction]:
         """Probabilities -> Prediction objects with the top-k labels."""
         return top_k_predictions(probs, self.classes, self.top_k, self.model_version, embeddings)
@@ -240,16 +254,3 @@ class Predictor:
     def warmup(self, batch_size: int = 1) -> None:
         """One inference on a blank batch so the first request does not pay for lazy init."""
         self.predict_arrays(np.zeros((batch_size, 3, self.image_size, self.image_size), dtype=np.float32))
-
-    def model_info(self) -> dict[str, Any]:
-        """Version, classes, metrics and preprocessing: what /model-info answers."""
-        return {
-            "model_version": self.model_version,
-            "backbone": self.info.backbone,
-            "classes": self.classes,
-            "metrics": dict(self.info.metrics),
-            "normalization": dict(self.info.normalization),
-            "sha256": self.info.sha256,
-            "runtime": self.runtime,
-            "created_at": self.info.created_at,
-        }

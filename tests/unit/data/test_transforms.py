@@ -66,3 +66,17 @@ def test_normalization_round_trips_and_rejects_bad_values() -> None:
 def test_preprocess_image_rejects_non_rgb_arrays() -> None:
     with pytest.raises(RxVisionError, match="HxWx3 uint8"):
         preprocess_image(np.zeros((10, 10), np.uint8), Normalization())
+
+
+@pytest.mark.parametrize("shape", [(1, 100_000), (100_000, 2), (5, 300)])
+def test_long_thin_images_resize_only_the_center_span(shape) -> None:
+    # the full resize of 1 x 100,000 px to a 146 px short side would be 14.6 M px x 3 bytes
+    norm = Normalization(image_size=128, crop_pct=0.875)
+    ramp = np.linspace(0, 255, max(shape)).astype(np.uint8)  # smooth along the long side
+    img = np.zeros((*shape, 3), np.uint8)
+    img[..., 0] = ramp[:, None] if shape[0] > shape[1] else ramp[None, :]
+    got = preprocess_image(img, norm)
+    assert got.shape == (3, 128, 128) and np.isfinite(got).all()
+    if max(shape) <= 300:  # small enough for the full reference resize
+        expected = build_eval_transform(norm)(image=img)["image"].numpy()
+        assert np.abs(got - expected).mean() < 0.05

@@ -22,7 +22,7 @@ from rxvision.export import (
 )
 from rxvision.models import load_bundle
 from rxvision.serving import preprocess_batch
-from rxvision.serving.tiny import toy_images
+from tests.support.tiny import toy_images
 
 
 @pytest.fixture(scope="module")

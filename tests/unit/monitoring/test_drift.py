@@ -13,7 +13,7 @@ from rxvision.config import MonitoringConfig
 from rxvision.errors import RxVisionError
 from rxvision.monitoring import EmbeddingProjector, feature_table
 from rxvision.monitoring.drift import detect_drift
-from rxvision.monitoring.simulate import encoded_size, traffic
+from tests.support.simulate import encoded_size, traffic
 
 CLASSES = ["a", "b", "c", "d"]
 

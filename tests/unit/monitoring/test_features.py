@@ -14,7 +14,7 @@ from rxvision.monitoring import (
     image_features,
     prediction_features,
 )
-from rxvision.monitoring.simulate import encoded_size, pill_image, shift_image, traffic
+from tests.support.simulate import encoded_size, pill_image, shift_image, traffic
 
 
 @pytest.fixture()

@@ -18,7 +18,7 @@ from rxvision.monitoring.profiles import (
     traffic_profile,
     window_profiles,
 )
-from rxvision.monitoring.simulate import traffic
+from tests.support.simulate import traffic
 from rxvision.monitoring.traffic_log import LOGGED_AT
 
 

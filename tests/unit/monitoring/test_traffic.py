@@ -16,7 +16,7 @@ from bentos.traffic import TrafficLogger, monitoring_options, monitoring_service
 from rxvision.config import ServingConfig
 from rxvision.errors import RxVisionError
 from rxvision.monitoring import EmbeddingProjector, feature_columns
-from rxvision.monitoring.simulate import encoded_size, traffic
+from tests.support.simulate import encoded_size, traffic
 from rxvision.monitoring.traffic_log import (
     LOGGED_AT,
     data_files,

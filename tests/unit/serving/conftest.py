@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from rxvision.serving.tiny import make_tiny_bundle
+from tests.support.tiny import make_tiny_bundle
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,7 @@ from PIL import Image
 from rxvision.errors import RxVisionError
 from rxvision.serving import ImageLimits, Predictor
 from rxvision.serving.batch import classify_items, list_inputs, summarize, write_predictions
-from rxvision.serving.tiny import toy_images
+from tests.support.tiny import toy_images
 
 
 @pytest.fixture(scope="module")

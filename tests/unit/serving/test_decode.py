@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from rxvision.errors import RxVisionError
-from rxvision.serving import ALLOWED_FORMATS, ImageLimits, InvalidImage, decode_image
+from rxvision.serving import ALLOWED_FORMATS, ImageLimits, InvalidImage, decode_image, decode_images
 
 
 def encode(img: Image.Image, fmt: str, **kw) -> bytes:
@@ -52,11 +52,67 @@ def test_text_is_not_an_image_and_the_error_lists_allowed_formats() -> None:
     assert "JPEG" in str(err.value) and "TIFF" in str(err.value)
 
 
-def test_gif_is_an_unsupported_format() -> None:
+@pytest.mark.parametrize("fmt", ["PPM", "ICO", "TGA", "PCX"])
+def test_formats_users_do_not_send_are_unsupported(fmt: str) -> None:
     with pytest.raises(InvalidImage) as err:
-        decode_image(encode(rgb_image().convert("P"), "GIF"))
+        decode_image(encode(rgb_image(), fmt))
     assert err.value.reason == "unsupported_format"
-    assert "GIF" in err.value.message and "PNG" in str(err.value)
+    assert fmt in err.value.message and "PNG" in str(err.value)
+
+
+def test_eps_is_refused_without_running_ghostscript() -> None:
+    eps = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\nshowpage\n"
+    with pytest.raises(InvalidImage) as err:
+        decode_image(eps)
+    assert err.value.reason in ("unsupported_format", "not_an_image")
+
+
+def test_animated_gif_gives_its_first_frame() -> None:
+    frames = [Image.new("RGB", (20, 10), colour) for colour in ((255, 0, 0), (0, 0, 255))]
+    buf = io.BytesIO()
+    frames[0].save(buf, format="GIF", save_all=True, append_images=frames[1:], duration=100, loop=0)
+    out = decode_image(buf.getvalue())
+    assert out.shape == (10, 20, 3) and out[5, 5].tolist() == [255, 0, 0]
+
+
+def test_mpo_from_a_phone_camera_gives_its_primary_image() -> None:
+    frames = [Image.new("RGB", (24, 16), (0, 200, 0)), Image.new("RGB", (24, 16), (0, 0, 0))]
+    buf = io.BytesIO()
+    frames[0].save(buf, format="MPO", save_all=True, append_images=frames[1:])
+    assert Image.open(io.BytesIO(buf.getvalue())).format == "MPO"
+    out = decode_image(buf.getvalue())
+    assert out.shape == (16, 24, 3) and out[8, 8, 1] > 150 and out[8, 8, 0] < 50
+
+
+def test_heic_decodes_through_pillow_heif() -> None:
+    assert "HEIF" in ALLOWED_FORMATS
+    out = decode_image(encode(rgb_image(64, 48), "HEIF", quality=90))
+    assert out.shape == (48, 64, 3)
+
+
+def test_long_thin_images_are_refused_by_aspect_ratio() -> None:
+    # 1 x 100,000 px is a ~500-byte PNG under every pixel limit
+    data = encode(Image.new("RGB", (100_000, 1)), "PNG")
+    assert len(data) < 2000
+    with pytest.raises(InvalidImage) as err:
+        decode_image(data)
+    assert err.value.reason == "aspect_ratio" and "100000x1" in err.value.message
+    assert decode_image(encode(Image.new("RGB", (100, 5)), "PNG")).shape == (5, 100, 3)  # 20:1
+
+
+def test_a_request_over_its_pixel_budget_is_refused_before_decoding() -> None:
+    blobs = [encode(Image.new("L", (1000, 1000)), "PNG")] * 3
+    with pytest.raises(InvalidImage) as err:
+        decode_images(blobs, ImageLimits(max_request_pixels=2_500_000))
+    assert err.value.reason == "request_too_large" and "3000000" in err.value.message
+    assert len(decode_images(blobs, ImageLimits(max_request_pixels=3_000_000))) == 3
+
+
+def test_a_bad_image_of_a_request_is_named_by_index() -> None:
+    blobs = [encode(rgb_image(), "PNG"), b"junk"]
+    with pytest.raises(InvalidImage) as err:
+        decode_images(blobs)
+    assert err.value.index == 1 and err.value.to_dict()["index"] == 1
 
 
 def test_truncated_jpeg_is_reported() -> None:

@@ -17,7 +17,7 @@ import pytest
 from rxvision.errors import RxVisionError
 from rxvision.serving import ONNX_FILE, Predictor, resolve_runtime, write_export_manifest
 from rxvision.serving import predictor as predictor_module
-from rxvision.serving.tiny import toy_images
+from tests.support.tiny import toy_images
 
 HEAVY = ("torch", "timm", "torchvision", "sklearn")
 
@@ -33,7 +33,7 @@ from rxvision.export.runtimes import OnnxRunner, softmax
 import numpy as np
 
 predictor = Predictor.from_bundle(sys.argv[1], runtime="onnx", verify=True)
-image = np.load(sys.argv[2])  # one toy image (rxvision.serving.tiny imports torch for training)
+image = np.load(sys.argv[2])  # one toy image (tests.support.tiny imports torch for training)
 prediction = predictor.predict([image])[0]
 image_features(image)
 heavy = sorted(m for m in sys.modules if m.split(".")[0] in {heavy!r})

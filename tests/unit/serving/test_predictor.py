@@ -15,7 +15,7 @@ from rxvision.serving import (
     resolve_runtime,
     write_export_manifest,
 )
-from rxvision.serving.tiny import toy_images
+from tests.support.tiny import toy_images
 
 
 @pytest.fixture(scope="module")

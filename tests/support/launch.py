@@ -19,7 +19,7 @@ import httpx
 
 from rxvision.errors import RxVisionError
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def free_port() -> int:
@@ -35,10 +35,6 @@ class Server:
     process: subprocess.Popen
     log_path: Path
     startup_s: float
-
-    def log_tail(self, n: int = 40) -> str:
-        lines = self.log_path.read_text(errors="replace").splitlines() if self.log_path.is_file() else []
-        return "\n".join(lines[-n:])
 
 
 def wait_ready(url: str, process: subprocess.Popen, timeout_s: float) -> float:
