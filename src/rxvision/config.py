@@ -310,6 +310,8 @@ class ExportConfig(_Strict):
     # torchscript: torch's TorchScript-based ONNX exporter (fast, robust offline); dynamo: the new one
     onnx_exporter: Literal["torchscript", "dynamo"] = "torchscript"
     parity_atol: float = Field(1e-3, gt=0)
+    # int8 / TensorRT fp16 must agree with PyTorch's top-1 label on this share of images
+    approx_min_top1_agreement: float = Field(0.95, ge=0, le=1)
     # images from the test split used for parity and the int8 accuracy change
     parity_images: int = Field(64, ge=1)
     profile_batch_sizes: list[int] = [1, 8, 16, 32]

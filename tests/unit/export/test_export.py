@@ -76,6 +76,24 @@ def test_a_disagreeing_export_fails_parity(loaded, test_set) -> None:
     assert report.top1_agreement == 1.0
 
 
+def test_an_approximate_format_is_judged_by_top1_agreement(loaded, test_set) -> None:
+    images, _ = test_set
+    reference = TorchRunner(loaded.model)
+
+    class Swapped:
+        name = "int8"
+
+        def __call__(self, batch):
+            out = reference(batch)
+            out[0] = -out[0]  # the first image of every batch changes its top-1 label
+            return out
+
+    close = check_parity(reference, Swapped(), images, atol=None, min_top1_agreement=0.5)
+    strict = check_parity(reference, Swapped(), images, atol=None, min_top1_agreement=0.99)
+    assert close.atol is None and close.passed
+    assert not strict.passed and strict.top1_agreement < 0.99
+
+
 def test_export_model_raises_when_parity_fails(loaded, test_set, tmp_path: Path) -> None:
     images, _ = test_set
     cfg = ExportConfig(formats=["onnx"], parity_atol=1e-12, tensorrt=False)
