@@ -40,6 +40,7 @@ import numpy as np
 from bentos.batching import AdaptiveBatcher, Overloaded
 from bentos.store import BUNDLE_SUBDIR, MODEL_NAME, PROJECTOR_FILE
 from bentos.traffic import TrafficLogger, monitoring_service_config
+from bentos.ui import page_app
 from rxvision.config import RxVisionConfig, load_config
 from rxvision.errors import RxVisionError
 from rxvision.serving import (
@@ -95,6 +96,8 @@ def _model_version(model: Any) -> str:
     return str(labels.get("zenml_model_version") or model.tag.version)
 
 
+# the upload page for people at /ui (bentos/ui); the API and /docs stay where they are
+@bentoml.asgi_app(page_app(), path="/ui")
 @bentoml.service(
     name="rxvision",
     workers=LAYOUT.workers,
