@@ -24,6 +24,7 @@ from zenml import get_step_context, log_metadata, step
 from zenml.client import Client
 from zenml.enums import ModelStages, StackComponentType
 from zenml.logger import get_logger
+from zenml.types import HTMLString
 
 from rxvision.data.split import DatasetSplits
 from steps.common import (
@@ -31,6 +32,7 @@ from steps.common import (
     GATE_DECISION,
     MLFLOW_STAGE_ALIASES,
     MODEL_BUNDLE,
+    MODEL_CARD,
     MODEL_NAME,
     REGISTRATION,
     scalar_metrics,
@@ -99,8 +101,10 @@ def quality_gate(
 def register_model(
     gate_decision: dict[str, Any], model_bundle: Path, evaluation: dict[str, Any],
     dataset_fingerprint: str, test_fingerprint: str, config: dict[str, Any],
-) -> Annotated[dict[str, Any], REGISTRATION]:
-    """Record the version's evidence, set its stage, and mirror it into MLflow's registry."""
+) -> tuple[Annotated[dict[str, Any], REGISTRATION], Annotated[HTMLString, MODEL_CARD]]:
+    """Record the version's evidence, set its stage, mirror it into MLflow's registry, and
+    draw its model card (static HTML: the dashboard shows it)."""
+    from rxvision.registry.model_card import render_model_card
     from steps.tracking import git_commit
 
     context = get_step_context()
@@ -131,7 +135,13 @@ def register_model(
                     "metrics": metadata["metrics"],
                     "mlflow": mlflow_info, "reasons": gate_decision["reasons"]}
     logger.info("registered %s version %s: %s", MODEL_NAME, model.version, stage or "rejected")
-    return registration
+    card = render_model_card(
+        model=MODEL_NAME, version=str(model.version), stage=stage, metrics=evaluation["metrics"],
+        gate_rules=gate_decision["rules"], stage_history=metadata["stage_history"],
+        dataset_fingerprint=dataset_fingerprint, test_fingerprint=test_fingerprint,
+        lineage={**metadata["lineage"], "mlflow_version": (mlflow_info or {}).get("version")},
+        classes=evaluation.get("classes"), backbone=(config.get("model") or {}).get("backbone"))
+    return registration, HTMLString(card)
 
 
 def _now() -> str:

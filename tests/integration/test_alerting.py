@@ -90,6 +90,14 @@ def test_drift_posts_one_alert_with_the_report_and_retrains(trained, isolated_ho
     alerter = client.active_stack_model.components[StackComponentType.ALERTER][0]
     assert alerter.flavor_name == "rxvision_webhook"
     client.update_stack_component(alerter.name, StackComponentType.ALERTER, configuration={"url": url})
+    # ZenML caches the active stack with its components' configuration per process (the shell's
+    # `zenml alerter update` is another process and needs nothing): drop this process's copy
+    from zenml.stack import stack as stack_module
+
+    stack_module._STACK_CACHE.clear()
+    Client._reset_instance()
+    client = Client()
+    assert client.active_stack.alerter.config.url == url
     assert _log_dark_traffic(trained) >= 20
     runs_before = client.list_pipeline_runs(pipeline_name=TRAINING, size=100).total
     versions_before = client.list_model_versions("rxvision-classifier", size=100).total

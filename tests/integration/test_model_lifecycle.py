@@ -147,3 +147,17 @@ def test_zenml_pipeline_run_accepts_the_run_config_and_resolves_the_stage(
     assert run.model_version.id == production.id
     result = Client().get_pipeline_run(run.id).steps["check_drift"].outputs["drift_result"][0].load()
     assert result["outcome"] == "not_enough_data"
+
+
+def test_each_version_has_a_script_free_model_card_in_the_dashboard(versions) -> None:
+    from zenml.client import Client
+
+    from pipelines.training import PIPELINE_NAME
+
+    _, second = versions
+    run = Client().list_pipeline_runs(pipeline_name=PIPELINE_NAME, sort_by="desc:created", size=1).items[0]
+    card = Client().get_pipeline_run(run.id).steps["register_model"].outputs["model_card"][0]
+    assert card.visualizations  # shown as HTML in the dashboard
+    page = card.load()
+    assert f"version {second['version']}: staging" in page and "<script" not in page.lower()
+    assert "Stage history" in page and "Lineage" in page

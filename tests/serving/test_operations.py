@@ -116,7 +116,7 @@ def test_upload_page_shows_photo_answer_set_and_confidence_in_chromium(server, t
     playwright = pytest.importorskip("playwright.sync_api", reason="the playwright package is missing")
     image = tmp_path / "pill.png"
     image.write_bytes(_png(7, 64))
-    classes = httpx.get(f"{server.url}/model_info", timeout=30).json()
+    classes = httpx.post(f"{server.url}/model_info", json={}, timeout=30).json()
     classes = classes.get("classes") or []
     with playwright.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
