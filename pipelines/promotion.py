@@ -56,10 +56,38 @@ def promote(cfg: RxVisionConfig, version: str, target: str, force: bool = False,
     set_stage(mv.id, target, source=f"promotion of version {mv.name}")
     mv = Client().get_model_version(MODEL_NAME, mv.id)
     record_stage_change(mv, decision.history_entry())
-    mirrored = mirror_stage(Client().get_model_version(MODEL_NAME, mv.id), target)
+    mv = Client().get_model_version(MODEL_NAME, mv.id)
+    mirrored = mirror_stage(mv, target)
+    refresh_model_card(mv, decision)
     for line in decision.messages:
         (logger.warning if decision.forced else logger.info)("promotion: %s", line)
     return {**decision.to_dict(), "mlflow": mirrored}
+
+
+def refresh_model_card(mv: Any, decision: Any) -> None:
+    """A new version of the ``model_card`` artifact, linked to the model version, so the card
+    shows the stage change (the gate's rules as re-checked here, where they were)."""
+    from zenml import Model, link_artifact_to_model, save_artifact
+    from zenml.types import HTMLString
+
+    from rxvision.registry.model_card import render_model_card
+    from steps.common import MODEL_CARD
+
+    meta = mv.run_metadata or {}
+    config = meta.get("config") if isinstance(meta.get("config"), dict) else {}
+    mlflow_info = meta.get("mlflow") if isinstance(meta.get("mlflow"), dict) else {}
+    card = render_model_card(
+        model=MODEL_NAME, version=str(mv.name), stage=decision.target,
+        metrics=dict(meta.get("metrics") or {}),
+        gate_rules=decision.gate.to_dict()["rules"] if decision.gate is not None else [],
+        stage_history=list(meta.get("stage_history") or []),
+        dataset_fingerprint=str(meta.get("dataset_fingerprint", "")),
+        test_fingerprint=str(meta.get("test_fingerprint", "")),
+        lineage={**(meta.get("lineage") or {}), "mlflow_version": mlflow_info.get("version")},
+        classes=(config.get("data") or {}).get("classes"),
+        backbone=(config.get("model") or {}).get("backbone"))
+    artifact = save_artifact(HTMLString(card), name=MODEL_CARD)
+    link_artifact_to_model(artifact, model=Model(name=MODEL_NAME, version=mv.number))
 
 
 def main(cfg: RxVisionConfig, args: argparse.Namespace) -> int:

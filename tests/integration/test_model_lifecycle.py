@@ -83,6 +83,9 @@ def test_promotion_follows_the_gate_and_force_is_recorded(versions, tiny_config)
     assert str(_mv(first["version"]).stage) == "production"
     assert str(client.get_model_version_by_alias("rxvision-classifier", "production").version) \
         == first["mlflow"]["version"]
+    # the model card linked to the version shows the change (a new artifact version)
+    card = _mv(first["version"]).get_artifact("model_card").load()
+    assert f"version {first['version']}: production" in card and "archived &rarr; production" in card
 
 
 def test_registered_mlflow_model_loads_as_pyfunc_and_predicts(versions) -> None:
