@@ -5,6 +5,8 @@
     python run.py --pipeline training --set training.epochs=2 --fail-on-gate
     python run.py --pipeline training --config configs/k8s-gpu.yaml --stack rxvision-k8s-gpu
     python run.py --dashboard                              # ZenML dashboard on the same state
+    eval "$(python run.py --env)"                          # point zenml/mlflow/bentoml CLIs here
+    python run.py --promote 3 --to production [--force --reason "..."]
 
 The first run sets itself up (idempotently): all state in RXVISION_HOME (default `.rxvision/`
 here), the ZenML repository and the `rxvision-local` stack. A user error (wrong pipeline name,
@@ -23,9 +25,9 @@ after the environment is configured and the stack is active. ``cfg`` is the vali
 ``args.model_version``, ``args.containerize``, ``args.input``, ``args.window``,
 ``args.fail_on_drift``, ``args.retrain_on_drift``, ``args.best_config``, ``args.debug``),
 plus ``args.state`` (a ``stacks.setup.StatePaths``) and ``args.zenml_options`` (a dict for
-``pipeline.with_options(**...)``: the ``zenml:`` section of the --config file, with
-``enable_cache=False`` when --no-cache). The return value is the process exit code; raise
-``RxVisionError`` for user errors.
+``pipelines.with_run_options``: the ZenML options of the --config file, i.e. everything but
+``parameters.config``, with ``enable_cache=False`` when --no-cache). The return value is the
+process exit code; raise ``RxVisionError`` for user errors.
 """
 
 from __future__ import annotations
@@ -39,7 +41,6 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from rxvision.config import read_yaml
 from rxvision.errors import RxVisionError, find_user_error
 
 PIPELINES = {
@@ -63,11 +64,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pipeline", default="training", metavar="NAME",
                    help=f"which pipeline to run: {' | '.join(PIPELINES)} (default: training)")
     p.add_argument("--config", type=Path, metavar="FILE",
-                   help="a YAML run config (see configs/): RxVision sections on top of the "
-                        "profile, plus an optional `zenml:` section of ZenML run options")
-    p.add_argument("--profile", default="demo", metavar="NAME",
+                   help="a ZenML run config (see configs/): `parameters: {config: ...}` holds "
+                        "RxVision sections on top of the profile, the other keys are ZenML run "
+                        "options; `zenml pipeline run ... -c FILE` reads the same file")
+    p.add_argument("--profile", default=None, metavar="NAME",
                    help="base profile: demo (offline, CPU, synthetic pills; default) or full "
-                        "(resnet50 @224 on real data, GPU)")
+                        "(resnet50 @224 on real data, GPU); default: the run config's "
+                        "`profile:`, else demo")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override one config value, e.g. --set training.epochs=3 (repeatable)")
     p.add_argument("--no-cache", action="store_true",
@@ -78,6 +81,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--debug", action="store_true", help="debug logs and full tracebacks")
     p.add_argument("--dashboard", action="store_true",
                    help="start the local ZenML dashboard on this state folder and exit")
+    p.add_argument("--env", action="store_true",
+                   help="print shell exports that point the zenml, mlflow and bentoml commands "
+                        "at this state folder: eval \"$(python run.py --env)\"")
+    g = p.add_argument_group("promotion")
+    g.add_argument("--promote", metavar="VERSION",
+                   help="move this model version to the stage given by --to, under the gate's "
+                        "rules (re-scored against production on the same test split)")
+    g.add_argument("--to", dest="to_stage", choices=("production", "staging", "archived"),
+                   help="target stage for --promote")
+    g.add_argument("--force", action="store_true",
+                   help="with --promote: override a failed gate (needs --reason)")
+    g.add_argument("--reason", help="with --promote: why; recorded in the stage history")
     g = p.add_argument_group("training")
     g.add_argument("--fail-on-gate", action="store_true",
                    help="exit non-zero when the quality gate rejects the model")
@@ -101,20 +116,6 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--retrain-on-drift", action="store_true",
                    help="start the training pipeline when drift is found")
     return p
-
-
-def split_config_file(path: Path | None) -> tuple[dict[str, Any] | None, dict[str, Any]]:
-    """A run config holds RxVision sections plus an optional `zenml:` section; separate them.
-
-    Returns the RxVision sections (for ``load_config``) and the ZenML options.
-    """
-    if path is None:
-        return None, {}
-    data = read_yaml(path)
-    zenml_options = data.pop("zenml", None) or {}
-    if not isinstance(zenml_options, dict):
-        raise RxVisionError(f"the `zenml:` section of {path} must be a mapping of run options")
-    return data, zenml_options
 
 
 def resolve_pipeline(name: str) -> Any:
@@ -148,14 +149,25 @@ def _run(args: argparse.Namespace) -> int:
                 handler.addFilter(_no_traceback_for_user_errors)
     if args.dashboard:
         return _dashboard(paths, dashboard_command(paths))
-    if args.pipeline not in PIPELINES:
+    if args.env:
+        return _print_env(paths)
+    if args.promote is None and (args.to_stage or args.force or args.reason):
+        raise RxVisionError("--to, --force and --reason go with --promote VERSION",
+                            "e.g. python run.py --promote 3 --to production")
+    if args.promote is None and args.pipeline not in PIPELINES:
         resolve_pipeline(args.pipeline)  # raises the one-line error
 
+    from pipelines import read_run_config
     from rxvision.config import load_config
 
-    rx_sections, zenml_options = split_config_file(args.config)
+    file_profile, rx_sections, zenml_options = read_run_config(args.config)
     overrides = [*args.overrides, *(["training.resume=false"] if args.no_resume else [])]
-    cfg = load_config(args.profile, rx_sections, overrides)
+    cfg = load_config(args.profile or file_profile or "demo", rx_sections, overrides)
+    if args.promote is not None:
+        from pipelines.promotion import main as promote
+
+        ensure_local_stack(paths)
+        return int(promote(cfg, args) or 0)
     if args.no_cache:
         zenml_options["enable_cache"] = False
     args.zenml_options = zenml_options
@@ -178,6 +190,28 @@ def _no_traceback_for_user_errors(record: logging.LogRecord) -> bool:
     return True
 
 
+def _print_env(paths: Any) -> int:
+    """`export NAME=value` lines for the shell (eval them); nothing else goes to stdout."""
+    import shlex
+
+    from stacks.setup import cli_environment, ensure_local_stack
+
+    # ZenML logs set-up messages to stdout, which the shell would evaluate: send them to stderr
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        ensure_local_stack(paths)
+        env = cli_environment(paths)
+        sys.stdout.flush()
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+    for name, value in env.items():
+        print(f"export {name}={shlex.quote(value)}")
+    return 0
+
+
 def _dashboard(paths: Any, command: str) -> int:
     """Start ZenML's local dashboard on this state folder (runs in the background)."""
     import subprocess
@@ -192,7 +226,8 @@ def _dashboard(paths: Any, command: str) -> int:
                             "pip install 'zenml[server,local]'")
     rc = subprocess.call([str(zenml_cli), "login", "--local", "--port", "8237"])
     if rc == 0:
-        print(f"dashboard: http://127.0.0.1:8237  (stop it: {command.replace('login --local --port 8237', 'logout --local')})")
+        stop = command.replace("login --local --port 8237", "logout --local")
+        print(f"dashboard: http://127.0.0.1:8237  (stop it: {stop})")
     return rc
 
 

@@ -53,6 +53,7 @@ from bentos.store import (
     SERVICE_CONFIG_FILE,
 )
 from bentos.traffic import TrafficLogger, monitoring_service_config
+from bentos.ui import page_app
 from rxvision.config import RxVisionConfig, load_config, read_yaml
 from rxvision.errors import RxVisionError
 from rxvision.serving import (
@@ -152,6 +153,8 @@ def _fallback_version(folder: Path) -> str | None:
     return str(json.loads(meta.read_text()).get("model_version")) if meta.is_file() else None
 
 
+# the upload page for people at /ui (bentos/ui); the API and /docs stay where they are
+@bentoml.asgi_app(page_app(), path="/ui")
 @bentoml.service(
     name="rxvision",
     workers=LAYOUT.workers,

@@ -12,8 +12,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from zenml import Model, pipeline
+from zenml import Model, get_pipeline_context, pipeline
 
+from pipelines import RunConfig
+from pipelines.deployment import PRODUCTION
 from rxvision.config import RxVisionConfig
 from rxvision.errors import RxVisionError
 from steps.batch_inference import SUMMARY, batch_predict
@@ -23,17 +25,13 @@ logger = logging.getLogger(__name__)
 PIPELINE_NAME = "rxvision_batch_inference"
 
 
-@pipeline(name=PIPELINE_NAME, enable_cache=False)
-def batch_inference_pipeline(
-    config: dict[str, Any], bundle_id: str, projector_id: str | None, input_path: str, output_csv: str
-) -> None:
-    """The model version's bundle (by id, so lineage shows it) -> predictions + traffic log."""
-    from zenml.client import Client
-
-    client = Client()
-    bundle = client.get_artifact_version(bundle_id)
-    projector = client.get_artifact_version(projector_id) if projector_id else ""
-    batch_predict(bundle, projector, input_path, output_csv, config)
+@pipeline(name=PIPELINE_NAME, enable_cache=False, model=Model(name=MODEL_NAME, version=PRODUCTION))
+def batch_inference_pipeline(config: RunConfig, input_path: str, output_csv: str) -> None:
+    """The pipeline's model version (production unless the run config's ``model:`` names
+    another) -> its bundle and projector -> predictions CSV + traffic log."""
+    model = get_pipeline_context().model
+    batch_predict(model.get_artifact(MODEL_BUNDLE), model.get_artifact(EMBEDDING_PROJECTOR),
+                  input_path, output_csv, config_param(config))
 
 
 def default_output(state: Any, input_path: Path) -> Path:
@@ -49,17 +47,16 @@ def run_batch_inference(cfg: RxVisionConfig, input_path: Path, output_csv: Path,
     from zenml.client import Client
 
     from pipelines import with_run_options
-    from pipelines.deployment import _artifact_id, resolve_model_version
+    from pipelines.deployment import model_for, resolve_model_version
     from rxvision.serving.batch import list_inputs
 
     list_inputs(input_path)  # a bad --input is a one-line error before anything runs
-    mv = resolve_model_version(model_version)
-    pipe = with_run_options(batch_inference_pipeline, zenml_options).with_options(
-        model=Model(name=MODEL_NAME, version=mv.number)
-    )
-    run = pipe(config=config_param(cfg), bundle_id=_artifact_id(mv, MODEL_BUNDLE),
-               projector_id=_artifact_id(mv, EMBEDDING_PROJECTOR, required=False),
-               input_path=str(Path(input_path).resolve()), output_csv=str(Path(output_csv).resolve()))
+    resolve_model_version(model_version)  # none yet: a one-line error before anything runs
+    pipe = with_run_options(batch_inference_pipeline, zenml_options)
+    if model_version is not None:
+        pipe = pipe.with_options(model=model_for(model_version))
+    run = pipe(config=cfg, input_path=str(Path(input_path).resolve()),
+               output_csv=str(Path(output_csv).resolve()))
     run = Client().get_pipeline_run(run.id)
     return run, run.steps["batch_predict"].outputs[SUMMARY][0].load()
 

@@ -14,8 +14,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from zenml import Model, pipeline
+from zenml import Model, get_pipeline_context, pipeline
 
+from pipelines import RunConfig
 from rxvision.config import RxVisionConfig
 from rxvision.errors import RxVisionError
 from steps.common import EMBEDDING_PROJECTOR, MODEL_BUNDLE, MODEL_NAME, SPLITS, config_param
@@ -28,26 +29,26 @@ from steps.deployment import (
 
 logger = logging.getLogger(__name__)
 PIPELINE_NAME = "rxvision_deployment"
+PRODUCTION = "production"  # ZenML's ModelStages.PRODUCTION value
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEPLOY_TIMEOUT_S = 300  # a contended 2-core CPU needs about a minute to load and warm up
 
 
-@pipeline(name=PIPELINE_NAME, enable_cache=False)
-def deployment_pipeline(
-    config: dict[str, Any], bundle_id: str, splits_id: str, projector_id: str | None, containerize: bool, port: int
-) -> None:
-    """The model version's artifacts (by id, so lineage shows them) -> export -> Bento -> deploy."""
-    from zenml.client import Client
-
-    client = Client()
-    bundle = client.get_artifact_version(bundle_id)
-    splits = client.get_artifact_version(splits_id)
-    projector = client.get_artifact_version(projector_id) if projector_id else ""
-    exported, _report, _profile = export_model_step(bundle, splits, config)
-    tag = save_to_bentoml_step(bundle, exported, projector, config)
+@pipeline(name=PIPELINE_NAME, enable_cache=False, model=Model(name=MODEL_NAME, version=PRODUCTION))
+def deployment_pipeline(config: RunConfig, containerize: bool = False) -> None:
+    """The pipeline's model version (production unless the run config's ``model:`` names
+    another) -> its bundle, splits and projector -> export -> Bento -> deploy. ZenML resolves
+    the stage when the run starts; the artifacts are the version's (lineage shows them)."""
+    model = get_pipeline_context().model
+    bundle = model.get_artifact(MODEL_BUNDLE)
+    splits = model.get_artifact(SPLITS)
+    projector = model.get_artifact(EMBEDDING_PROJECTOR)
+    params = config_param(config)
+    exported, _report, _profile = export_model_step(bundle, splits, params)
+    tag = save_to_bentoml_step(bundle, exported, projector, params)
     bento, _container = build_bento_step(tag, bundle, containerize)
-    deploy_bento_step(bento, port=port, working_dir=str(REPO_ROOT), timeout=DEPLOY_TIMEOUT_S,
-                      host=config["serving"]["host"])
+    deploy_bento_step(bento, port=config.serving.port, working_dir=str(REPO_ROOT),
+                      timeout=DEPLOY_TIMEOUT_S, host=config.serving.host)
 
 
 def resolve_model_version(model_version: str | None = None) -> Any:
@@ -68,14 +69,11 @@ def resolve_model_version(model_version: str | None = None) -> Any:
         ) from None
 
 
-def _artifact_id(mv: Any, name: str, required: bool = True) -> str | None:
-    artifact = mv.get_artifact(name)
-    if artifact is None and required:
-        raise RxVisionError(
-            f"model version {mv.name} of '{MODEL_NAME}' has no '{name}' artifact",
-            "retrain with the current training pipeline, which stores it",
-        )
-    return str(artifact.id) if artifact is not None else None
+def model_for(model_version: str | None) -> Model:
+    """The ZenML model the pipeline runs with: its production version, or the version named
+    (number, name or stage), resolved by ZenML when the run starts."""
+    wanted = model_version or PRODUCTION
+    return Model(name=MODEL_NAME, version=int(wanted) if wanted.isdigit() else wanted)
 
 
 def _service_env(cfg: RxVisionConfig, args: argparse.Namespace) -> None:
@@ -94,16 +92,13 @@ def run_deployment(cfg: RxVisionConfig, model_version: str | None = None, contai
 
     from pipelines import with_run_options
 
-    mv = resolve_model_version(model_version)
-    pipe = with_run_options(deployment_pipeline, zenml_options).with_options(
-        model=Model(name=MODEL_NAME, version=mv.number)
-    )
-    run = pipe(
-        config=config_param(cfg), bundle_id=_artifact_id(mv, MODEL_BUNDLE), splits_id=_artifact_id(mv, SPLITS),
-        projector_id=_artifact_id(mv, EMBEDDING_PROJECTOR, required=False), containerize=containerize,
-        port=cfg.serving.port,
-    )
+    resolve_model_version(model_version)  # none yet: a one-line error before anything runs
+    pipe = with_run_options(deployment_pipeline, zenml_options)
+    if model_version is not None:
+        pipe = pipe.with_options(model=model_for(model_version))
+    run = pipe(config=cfg, containerize=containerize)
     run = Client().get_pipeline_run(run.id)
+    mv = run.model_version
     service = run.steps["deploy_bento_step"].outputs["deployed_service"][0].load()
     report = run.steps["export_model_step"].outputs["export_report"][0].load()
     container = run.steps["build_bento_step"].outputs["container_image"][0].load()

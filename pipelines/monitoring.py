@@ -1,6 +1,7 @@
 """The monitoring pipeline: the window's served traffic against the production model
 version's reference features -> Evidently drift report (shown in the dashboard) + whylogs
-comparison -> decision as run and model-version metadata -> alert.
+comparison -> decision as run and model-version metadata -> alert (the stack's alerter) ->
+Prometheus gauges (rxvision_drift_status, for ops/alerts.yml).
 
     python run.py --pipeline monitoring [--window 24h] [--fail-on-drift] [--retrain-on-drift]
 """
@@ -12,30 +13,35 @@ import logging
 import time
 from typing import Any
 
-from zenml import Model, pipeline
+from zenml import Model, get_pipeline_context, pipeline
 
+from pipelines import RunConfig
+from pipelines.deployment import PRODUCTION, model_for
 from rxvision.config import RxVisionConfig
 from rxvision.errors import RxVisionError
 from rxvision.monitoring.traffic_log import parse_window, resolve_log_dir
 from steps.common import MODEL_NAME, REFERENCE_FEATURES, config_param
 from steps.monitoring import DRIFT_RESULT, alert_on_drift, check_drift, load_traffic
+from steps.operations import export_drift_metrics
 
 logger = logging.getLogger(__name__)
 PIPELINE_NAME = "rxvision_monitoring"
 EXIT_DRIFT = 4
 
 
-@pipeline(name=PIPELINE_NAME, enable_cache=False)
-def monitoring_pipeline(
-    config: dict[str, Any], window: str, log_dir: str, now: float, reference_id: str, model_version_id: str
-) -> None:
-    """Traffic + the model version's reference artifact (by id: lineage shows it) -> drift."""
-    from zenml.client import Client
-
-    reference = Client().get_artifact_version(reference_id)
-    traffic = load_traffic(log_dir, window, now)
-    _report, result, _whylogs, _profile = check_drift(reference, traffic, config, model_version_id)
+@pipeline(name=PIPELINE_NAME, enable_cache=False, model=Model(name=MODEL_NAME, version=PRODUCTION))
+def monitoring_pipeline(config: RunConfig, window: str | None = None, log_dir: str | None = None,
+                        now: float | None = None) -> None:
+    """The window's traffic against the pipeline's model version's reference features
+    (production unless the run config's ``model:`` names another; ZenML resolves the stage
+    when the run starts) -> drift report, decision, alert. Defaults come from the config."""
+    reference = get_pipeline_context().model.get_artifact(REFERENCE_FEATURES)
+    window = window or config.monitoring.window
+    log_dir = log_dir or str(resolve_log_dir(config.serving.log_dir))
+    traffic = load_traffic(log_dir, window, time.time() if now is None else now)
+    _report, result, _whylogs, _profile = check_drift(reference, traffic, config_param(config))
     alert_on_drift(result)
+    export_drift_metrics(result)
 
 
 def production_reference(model_version: str | None = None) -> tuple[Any, Any]:
@@ -69,14 +75,11 @@ def run_monitoring(cfg: RxVisionConfig, window: str, zenml_options: dict[str, An
     from pipelines import with_run_options
 
     parse_window(window)  # a bad window is a one-line error before anything runs
-    mv, reference = production_reference(model_version)
-    pipe = with_run_options(monitoring_pipeline, zenml_options).with_options(
-        model=Model(name=MODEL_NAME, version=mv.number)
-    )
-    run = pipe(
-        config=config_param(cfg), window=window, log_dir=str(resolve_log_dir(cfg.serving.log_dir)),
-        now=time.time() if now is None else now, reference_id=str(reference.id), model_version_id=str(mv.id),
-    )
+    production_reference(model_version)  # none yet: a one-line error before anything runs
+    pipe = with_run_options(monitoring_pipeline, zenml_options)
+    if model_version is not None:
+        pipe = pipe.with_options(model=model_for(model_version))
+    run = pipe(config=cfg, window=window, now=now)
     run = Client().get_pipeline_run(run.id)
     result = run.steps["check_drift"].outputs[DRIFT_RESULT][0].load()
     return run, result

@@ -13,6 +13,7 @@ from typing import Any
 from zenml import Model, pipeline
 from zenml.enums import ExecutionMode, StackComponentType
 
+from pipelines import RunConfig
 from rxvision.config import RxVisionConfig
 from rxvision.errors import RxVisionError, find_user_error
 from steps.common import (
@@ -46,11 +47,14 @@ def model_definition() -> Model:
 
 
 @pipeline(name=PIPELINE_NAME, model=model_definition(), execution_mode=ExecutionMode.FAIL_FAST)
-def training_pipeline(config: dict[str, Any]) -> None:
-    """The steps in order; the experiment tracker is the active stack's (if it has one)."""
+def training_pipeline(config: RunConfig) -> None:
+    """The steps in order; the experiment tracker is the active stack's (if it has one).
+    Steps take the config (or its data section) as a JSON mapping: shown in the dashboard and
+    part of their cache keys."""
     tracker = active_component_name(StackComponentType.EXPERIMENT_TRACKER)
     tracked = {"experiment_tracker": tracker} if tracker else {}
-    data = config["data"]
+    data = config.data.model_dump(mode="json")
+    config = config_param(config)
     index, fingerprint = load_data(data)
     clean, _report, _html = validate_data(index, fingerprint, data)
     profile_data(clean, fingerprint, data)
@@ -69,7 +73,7 @@ def run_training(cfg: RxVisionConfig, zenml_options: dict[str, Any] | None = Non
 
     pipe = with_run_options(training_pipeline, zenml_options)
     try:
-        return pipe(config=config_param(cfg))
+        return pipe(config=cfg)
     except RxVisionError:
         raise
     except Exception as exc:  # a step's RxVisionError may arrive wrapped by ZenML
@@ -94,7 +98,7 @@ def compile_training(cfg: RxVisionConfig, zenml_options: dict[str, Any] | None, 
     os.environ["ZENML_ACTIVE_STACK_ID"] = str(stack_model.id)
     try:
         pipe = training_pipeline.copy()
-        pipe.prepare(config=config_param(cfg))
+        pipe.prepare(config=cfg)
         run_config = PipelineRunConfiguration.model_validate(zenml_options or {})
         return Compiler().compile(pipeline=pipe, stack=Stack.from_model(stack_model),
                                   run_configuration=run_config)

@@ -4,7 +4,8 @@
 
 A stack file names the stack and, per component type, a component name, flavor and
 configuration, and optionally ``secrets:`` (ZenML secrets created when missing, for
-``{{secret.key}}`` references in configurations); ``${VAR}`` / ``${VAR:-default}`` are read from the environment. Registration
+``{{secret.key}}`` references in configurations) and ``flavors:`` (custom flavors
+registered first: ``{type: alerter, source: module.FlavorClass}``); ``${VAR}`` / ``${VAR:-default}`` are read from the environment. Registration
 is idempotent: components and a stack that already exist under the same names are kept (use
 ``--replace`` to delete and re-create the stack's components from the file).
 """
@@ -62,6 +63,10 @@ def read_stack_file(path: Path) -> dict[str, Any]:
                                 f"use one of: {', '.join(sorted(known))}")
         if not isinstance(comp, dict) or "flavor" not in comp or "name" not in comp:
             raise RxVisionError(f"stack file {path}: component '{ctype}' needs `name:` and `flavor:`")
+    for flavor in spec.get("flavors") or []:
+        if not isinstance(flavor, dict) or flavor.get("type") not in known or "source" not in flavor:
+            raise RxVisionError(f"stack file {path}: each of `flavors:` needs `type:` (a component "
+                                "type) and `source:` (module.FlavorClass)")
     return _expand(spec)
 
 
@@ -79,6 +84,8 @@ def register_stack(path: Path, activate: bool = False, replace: bool = False) ->
         exists = False
     for secret_name, values in (spec.get("secrets") or {}).items():
         _ensure_secret(client, secret_name, values)
+    for flavor in spec.get("flavors") or []:
+        _ensure_flavor(client, flavor)
     if not exists:
         components: dict[StackComponentType, str] = {}
         for type_name, comp in spec["components"].items():
@@ -103,6 +110,21 @@ def register_stack(path: Path, activate: bool = False, replace: bool = False) ->
     if activate:
         client.activate_stack(name)
     return name
+
+
+def _ensure_flavor(client: Any, flavor: dict[str, Any]) -> None:
+    """Register a custom flavor (``{type: alerter, source: module.Class}``) unless known."""
+    from zenml.enums import StackComponentType
+
+    ctype = StackComponentType(flavor["type"])
+    from zenml.utils import source_utils
+
+    name = source_utils.load(flavor["source"])().name
+    try:
+        client.get_flavor_by_name_and_type(name=name, component_type=ctype)
+    except KeyError:
+        client.create_flavor(source=flavor["source"], component_type=ctype)
+        logger.info("registered ZenML %s flavor %s", ctype.value, name)
 
 
 def _ensure_secret(client: Any, name: str, values: dict[str, Any]) -> None:

@@ -52,7 +52,9 @@ class StatePaths:
             bentoml_home=home / "bentoml",
             data_cache=home / "cache",
             runs=home / "runs",
-            repository=Path(repository).resolve() if repository else PROJECT_ROOT,
+            # the ZenML repository (.zen) of a state folder lives inside it: two state folders
+            # used from one checkout never rewrite each other's active stack
+            repository=Path(repository).resolve() if repository else home,
         )
 
 
@@ -68,10 +70,11 @@ def configure_environment(
 ) -> StatePaths:
     """Point ZenML, BentoML and MLflow at RXVISION_HOME and switch their telemetry off.
 
-    ``repository`` is where the ZenML repository (``.zen``) lives; the default is the project
-    root (what ``zenml init`` there gives). A different one (the tests use a temporary folder,
-    so concurrent runs never share ``.zen/config.yaml``) keeps the project root as ZenML's
-    source root so that ``steps`` and ``pipelines`` still resolve.
+    ``repository`` is where the ZenML repository (``.zen``) lives; the default is the state
+    folder itself, so each state folder has its own active stack and a checkout's ``.zen``
+    is never rewritten. The project root stays ZenML's source root so that ``steps`` and
+    ``pipelines`` resolve (``ZENML_CUSTOM_SOURCE_ROOT``; :func:`cli_environment` exports it
+    for the ``zenml`` command).
     """
     paths = StatePaths.under(resolve_home(home), Path(repository) if repository else None)
     disable_telemetry()
@@ -189,5 +192,31 @@ def use_stack(name: str) -> None:
 
 def dashboard_command(paths: StatePaths | None = None, port: int = 8237) -> str:
     """The shell command that opens the ZenML dashboard on this state folder."""
-    home = (paths.home if paths else resolve_home())
-    return f"ZENML_CONFIG_PATH={home / 'zenml'} zenml login --local --port {port}"
+    return f'eval "$(python run.py --env)" && zenml login --local --port {port}'
+
+
+# what the `zenml`, `mlflow` and `bentoml` commands need to see the state folder
+CLI_VARIABLES = ("RXVISION_HOME", "ZENML_CONFIG_PATH", "ZENML_LOCAL_STORES_PATH",
+                 "ZENML_REPOSITORY_PATH", "ZENML_CUSTOM_SOURCE_ROOT", "BENTOML_HOME")
+
+
+def cli_environment(paths: StatePaths) -> dict[str, str]:
+    """The variables that point the ``zenml``, ``mlflow`` and ``bentoml`` commands at this
+    state folder (call after :func:`ensure_local_stack`): its ZenML store and repository, the
+    MLflow tracking store of the active stack's tracker, the BentoML home, telemetry off."""
+    from zenml.client import Client
+
+    from rxvision.telemetry import TELEMETRY_DEFAULTS
+
+    env = {k: os.environ[k] for k in CLI_VARIABLES if os.environ.get(k)}
+    env.setdefault("ZENML_REPOSITORY_PATH", str(paths.repository))
+    env.setdefault("ZENML_CUSTOM_SOURCE_ROOT", str(PROJECT_ROOT))
+    env["PYTHONPATH"] = os.pathsep.join(
+        dict.fromkeys(filter(None, [str(PROJECT_ROOT), *os.environ.get("PYTHONPATH", "").split(os.pathsep)]))
+    )
+    tracker = Client().active_stack.experiment_tracker
+    if tracker is not None and tracker.flavor == "mlflow":
+        env["MLFLOW_TRACKING_URI"] = tracker.get_tracking_uri()
+        env["MLFLOW_REGISTRY_URI"] = env["MLFLOW_TRACKING_URI"]
+    env.update({k: os.environ.get(k, v) for k, v in TELEMETRY_DEFAULTS.items()})
+    return env

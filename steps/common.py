@@ -40,6 +40,7 @@ REFERENCE_PROFILE = "reference_profile"
 EMBEDDING_PROJECTOR = "embedding_projector"
 GATE_DECISION = "gate_decision"
 REGISTRATION = "registration"
+MODEL_CARD = "model_card"
 # MLflow 3 has no stages: the ZenML stage is mirrored as a registered-model alias of this name
 MLFLOW_STAGE_ALIASES = {"production": "production", "staging": "staging"}
 

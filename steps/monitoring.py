@@ -42,7 +42,8 @@ def load_traffic(log_dir: str, window: str, now: float) -> Annotated[pd.DataFram
 
 @step(enable_cache=False)
 def check_drift(
-    reference: pd.DataFrame, traffic: pd.DataFrame, config: dict[str, Any], model_version_id: str
+    reference: pd.DataFrame, traffic: pd.DataFrame, config: dict[str, Any],
+    model_version_id: str | None = None,
 ) -> tuple[
     Annotated[HTMLString, DRIFT_REPORT],
     Annotated[dict[str, Any], DRIFT_RESULT],
@@ -62,7 +63,10 @@ def check_drift(
     meta = {"drift": {k: v for k, v in meta.items() if v is not None}}
     log_metadata(meta)
     log_metadata(meta, run_id_name_or_prefix=get_step_context().pipeline_run.id)
-    log_metadata(meta, model_version_id=UUID(model_version_id))
+    if model_version_id:
+        log_metadata(meta, model_version_id=UUID(model_version_id))
+    else:  # the pipeline's model version
+        log_metadata(meta, infer_model=True)
     profile = traffic_profile(traffic) if len(traffic) else None
     return (HTMLString(result.report_html()), summary, result.whylogs,
             profile.serialize() if profile is not None else b"")
@@ -70,20 +74,34 @@ def check_drift(
 
 @step(enable_cache=False)
 def alert_on_drift(result: dict[str, Any]) -> Annotated[bool, ALERTED]:
-    """Post to the stack's alerter when drift was found; without one, warn loudly."""
+    """Post to the stack's alerter when drift was found, naming where the drift report is;
+    without an alerter, warn loudly."""
     from zenml.client import Client
 
     if not result.get("drifted"):
         logger.info("no drift alert: %s", result.get("reason"))
         return False
+    context = get_step_context()
+    run = Client().get_pipeline_run(context.pipeline_run.id)
+    report = run.steps["check_drift"].outputs[DRIFT_REPORT][0]
     message = (f":rotating_light: RxVision drift detected: {result['reason']} "
-               f"(columns: {', '.join(result['drifted_columns']) or '-'})")
+               f"(columns: {', '.join(result['drifted_columns']) or '-'}). "
+               f"Report: {report.uri} (run {run.name}, step check_drift, artifact {DRIFT_REPORT})")
     alerter = Client().active_stack.alerter
     if alerter is None:
         logger.warning("!" * 72)
         logger.warning("DRIFT DETECTED (no alerter in this stack): %s", result["reason"])
         logger.warning("!" * 72)
         return False
-    posted = bool(alerter.post(message))
+    params = None
+    if alerter.flavor == "rxvision_webhook":
+        from stacks.webhook_alerter import WebhookAlerterParameters
+
+        params = WebhookAlerterParameters(payload={
+            "event": "drift", "pipeline_run": run.name, "pipeline_run_id": str(run.id),
+            "model_version": str(context.model.version) if context.model else None,
+            "report_uri": report.uri, "report_artifact_id": str(report.id),
+            "reason": result["reason"], "drifted_columns": list(result["drifted_columns"])})
+    posted = bool(alerter.post(message, params))
     logger.warning("drift alert %s via %s", "posted" if posted else "NOT posted", alerter.name)
     return posted

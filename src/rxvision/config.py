@@ -470,6 +470,37 @@ class TuningConfig(_Strict):
     keep_trial_runs: bool = False
 
 
+# ---------------------------------------------------------------------- kubernetes
+class KubernetesConfig(_Strict):
+    """The service on a Kubernetes cluster (rxvision.deploy.k8s renders Deployment, Service
+    and HorizontalPodAutoscaler from it; the image is the Bento's)."""
+
+    name: str = Field("rxvision", pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=50)
+    namespace: str = Field("rxvision", pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)
+    # the containerized Bento, e.g. registry.example.com/rxvision:<bento version>
+    image: str | None = None
+    replicas: int = Field(2, ge=1)
+    min_replicas: int = Field(2, ge=1)
+    max_replicas: int = Field(8, ge=1)
+    target_cpu_utilization: int = Field(70, ge=1, le=100)
+    cpu_request: str = "2"
+    memory_request: str = "2Gi"
+    cpu_limit: str | None = None
+    memory_limit: str | None = "4Gi"
+    gpu_count: int = Field(0, ge=0)
+    # a Secret holding the API key the service checks (RXVISION_API_KEY); None: no key
+    api_key_secret: str | None = "rxvision-api-key"
+    api_key_secret_key: str = "api-key"
+    service_type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = "ClusterIP"
+    node_selector: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _replica_bounds(self) -> KubernetesConfig:
+        if not self.min_replicas <= self.replicas <= self.max_replicas:
+            raise ValueError("kubernetes: need min_replicas <= replicas <= max_replicas")
+        return self
+
+
 class RxVisionConfig(_Strict):
     profile: str = "demo"
     # the data-dependent layer on top of the profile (see load_config): auto picks "real" when
@@ -485,6 +516,7 @@ class RxVisionConfig(_Strict):
     serving: ServingConfig = ServingConfig()
     monitoring: MonitoringConfig = MonitoringConfig()
     tuning: TuningConfig = TuningConfig()
+    kubernetes: KubernetesConfig = KubernetesConfig()
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)

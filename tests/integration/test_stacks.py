@@ -62,10 +62,11 @@ def test_training_pipeline_compiles_for_k8s_with_gpu_pod_settings(k8s_stack, tin
     from zenml.integrations.kubernetes.manifest_utils import build_pod_manifest
     from zenml.stack import Stack
 
+    from pipelines import read_run_config
     from pipelines.training import compile_training
-    from run import split_config_file
 
-    rx_sections, options = split_config_file(ROOT / "configs" / "k8s-gpu.yaml")
+    profile, rx_sections, options = read_run_config(ROOT / "configs" / "k8s-gpu.yaml")
+    assert profile == "full"
     cfg = tiny_config(config_file=rx_sections)
     assert cfg.training.devices == 4 and cfg.training.precision == "16"
     snapshot = compile_training(cfg, options, k8s_stack)
@@ -101,11 +102,65 @@ def test_stack_file_missing_variable_is_a_clear_error(rxvision_home, tmp_path) -
         register_stack(spec)
 
 
+def test_run_configs_are_in_zenml_format_and_validate(tmp_path) -> None:
+    """Every configs/*.yaml holds ZenML run options plus `parameters.config`, which the
+    pipelines' typed config parameter accepts (layered on its profile)."""
+    from zenml.config.pipeline_run_configuration import PipelineRunConfiguration
+
+    from pipelines import RunConfig, read_run_config
+    from rxvision.config import RxVisionConfig
+
+    files = sorted((ROOT / "configs").glob("*.yaml"))
+    assert len(files) >= 3
+    for path in files:
+        profile, sections, options = read_run_config(path)
+        PipelineRunConfiguration.model_validate(options)  # ZenML's own schema for the rest
+        from pydantic import TypeAdapter
+
+        cfg = TypeAdapter(RunConfig).validate_python({"profile": profile, **sections})
+        assert isinstance(cfg, RxVisionConfig) and cfg.profile == (profile or "demo")
+    old = tmp_path / "old.yaml"
+    old.write_text("training: {epochs: 2}\nzenml: {enable_cache: false}\n")
+    from rxvision.errors import RxVisionError
+
+    with pytest.raises(RxVisionError, match="not a ZenML run config"):
+        read_run_config(old)
+
+
+def test_env_exports_point_at_each_state_folder_and_leave_the_checkout_alone(tmp_path) -> None:
+    """`python run.py --env` for two state folders from one checkout: each gets its own ZenML
+    repository and store; the checkout's own .zen (if any) is not rewritten."""
+    checkout_zen = ROOT / ".zen" / "config.yaml"
+    before = checkout_zen.read_bytes() if checkout_zen.is_file() else None
+    exports = {}
+    for name in ("one", "two"):
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("ZENML_", "BENTOML_", "MLFLOW_"))}
+        env["RXVISION_HOME"] = str(tmp_path / name)
+        proc = subprocess.run([sys.executable, str(ROOT / "run.py"), "--env"], capture_output=True,
+                              text=True, env=env, cwd=ROOT, timeout=300, check=False)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        lines = proc.stdout.splitlines()
+        assert lines and all(line.startswith("export ") for line in lines), proc.stdout
+        exports[name] = dict(line.removeprefix("export ").split("=", 1) for line in lines)
+        assert (tmp_path / name / ".zen").is_dir()
+    for name, values in exports.items():
+        home = tmp_path / name
+        assert Path(values["ZENML_CONFIG_PATH"]).is_relative_to(home)
+        assert values["ZENML_REPOSITORY_PATH"] == str(home)
+        assert Path(values["BENTOML_HOME"]).is_relative_to(home)
+        assert values["MLFLOW_TRACKING_URI"].startswith("sqlite:///" + str(home))
+        assert values["ZENML_ANALYTICS_OPT_IN"] == "false"
+    after = checkout_zen.read_bytes() if checkout_zen.is_file() else None
+    assert after == before
+
+
 @pytest.mark.parametrize(("argv", "expected"), [
     (["--pipeline", "trainin"], "unknown pipeline 'trainin'"),
     (["--config", "no/such/file.yaml"], "config file not found"),
     (["--set", "training.epochz=3"], "unknown key 'training.epochz'"),
     (["--profile", "huge"], "unknown profile 'huge'"),
+    (["--to", "production"], "go with --promote VERSION"),
+    (["--promote", "1"], "--promote needs --to"),
 ])
 def test_run_py_user_errors_are_one_line_without_traceback(argv, expected, tmp_path) -> None:
     env = {**os.environ, "RXVISION_HOME": str(tmp_path / "home")}

@@ -106,7 +106,7 @@ def test_mlflow_run_has_params_epoch_metrics_and_registry_alias(first_run) -> No
     history = client.get_metric_history(run.info.run_id, "val_macro_f1")
     assert sorted(m.step for m in history) == list(range(1, cfg.training.epochs + 1))
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
-    assert {"config", "environment", "plots", "model_bundle"} <= artifacts
+    assert {"config", "environment", "plots"} <= artifacts
     production = client.get_model_version_by_alias("rxvision-classifier", "production")
     assert str(production.version) == mlflow_info["version"]
     assert production.tags["zenml_model_version"] == out["registration"]["version"]

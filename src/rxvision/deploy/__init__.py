@@ -1,0 +1,1 @@
+"""Deploying the service beyond one machine (Kubernetes manifests from the config)."""
