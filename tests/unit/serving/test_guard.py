@@ -19,9 +19,10 @@ B = "bnd"
 
 
 def settings(**kw) -> GuardSettings:
-    base = dict(image_routes={"/classify": ImageRoute("image", False), "/classify_batch": ImageRoute("images", True)},
-                json_routes=frozenset({"/model_info"}), max_request_bytes=10_000, max_image_bytes=2_000, max_images=3,
-                max_in_flight=4, body_timeout_s=1.0, retry_after_s=1)
+    routes = {"/classify": ImageRoute("image", False), "/classify_batch": ImageRoute("images", True)}
+    base = {"image_routes": routes, "json_routes": frozenset({"/model_info"}), "max_request_bytes": 10_000,
+            "max_image_bytes": 2_000, "max_images": 3, "max_in_flight": 4, "body_timeout_s": 1.0,
+            "retry_after_s": 1}
     return GuardSettings(**{**base, **kw})
 
 
