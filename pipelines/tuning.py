@@ -31,7 +31,13 @@ PIPELINE_NAME = "rxvision_tuning"
 @pipeline(name=PIPELINE_NAME, execution_mode=ExecutionMode.FAIL_FAST)
 def tuning_pipeline(config: RunConfig) -> None:
     """The training pipeline's data steps, then the study. Steps take the config as a JSON
-    mapping, like the training pipeline's."""
+    mapping, like the training pipeline's. The checks run here, while the pipeline is composed
+    on this machine, so `zenml pipeline run ... -c` gets them too: a bad search space or a
+    study that the stack would lose fails before any step runs."""
+    from rxvision.tuning import parse_space
+
+    parse_space(config)
+    check_storage(config)
     data = config.data.model_dump(mode="json")
     index, fingerprint = load_data(data)
     clean, _report, _html = validate_data(index, fingerprint, data)
@@ -58,10 +64,7 @@ def check_storage(cfg: RxVisionConfig) -> None:
 def run_tuning(cfg: RxVisionConfig, zenml_options: dict[str, Any] | None = None) -> Any:
     """Run the pipeline on the active stack and return the ZenML pipeline run."""
     from pipelines import with_run_options
-    from rxvision.tuning import parse_space
 
-    parse_space(cfg)  # a bad search space fails here, not after the data steps
-    check_storage(cfg)
     pipe = with_run_options(tuning_pipeline, zenml_options)
     try:
         return pipe(config=cfg)

@@ -198,3 +198,33 @@ def test_tuning_compiles_for_k8s_with_the_shared_database_and_its_secret(
     assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
     env_from = container["env_from"][0]
     assert (env_from.get("secret_ref") or env_from.get("secretRef"))["name"] == "optuna-db"
+
+
+def test_zenml_pipeline_run_accepts_a_tuning_run_config(two_runs, tiny_config, tmp_path) -> None:
+    """ZenML's own CLI runs the pipeline from a run config in the configs/ format: the
+    RxVision sections (tiny ones here) under parameters.config, a ZenML option beside them."""
+    import os
+    import subprocess
+    import sys
+
+    import optuna
+    import yaml
+
+    tuning = {**TUNING, "study_name": "it-cli-study", "n_trials": 1,
+              "enqueue": [{"training.optimizer.lr": 0.01}]}
+    # the tiny config spelled out (every section; the profile is demo)
+    sections = tiny_config(config_file={"tuning": tuning}).model_dump(mode="json")
+    config = tmp_path / "tuning.yaml"
+    config.write_text(yaml.safe_dump({"parameters": {"config": sections}, "enable_cache": False}))
+    home = two_runs["home"].home
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ZENML_", "BENTOML_", "MLFLOW_"))}
+    env["RXVISION_HOME"] = str(home)
+    zenml = Path(sys.executable).with_name("zenml")
+    script = (f'eval "$("{sys.executable}" run.py --env)" && '
+              f"{zenml} pipeline run pipelines.tuning.tuning_pipeline -c {config}")
+    proc = subprocess.run(["bash", "-c", script], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=900, check=False)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    study = optuna.load_study(study_name="it-cli-study", storage=f"sqlite:///{home / 'optuna.db'}")
+    assert [t.params for t in study.trials] == [{"training.optimizer.lr": 0.01}]
+    assert study.trials[0].state.name == "COMPLETE"
