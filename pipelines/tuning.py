@@ -3,6 +3,8 @@ on the validation split. It ends with the best trial written as a run config for
 training pipeline (which then evaluates it on the untouched test split and gates it).
 
     python run.py --pipeline tuning --config configs/tuning.yaml [--set tuning.n_trials=5]
+    zenml pipeline run pipelines.tuning.tuning_pipeline -c configs/tuning.yaml
+        (after: eval "$(python run.py --env)"; the file is a ZenML run config, see pipelines)
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 from zenml import pipeline
 from zenml.enums import ExecutionMode
 
+from pipelines import RunConfig
 from rxvision.config import RxVisionConfig
 from rxvision.errors import RxVisionError, find_user_error
 from steps.common import config_param
@@ -26,13 +29,20 @@ PIPELINE_NAME = "rxvision_tuning"
 
 
 @pipeline(name=PIPELINE_NAME, execution_mode=ExecutionMode.FAIL_FAST)
-def tuning_pipeline(config: dict[str, Any]) -> None:
-    """The training pipeline's data steps, then the study."""
-    data = config["data"]
+def tuning_pipeline(config: RunConfig) -> None:
+    """The training pipeline's data steps, then the study. Steps take the config as a JSON
+    mapping, like the training pipeline's. The checks run here, while the pipeline is composed
+    on this machine, so `zenml pipeline run ... -c` gets them too: a bad search space or a
+    study that the stack would lose fails before any step runs."""
+    from rxvision.tuning import parse_space
+
+    parse_space(config)
+    check_storage(config)
+    data = config.data.model_dump(mode="json")
     index, fingerprint = load_data(data)
     clean, _report, _html = validate_data(index, fingerprint, data)
     splits, _test_fp = split_data(clean, fingerprint, data)
-    tune_hyperparameters(splits, config)
+    tune_hyperparameters(splits, config_param(config))
 
 
 def check_storage(cfg: RxVisionConfig) -> None:
@@ -54,13 +64,10 @@ def check_storage(cfg: RxVisionConfig) -> None:
 def run_tuning(cfg: RxVisionConfig, zenml_options: dict[str, Any] | None = None) -> Any:
     """Run the pipeline on the active stack and return the ZenML pipeline run."""
     from pipelines import with_run_options
-    from rxvision.tuning import parse_space
 
-    parse_space(cfg)  # a bad search space fails here, not after the data steps
-    check_storage(cfg)
     pipe = with_run_options(tuning_pipeline, zenml_options)
     try:
-        return pipe(config=config_param(cfg))
+        return pipe(config=cfg)
     except RxVisionError:
         raise
     except Exception as exc:  # a step's RxVisionError may arrive wrapped by ZenML
@@ -96,7 +103,7 @@ def write_results(out: dict[str, Any], folder: Path, best_config: Path | None) -
     return files
 
 
-def print_summary(out: dict[str, Any], files: dict[str, Path], profile: str) -> None:
+def print_summary(out: dict[str, Any], files: dict[str, Path]) -> None:
     """One screen: the study, this run's trials, the best trial and what to run next."""
     from rich.console import Console
     from rich.panel import Panel
@@ -123,8 +130,7 @@ def print_summary(out: dict[str, Any], files: dict[str, Path], profile: str) -> 
         table.add_row("", f"{key} = {value:.4g}" if isinstance(value, float) else f"{key} = {value}")
     table.add_row("best config", str(files["best_config"]))
     table.add_row("plots", str(files["optimization_history"].parent))
-    table.add_row("next", f"python run.py --pipeline training --profile {profile} "
-                          f"--config {files['best_config']}")
+    table.add_row("next", f"python run.py --pipeline training --config {files['best_config']}")
     Console().print(Panel(table, title="RxVision tuning", expand=False))
 
 
@@ -137,5 +143,5 @@ def main(cfg: RxVisionConfig, args: argparse.Namespace) -> int:
     out = run_outputs(run)
     files = write_results(out, home / "tuning" / cfg.tuning.study_name,
                           getattr(args, "best_config", None))
-    print_summary(out, files, cfg.profile)
+    print_summary(out, files)
     return 0

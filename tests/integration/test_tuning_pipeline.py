@@ -86,15 +86,16 @@ def test_study_is_persisted_in_sqlite_and_a_second_run_adds_to_it(two_runs) -> N
 
 
 def test_best_config_loads_with_config_flag_and_reproduces_the_best_trial(two_runs) -> None:
-    from run import split_config_file
+    from pipelines import read_run_config
     from rxvision.config import load_config
     from rxvision.tuning import apply_params
 
     summary = two_runs["second"]["summary"]
     path = two_runs["out"] / "best-2.yaml"
     assert path.read_text() == two_runs["second"]["best_config"]
-    sections, zenml_options = split_config_file(path)
-    loaded = load_config("demo", sections)
+    profile, sections, zenml_options = read_run_config(path)
+    assert profile == "demo"
+    loaded = load_config(profile, sections)
     expected = apply_params(two_runs["cfg"], summary["best"]["params"])
     got, want = loaded.model_dump(mode="json"), expected.model_dump(mode="json")
     for section in ("profile", "tuning"):
@@ -173,17 +174,17 @@ def test_tuning_compiles_for_k8s_with_the_shared_database_and_its_secret(
     from zenml.integrations.kubernetes.manifest_utils import build_pod_manifest
     from zenml.stack import Stack
 
+    from pipelines import read_run_config
     from pipelines.tuning import check_storage, tuning_pipeline
-    from run import split_config_file
-    from steps.common import config_param
 
-    sections, options = split_config_file(ROOT / "configs" / "tuning-k8s.yaml")
-    cfg = tiny_config(config_file=sections)
+    profile, sections, options = read_run_config(ROOT / "configs" / "tuning-k8s.yaml")
+    assert profile == "full"
+    cfg = tiny_config(config_file=sections)  # the file's sections on the tiny demo config
     check_storage(cfg)  # a shared URL is accepted
     assert cfg.tuning.storage.startswith("postgresql://optuna:${OPTUNA_DB_PASSWORD}@")
     stack = Stack.from_model(Client().get_stack(on_k8s_stack))
     pipe = tuning_pipeline.copy()
-    pipe.prepare(config=config_param(cfg))
+    pipe.prepare(config=cfg)
     snapshot = Compiler().compile(pipeline=pipe, stack=stack,
                                   run_configuration=PipelineRunConfiguration.model_validate(options))
     tune = snapshot.step_configurations["tune_hyperparameters"]
@@ -197,3 +198,33 @@ def test_tuning_compiles_for_k8s_with_the_shared_database_and_its_secret(
     assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
     env_from = container["env_from"][0]
     assert (env_from.get("secret_ref") or env_from.get("secretRef"))["name"] == "optuna-db"
+
+
+def test_zenml_pipeline_run_accepts_a_tuning_run_config(two_runs, tiny_config, tmp_path) -> None:
+    """ZenML's own CLI runs the pipeline from a run config in the configs/ format: the
+    RxVision sections (tiny ones here) under parameters.config, a ZenML option beside them."""
+    import os
+    import subprocess
+    import sys
+
+    import optuna
+    import yaml
+
+    tuning = {**TUNING, "study_name": "it-cli-study", "n_trials": 1,
+              "enqueue": [{"training.optimizer.lr": 0.01}]}
+    # the tiny config spelled out (every section; the profile is demo)
+    sections = tiny_config(config_file={"tuning": tuning}).model_dump(mode="json")
+    config = tmp_path / "tuning.yaml"
+    config.write_text(yaml.safe_dump({"parameters": {"config": sections}, "enable_cache": False}))
+    home = two_runs["home"].home
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ZENML_", "BENTOML_", "MLFLOW_"))}
+    env["RXVISION_HOME"] = str(home)
+    zenml = Path(sys.executable).with_name("zenml")
+    script = (f'eval "$("{sys.executable}" run.py --env)" && '
+              f"{zenml} pipeline run pipelines.tuning.tuning_pipeline -c {config}")
+    proc = subprocess.run(["bash", "-c", script], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=900, check=False)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    study = optuna.load_study(study_name="it-cli-study", storage=f"sqlite:///{home / 'optuna.db'}")
+    assert [t.params for t in study.trials] == [{"training.optimizer.lr": 0.01}]
+    assert study.trials[0].state.name == "COMPLETE"

@@ -71,8 +71,9 @@ def best_run_config(base: RxVisionConfig, params: dict[str, Any]) -> dict[str, A
 
 
 def best_config_yaml(base: RxVisionConfig, outcome: dict[str, Any]) -> str:
-    """The best run config as YAML text, with a header saying where it came from and how
-    to use it."""
+    """The best run config as YAML text in ZenML's run-config format (the profile and the
+    sections under ``parameters.config``, as configs/training.yaml), so both ``run.py
+    --config`` and ``zenml pipeline run ... -c`` read it; a header says where it came from."""
     best = outcome["best"]
     sections = best_run_config(base, best["params"])
     lines = [
@@ -80,8 +81,11 @@ def best_config_yaml(base: RxVisionConfig, outcome: dict[str, Any]) -> str:
          f"({outcome['metric']} {best['value']:.4f} on the validation split)."),
         "# Tuned:",
         *(f"#   {key}: {value!r}" for key, value in best["params"].items()),
-        "# RxVision sections on top of the profile; train and gate it with",
-        f"#   python run.py --pipeline training --profile {base.profile} --config THIS_FILE",
+        "# A ZenML run config: RxVision sections on top of the profile under parameters.config.",
+        "# Train and gate it with",
+        "#   python run.py --pipeline training --config THIS_FILE",
+        "#   zenml pipeline run pipelines.training.training_pipeline -c THIS_FILE",
     ]
-    body = yaml.safe_dump(sections, sort_keys=False) if sections else "{}\n"
-    return "\n".join(lines) + "\n" + body
+    # the keys pipelines.read_run_config reads (the library does not import the pipelines)
+    document = {"parameters": {"config": {"profile": base.profile, **sections}}}
+    return "\n".join(lines) + "\n" + yaml.safe_dump(document, sort_keys=False)

@@ -114,10 +114,11 @@ def test_augmentation_strength_scales_from_none_to_clipped_bounds() -> None:
 def test_the_example_tuning_config_parses_with_its_baseline_enqueued() -> None:
     from pathlib import Path
 
-    from run import split_config_file
+    from pipelines import read_run_config
 
-    sections, _ = split_config_file(Path(__file__).parents[3] / "configs" / "tuning.yaml")
-    cfg = load_config("demo", sections)
+    profile, sections, _ = read_run_config(Path(__file__).parents[3] / "configs" / "tuning.yaml")
+    assert profile == "demo"
+    cfg = load_config(profile, sections)
     names = {p.name for p in parse_space(cfg)}
     assert {"training.optimizer.lr", "augmentation_strength", "model.backbone"} <= names
     assert set(cfg.tuning.enqueue[0]) == names
