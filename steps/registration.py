@@ -57,7 +57,7 @@ def champion_input(test_fingerprint: str, splits: DatasetSplits, cfg: Any,
     ``exclude``, the candidate itself)."""
     from rxvision.evaluation import EvaluationResult
     from rxvision.registry import GateInput
-    from steps.evaluation import evaluate_bundle
+    from rxvision.evaluation.model_eval import evaluate_bundle
 
     champ_mv = production_version()
     if champ_mv is None or (exclude is not None and champ_mv.id == exclude):
