@@ -61,69 +61,133 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="State lives in $RXVISION_HOME (default .rxvision/ in the project root).",
     )
-    p.add_argument("--pipeline", default="training", metavar="NAME",
-                   help=f"which pipeline to run: {' | '.join(PIPELINES)} (default: training)")
-    p.add_argument("--config", type=Path, metavar="FILE",
-                   help="a ZenML run config (see configs/): `parameters: {config: ...}` holds "
-                        "RxVision sections on top of the profile, the other keys are ZenML run "
-                        "options; `zenml pipeline run ... -c FILE` reads the same file")
-    p.add_argument("--profile", default=None, metavar="NAME",
-                   help="base profile: demo (offline, CPU, synthetic pills; default) or full "
-                        "(resnet50 @224 on real data, GPU); default: the run config's "
-                        "`profile:`, else demo")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override one config value, e.g. --set training.epochs=3 (repeatable)")
-    p.add_argument("--no-cache", action="store_true",
-                   help="re-run every step instead of reusing cached data steps")
-    p.add_argument("--stack", metavar="NAME",
-                   help="run on this registered ZenML stack (this process only; default: the "
-                        "active stack, rxvision-local on first use)")
+    p.add_argument(
+        "--pipeline",
+        default="training",
+        metavar="NAME",
+        help=f"which pipeline to run: {' | '.join(PIPELINES)} (default: training)",
+    )
+    p.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help="a ZenML run config (see configs/): `parameters: {config: ...}` holds "
+        "RxVision sections on top of the profile, the other keys are ZenML run "
+        "options; `zenml pipeline run ... -c FILE` reads the same file",
+    )
+    p.add_argument(
+        "--profile",
+        default=None,
+        metavar="NAME",
+        help="base profile: demo (offline, CPU, synthetic pills; default) or full "
+        "(resnet50 @224 on real data, GPU); default: the run config's "
+        "`profile:`, else demo",
+    )
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one config value, e.g. --set training.epochs=3 (repeatable)",
+    )
+    p.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="re-run every step instead of reusing cached data steps",
+    )
+    p.add_argument(
+        "--stack",
+        metavar="NAME",
+        help="run on this registered ZenML stack (this process only; default: the "
+        "active stack, rxvision-local on first use)",
+    )
     p.add_argument("--debug", action="store_true", help="debug logs and full tracebacks")
-    p.add_argument("--dashboard", action="store_true",
-                   help="start the local ZenML dashboard on this state folder and exit")
-    p.add_argument("--env", action="store_true",
-                   help="print shell exports that point the zenml, mlflow and bentoml commands "
-                        "at this state folder: eval \"$(python run.py --env)\"")
+    p.add_argument(
+        "--dashboard",
+        action="store_true",
+        help="start the local ZenML dashboard on this state folder and exit",
+    )
+    p.add_argument(
+        "--env",
+        action="store_true",
+        help="print shell exports that point the zenml, mlflow and bentoml commands "
+        'at this state folder: eval "$(python run.py --env)"',
+    )
     g = p.add_argument_group("promotion")
-    g.add_argument("--promote", metavar="VERSION",
-                   help="move this model version to the stage given by --to, under the gate's "
-                        "rules (re-scored against production on the same test split)")
-    g.add_argument("--to", dest="to_stage", choices=("production", "staging", "archived"),
-                   help="target stage for --promote")
-    g.add_argument("--force", action="store_true",
-                   help="with --promote: override a failed gate (needs --reason)")
+    g.add_argument(
+        "--promote",
+        metavar="VERSION",
+        help="move this model version to the stage given by --to, under the gate's "
+        "rules (re-scored against production on the same test split)",
+    )
+    g.add_argument(
+        "--to",
+        dest="to_stage",
+        choices=("production", "staging", "archived"),
+        help="target stage for --promote",
+    )
+    g.add_argument(
+        "--force",
+        action="store_true",
+        help="with --promote: override a failed gate (needs --reason)",
+    )
     g.add_argument("--reason", help="with --promote: why; recorded in the stage history")
     g = p.add_argument_group("training")
-    g.add_argument("--fail-on-gate", action="store_true",
-                   help="exit non-zero when the quality gate rejects the model")
-    g.add_argument("--no-resume", action="store_true",
-                   help="start over instead of resuming an interrupted run of the same config")
+    g.add_argument(
+        "--fail-on-gate",
+        action="store_true",
+        help="exit non-zero when the quality gate rejects the model",
+    )
+    g.add_argument(
+        "--no-resume",
+        action="store_true",
+        help="start over instead of resuming an interrupted run of the same config",
+    )
     g = p.add_argument_group("deployment / batch-inference")
-    g.add_argument("--model-version", metavar="VERSION",
-                   help="ZenML model version (number, name or stage) instead of production")
-    g.add_argument("--containerize", action="store_true",
-                   help="also build a container image with `bentoml containerize` (needs Docker)")
-    g.add_argument("--input", type=Path, metavar="DIR_OR_CSV",
-                   help="batch-inference input: an image folder or a CSV manifest")
+    g.add_argument(
+        "--model-version",
+        metavar="VERSION",
+        help="ZenML model version (number, name or stage) instead of production",
+    )
+    g.add_argument(
+        "--containerize",
+        action="store_true",
+        help="also build a container image with `bentoml containerize` (needs Docker)",
+    )
+    g.add_argument(
+        "--input",
+        type=Path,
+        metavar="DIR_OR_CSV",
+        help="batch-inference input: an image folder or a CSV manifest",
+    )
     g = p.add_argument_group("tuning")
-    g.add_argument("--best-config", type=Path, metavar="FILE",
-                   help="where to write the best trial's run config (default: "
-                        "$RXVISION_HOME/tuning/<study>/best.yaml)")
+    g.add_argument(
+        "--best-config",
+        type=Path,
+        metavar="FILE",
+        help="where to write the best trial's run config (default: "
+        "$RXVISION_HOME/tuning/<study>/best.yaml)",
+    )
     g = p.add_argument_group("monitoring")
-    g.add_argument("--window", metavar="DURATION",
-                   help="traffic window to analyse, e.g. 24h (default: monitoring.window)")
+    g.add_argument(
+        "--window",
+        metavar="DURATION",
+        help="traffic window to analyse, e.g. 24h (default: monitoring.window)",
+    )
     g.add_argument("--fail-on-drift", action="store_true", help="exit non-zero on drift")
-    g.add_argument("--retrain-on-drift", action="store_true",
-                   help="start the training pipeline when drift is found")
+    g.add_argument(
+        "--retrain-on-drift",
+        action="store_true",
+        help="start the training pipeline when drift is found",
+    )
     return p
 
 
 def resolve_pipeline(name: str) -> Any:
     """Import ``pipelines.<module>`` for a pipeline name; unknown or missing is a user error."""
     if name not in PIPELINES:
-        raise RxVisionError(
-            f"unknown pipeline '{name}'", f"choose one of: {', '.join(PIPELINES)}"
-        )
+        raise RxVisionError(f"unknown pipeline '{name}'", f"choose one of: {', '.join(PIPELINES)}")
     module_name = f"pipelines.{PIPELINES[name]}"
     try:
         module = importlib.import_module(module_name)
@@ -152,8 +216,10 @@ def _run(args: argparse.Namespace) -> int:
     if args.env:
         return _print_env(paths)
     if args.promote is None and (args.to_stage or args.force or args.reason):
-        raise RxVisionError("--to, --force and --reason go with --promote VERSION",
-                            "e.g. python run.py --promote 3 --to production")
+        raise RxVisionError(
+            "--to, --force and --reason go with --promote VERSION",
+            "e.g. python run.py --promote 3 --to production",
+        )
     if args.promote is None and args.pipeline not in PIPELINES:
         resolve_pipeline(args.pipeline)  # raises the one-line error
 
@@ -222,8 +288,10 @@ def _dashboard(paths: Any, command: str) -> int:
     logging.getLogger("rxvision").info("starting the dashboard: %s", command)
     zenml_cli = Path(sys.executable).with_name("zenml")
     if not zenml_cli.exists():
-        raise RxVisionError("the `zenml` command is not installed next to this Python",
-                            "pip install 'zenml[server,local]'")
+        raise RxVisionError(
+            "the `zenml` command is not installed next to this Python",
+            "pip install 'zenml[server,local]'",
+        )
     rc = subprocess.call([str(zenml_cli), "login", "--local", "--port", "8237"])
     if rc == 0:
         stop = command.replace("login --local --port 8237", "logout --local")

@@ -22,9 +22,22 @@ sys.path.insert(0, str(ROOT))
 from bentos.requirements import SERVING_DISTRIBUTIONS, closure
 
 # the bentofile's package list before the pinned CPU requirements (the reference)
-PREVIOUS = ("torch", "timm", "onnx", "onnxruntime", "numpy", "pillow", "opencv-python-headless",
-            "albumentations", "pydantic", "pyyaml", "pandas", "scikit-learn", "python-json-logger",
-            "bentoml")
+PREVIOUS = (
+    "torch",
+    "timm",
+    "onnx",
+    "onnxruntime",
+    "numpy",
+    "pillow",
+    "opencv-python-headless",
+    "albumentations",
+    "pydantic",
+    "pyyaml",
+    "pandas",
+    "scikit-learn",
+    "python-json-logger",
+    "bentoml",
+)
 
 
 def installed_bytes(names: list[str]) -> int:
@@ -45,10 +58,14 @@ def main() -> int:
     lean = list(closure(SERVING_DISTRIBUTIONS))
     reference = list(closure(PREVIOUS, exclude=frozenset()))  # torch pulls NVIDIA's CUDA wheels
     lean_b, ref_b = installed_bytes(lean), installed_bytes(reference)
-    print(f"reference (previous list, with torch): {len(reference)} packages, {ref_b / 2**20:,.0f} MiB")
+    print(
+        f"reference (previous list, with torch): {len(reference)} packages, {ref_b / 2**20:,.0f} MiB"
+    )
     print(f"pinned CPU requirements (no torch):    {len(lean)} packages, {lean_b / 2**20:,.0f} MiB")
     print(f"ratio lean / reference: {lean_b / ref_b:.3f}  ({ref_b / lean_b:.1f}x smaller)")
-    heavy = sorted(((installed_bytes([n]), n) for n in set(reference) - set(lean)), reverse=True)[:5]
+    heavy = sorted(((installed_bytes([n]), n) for n in set(reference) - set(lean)), reverse=True)[
+        :5
+    ]
     print("largest dropped:", ", ".join(f"{n} {b / 2**20:,.0f} MiB" for b, n in heavy))
     if args.bento:
         size = sum(p.stat().st_size for p in args.bento.rglob("*") if p.is_file())

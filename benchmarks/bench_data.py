@@ -30,16 +30,22 @@ def _rate(n: int, seconds: float) -> float:
     return n / seconds if seconds > 0 else float("inf")
 
 
-Row = tuple[str, float, float | None]  # setting, images/s (wall clock), CPU ms per image (in-process only)
+Row = tuple[
+    str, float, float | None
+]  # setting, images/s (wall clock), CPU ms per image (in-process only)
 
 
-def bench_generation(tmp: Path, classes: int, per_class: int, size: int, workers: list[int]) -> list[Row]:
+def bench_generation(
+    tmp: Path, classes: int, per_class: int, size: int, workers: list[int]
+) -> list[Row]:
     rows: list[Row] = []
     n = classes * per_class
     for w in workers:
         start, cpu = time.perf_counter(), time.process_time()
         generate_synthetic_pills(tmp / f"gen-w{w}", classes, per_class, size, seed=0, workers=w)
-        cpu_ms = (time.process_time() - cpu) / n * 1000 if w == 1 else None  # children's CPU is not ours
+        cpu_ms = (
+            (time.process_time() - cpu) / n * 1000 if w == 1 else None
+        )  # children's CPU is not ours
         rows.append((f"{w} process(es)", _rate(n, time.perf_counter() - start), cpu_ms))
     return rows
 
@@ -63,8 +69,14 @@ def bench_loader(folder: Path, image_size: int, batch_size: int, workers: list[i
     norm = Normalization(image_size=image_size)
     rows = []
     for w in workers:
-        ds = ImageDataset(index.samples, LabelMap(index.classes), build_train_transform(DataConfig(), norm, seed=0))
-        cfg = LoaderConfig(batch_size=batch_size, num_workers=w, persistent_workers=True, pin_memory=False)
+        ds = ImageDataset(
+            index.samples,
+            LabelMap(index.classes),
+            build_train_transform(DataConfig(), norm, seed=0),
+        )
+        cfg = LoaderConfig(
+            batch_size=batch_size, num_workers=w, persistent_workers=True, pin_memory=False
+        )
         loader = build_loader(ds, cfg, train=True, seed=0)
         for _ in loader:  # warm-up epoch: worker start-up and page cache out of the figure
             pass
@@ -85,17 +97,27 @@ def learnability(epochs: int, cache_dir: Path, num_workers: int) -> list[Row]:
     from rxvision.data.transforms import build_eval_transform
     from rxvision.models.build import build_model, normalization_for
 
-    cfg = load_config("demo", overrides=[f"data.cache_dir={cache_dir}", f"data.loader.num_workers={num_workers}"])
+    cfg = load_config(
+        "demo", overrides=[f"data.cache_dir={cache_dir}", f"data.loader.num_workers={num_workers}"]
+    )
     torch.manual_seed(0)
     splits = stratified_split(load_source(cfg.data), cfg.data.split)
     norm = normalization_for(cfg.model, cfg.data.image_size)
     lm = splits.label_map
-    train = build_loader(ImageDataset(splits.train, lm, build_train_transform(cfg.data, norm, seed=0)),
-                         cfg.data.loader, train=True, seed=0)
-    test = build_loader(ImageDataset(splits.test, lm, build_eval_transform(norm)), cfg.data.loader, train=False)
+    train = build_loader(
+        ImageDataset(splits.train, lm, build_train_transform(cfg.data, norm, seed=0)),
+        cfg.data.loader,
+        train=True,
+        seed=0,
+    )
+    test = build_loader(
+        ImageDataset(splits.test, lm, build_eval_transform(norm)), cfg.data.loader, train=False
+    )
     model = build_model(cfg.model, len(lm))
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.training.optimizer.lr, weight_decay=1e-5)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.training.optimizer.lr, total_steps=epochs * len(train))
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=cfg.training.optimizer.lr, total_steps=epochs * len(train)
+    )
     loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=cfg.training.label_smoothing)
     rows = []
     for epoch in range(1, epochs + 1):
@@ -110,14 +132,25 @@ def learnability(epochs: int, cache_dir: Path, num_workers: int) -> list[Row]:
         with torch.no_grad():
             for x, y in test:
                 correct += int((model(x).argmax(1) == y).sum())
-        rows.append((f"epoch {epoch} ({len(splits.test)} test images)", 100.0 * correct / len(splits.test), None))
+        rows.append(
+            (
+                f"epoch {epoch} ({len(splits.test)} test images)",
+                100.0 * correct / len(splits.test),
+                None,
+            )
+        )
         print(f"learnability: epoch {epoch}: test accuracy {rows[-1][1]:.1f} %", flush=True)
     return rows
 
 
 def _table(title: str, unit: str, rows: list[Row], ref_label: str) -> str:
     ref = rows[0][1]
-    lines = [f"### {title}", "", f"| setting | {unit} | ratio vs {ref_label} | CPU ms per image |", "|---|---|---|---|"]
+    lines = [
+        f"### {title}",
+        "",
+        f"| setting | {unit} | ratio vs {ref_label} | CPU ms per image |",
+        "|---|---|---|---|",
+    ]
     lines += [
         f"| {name} | {rate:.1f} | {rate / ref:.2f}x | {'-' if cpu is None else f'{cpu:.2f}'} |"
         for name, rate, cpu in rows
@@ -128,17 +161,32 @@ def _table(title: str, unit: str, rows: list[Row], ref_label: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--classes", type=int, default=12)
-    ap.add_argument("--per-class", type=int, default=50, help="images per class (generation and the rest)")
+    ap.add_argument(
+        "--per-class", type=int, default=50, help="images per class (generation and the rest)"
+    )
     ap.add_argument("--size", type=int, default=160, help="synthetic image side, px")
-    ap.add_argument("--image-size", type=int, default=128, help="model input side for the loader, px")
+    ap.add_argument(
+        "--image-size", type=int, default=128, help="model input side for the loader, px"
+    )
     ap.add_argument("--batch-size", type=int, default=32)
-    ap.add_argument("--workers", default="0,1,2", help="DataLoader worker counts; the first is the reference")
-    ap.add_argument("--gen-workers", default="1,2", help="generator process counts; the first is the reference")
+    ap.add_argument(
+        "--workers", default="0,1,2", help="DataLoader worker counts; the first is the reference"
+    )
+    ap.add_argument(
+        "--gen-workers", default="1,2", help="generator process counts; the first is the reference"
+    )
     ap.add_argument("--repeats", type=int, default=3, help="validation: best of N runs")
     ap.add_argument("--sections", default="gen,val,loader", help="any of gen,val,loader,learn")
     ap.add_argument("--learn-epochs", type=int, default=3, help="learn: epochs of fine-tuning")
-    ap.add_argument("--cache-dir", type=Path, default=None, help="learn: where the demo data is generated")
-    ap.add_argument("--write", type=Path, default=None, help="also write the figures as a markdown fragment here")
+    ap.add_argument(
+        "--cache-dir", type=Path, default=None, help="learn: where the demo data is generated"
+    )
+    ap.add_argument(
+        "--write",
+        type=Path,
+        default=None,
+        help="also write the figures as a markdown fragment here",
+    )
     args = ap.parse_args(argv)
     torch.set_num_threads(1)  # workers, not intra-op threads, are what is measured
     loader_workers = [int(w) for w in args.workers.split(",")]
@@ -158,14 +206,20 @@ def main(argv: list[str] | None = None) -> int:
                 load = bench_loader(folder, args.image_size, args.batch_size, loader_workers)
         if "learn" in sections:
             torch.set_num_threads(os.cpu_count() or 1)
-            learn = learnability(args.learn_epochs, args.cache_dir or tmp / "cache", loader_workers[-1])
+            learn = learnability(
+                args.learn_epochs, args.cache_dir or tmp / "cache", loader_workers[-1]
+            )
     load_after = os.getloadavg()
     machine = (
         f"{platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}, "
         f"torch {torch.__version__}; load average {load_before[0]:.1f} before, {load_after[0]:.1f} after "
         f"(other jobs shared the machine when this is above 0)"
     )
-    command = "python benchmarks/bench_data.py " + " ".join(sys.argv[1:]) if argv is None else "bench_data.main(...)"
+    command = (
+        "python benchmarks/bench_data.py " + " ".join(sys.argv[1:])
+        if argv is None
+        else "bench_data.main(...)"
+    )
     parts = [
         "## Data layer",
         "",
@@ -182,15 +236,34 @@ def main(argv: list[str] | None = None) -> int:
     if gen:
         parts.append(_table("Synthetic pill generation", "images/s", gen, gen[0][0]))
     if val:
-        parts.append(_table("Validation (all checks; header = PIL verify, full = decode every pixel)",
-                            "images/s", val, "header check"))
+        parts.append(
+            _table(
+                "Validation (all checks; header = PIL verify, full = decode every pixel)",
+                "images/s",
+                val,
+                "header check",
+            )
+        )
     if load:
-        parts.append(_table(
-            f"DataLoader with the train transforms ({args.image_size}px, batch {args.batch_size}, "
-            "second epoch, persistent workers, 1 torch thread)", "images/s", load, f"{loader_workers[0]} workers"))
+        parts.append(
+            _table(
+                f"DataLoader with the train transforms ({args.image_size}px, batch {args.batch_size}, "
+                "second epoch, persistent workers, 1 torch thread)",
+                "images/s",
+                load,
+                f"{loader_workers[0]} workers",
+            )
+        )
     if learn:
-        parts.append(_table("Learnability: demo data (12 x 150, 160 px), pretrained tf_efficientnet_lite0 @128, "
-                            "test accuracy %", "accuracy %", learn, "epoch 1"))
+        parts.append(
+            _table(
+                "Learnability: demo data (12 x 150, 160 px), pretrained tf_efficientnet_lite0 @128, "
+                "test accuracy %",
+                "accuracy %",
+                learn,
+                "epoch 1",
+            )
+        )
     out = "\n".join(parts)
     print(out)
     if args.write is not None:

@@ -42,7 +42,9 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    model = build_model(ModelConfig(backbone=args.backbone, pretrained=False), num_classes=12, load_weights=False).eval()
+    model = build_model(
+        ModelConfig(backbone=args.backbone, pretrained=False), num_classes=12, load_weights=False
+    ).eval()
     with tempfile.TemporaryDirectory() as tmp:
         onnx_path = export_onnx(model, Path(tmp) / "m.onnx", args.size)
         ts_path = export_torchscript(model, Path(tmp) / "m.pt", args.size)
@@ -52,15 +54,25 @@ def main() -> None:
             TorchRunner(load_torchscript(ts_path), name="torchscript"),
             TorchRunner(quantize_int8(model), name="torch_int8_dynamic"),
         ]
-        stats = [s for r in runners for s in profile_latency(r, args.size, args.batch_sizes, args.iterations, warmup=3)]
+        stats = [
+            s
+            for r in runners
+            for s in profile_latency(r, args.size, args.batch_sizes, args.iterations, warmup=3)
+        ]
     base = {s.batch_size: s.throughput_ips for s in stats if s.format == "torch_eager"}
-    print(f"{args.backbone} @{args.size}px, threads={args.threads or torch.get_num_threads()}, {args.iterations} iterations")
-    print(f"{'format':<20}{'batch':>6}{'p50 ms':>10}{'p95 ms':>10}{'p99 ms':>10}{'img/s':>10}{'x eager':>9}")
+    print(
+        f"{args.backbone} @{args.size}px, threads={args.threads or torch.get_num_threads()}, {args.iterations} iterations"
+    )
+    print(
+        f"{'format':<20}{'batch':>6}{'p50 ms':>10}{'p95 ms':>10}{'p99 ms':>10}{'img/s':>10}{'x eager':>9}"
+    )
     rows = []
     for s in stats:
         ratio = s.throughput_ips / base[s.batch_size]
         rows.append({**s.to_dict(), "ratio_vs_torch_eager": ratio})
-        print(f"{s.format:<20}{s.batch_size:>6}{s.p50_ms:>10.1f}{s.p95_ms:>10.1f}{s.p99_ms:>10.1f}{s.throughput_ips:>10.1f}{ratio:>8.2f}x")
+        print(
+            f"{s.format:<20}{s.batch_size:>6}{s.p50_ms:>10.1f}{s.p95_ms:>10.1f}{s.p99_ms:>10.1f}{s.throughput_ips:>10.1f}{ratio:>8.2f}x"
+        )
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
 

@@ -58,7 +58,9 @@ def bench_features(predictor) -> None:
     for side in (64, 160, 512, 1024):
         img = np.kron(pill_image(rng, 64), np.ones((side // 64, side // 64, 1), dtype=np.uint8))
         t = _timeit(lambda img=img: image_features(img, 12345), 200)
-        print(f"features {side:>4}x{side:<4}: {t * 1e3:.3f} ms/img  ({t / t_model:.3f} x model inference)")
+        print(
+            f"features {side:>4}x{side:<4}: {t * 1e3:.3f} ms/img  ({t / t_model:.3f} x model inference)"
+        )
 
 
 def bench_serving_path(predictor, rounds: int, tmp: Path) -> None:
@@ -66,8 +68,8 @@ def bench_serving_path(predictor, rounds: int, tmp: Path) -> None:
 
     from bentos.traffic import TrafficLogger, monitoring_options
     from rxvision.config import ServingConfig
-    from tests.support.simulate import traffic
     from rxvision.serving.decode import decode_image
+    from tests.support.simulate import traffic
 
     images = traffic(64, seed=1, size=160)
     blobs = [cv2.imencode(".jpg", im[:, :, ::-1])[1].tobytes() for im in images]
@@ -78,17 +80,23 @@ def bench_serving_path(predictor, rounds: int, tmp: Path) -> None:
         """(img/s wall clock, img per CPU-second of this process)."""
         w, c = time.perf_counter(), time.process_time()
         for start in range(0, len(blobs), batch_size):
-            chunk = blobs[start:start + batch_size]
+            chunk = blobs[start : start + batch_size]
             decoded = [decode_image(b) for b in chunk]
             probs, emb = predictor.predict_arrays(predictor.preprocess(decoded))
             if log:
-                tl.log_prediction(decoded, probs, file_sizes=[len(b) for b in chunk], embeddings=emb)
+                tl.log_prediction(
+                    decoded, probs, file_sizes=[len(b) for b in chunk], embeddings=emb
+                )
         return len(blobs) / (time.perf_counter() - w), len(blobs) / (time.process_time() - c)
 
-    print(f"\n## 2. in-process serving path, {len(blobs)} JPEG uploads (160 px): decode -> preprocess -> "
-          f"ONNX predict [-> log_prediction]; {rounds} interleaved rounds, medians")
-    print("   wall img/s is what a client sees on this (shared) machine; img per CPU-second is less "
-          "sensitive to other processes and is what bounds a CPU-saturated server")
+    print(
+        f"\n## 2. in-process serving path, {len(blobs)} JPEG uploads (160 px): decode -> preprocess -> "
+        f"ONNX predict [-> log_prediction]; {rounds} interleaved rounds, medians"
+    )
+    print(
+        "   wall img/s is what a client sees on this (shared) machine; img per CPU-second is less "
+        "sensitive to other processes and is what bounds a CPU-saturated server"
+    )
     serve(8, True)  # warm up (also initialises the monitor's files)
     for bs in (1, 8):
         runs: dict[bool, list[tuple[float, float]]] = {False: [], True: []}
@@ -96,10 +104,13 @@ def bench_serving_path(predictor, rounds: int, tmp: Path) -> None:
             for log in (False, True):
                 runs[log].append(serve(bs, log))
         (w_off, c_off), (w_on, c_on) = (
-            tuple(statistics.median(x[i] for x in runs[log]) for i in (0, 1)) for log in (False, True)
+            tuple(statistics.median(x[i] for x in runs[log]) for i in (0, 1))
+            for log in (False, True)
         )
-        print(f"batch {bs}: wall img/s off {w_off:6.1f} on {w_on:6.1f} on/off {w_on / w_off:.3f} | "
-              f"img/CPU-s off {c_off:6.1f} on {c_on:6.1f} on/off {c_on / c_off:.3f}")
+        print(
+            f"batch {bs}: wall img/s off {w_off:6.1f} on {w_on:6.1f} on/off {w_on / w_off:.3f} | "
+            f"img/CPU-s off {c_off:6.1f} on {c_on:6.1f} on/off {c_on / c_off:.3f}"
+        )
     per_img = []
     imgs8 = [decode_image(b) for b in blobs[:8]]
     probs8, emb8 = predictor.predict_arrays(predictor.preprocess(imgs8))
@@ -107,9 +118,13 @@ def bench_serving_path(predictor, rounds: int, tmp: Path) -> None:
         c = time.process_time()
         tl.log_prediction(imgs8, probs8, file_sizes=[len(b) for b in blobs[:8]], embeddings=emb8)
         per_img.append((time.process_time() - c) / 8)
-    print(f"log_prediction alone: {statistics.median(per_img) * 1e3:.3f} ms CPU per image (batch 8)")
+    print(
+        f"log_prediction alone: {statistics.median(per_img) * 1e3:.3f} ms CPU per image (batch 8)"
+    )
     assert tl.errors == 0, tl.errors
-    print(f"(rows logged: {tl.rows}; log files: {sum(f.stat().st_size for f in (tmp / 'log').rglob('data.*'))/1e6:.1f} MB)")
+    print(
+        f"(rows logged: {tl.rows}; log files: {sum(f.stat().st_size for f in (tmp / 'log').rglob('data.*')) / 1e6:.1f} MB)"
+    )
 
 
 def _rows(n: int, base: pd.DataFrame, seed: int, shift: float = 0.0) -> pd.DataFrame:
@@ -125,43 +140,63 @@ def bench_drift(rows: int, tmp: Path) -> None:
     from rxvision.config import MonitoringConfig
     from rxvision.monitoring.drift import detect_drift
     from rxvision.monitoring.features import feature_table
-    from tests.support.simulate import encoded_size, traffic
     from rxvision.monitoring.traffic_log import read_traffic_log, write_traffic_rows
+    from tests.support.simulate import encoded_size, traffic
 
     imgs = traffic(600, seed=2)
     probs = np.random.default_rng(0).dirichlet(np.ones(6) * 0.2, size=len(imgs))
     base = feature_table(imgs, [encoded_size(i) for i in imgs], probs, [f"c{i}" for i in range(6)])
     reference = _rows(2000, base, seed=3)
     cfg = MonitoringConfig()
-    print(f"\n## 3. monitoring on logged rows (reference {len(reference)} rows; "
-          f"Evidently report + whylogs comparison)")
+    print(
+        f"\n## 3. monitoring on logged rows (reference {len(reference)} rows; "
+        f"Evidently report + whylogs comparison)"
+    )
     detect_drift(reference, _rows(200, base, 4), cfg)  # warm-up: imports, first render
     results = {}
     for n in (1000, rows):
         log_dir = tmp / f"drift{n}"
         now = time.time()
-        write_traffic_rows(log_dir / "rxvision_traffic" / "data" / "data.0.log", _rows(n, base, 5, shift=0.1),
-                           logged_at=now - 60)
+        write_traffic_rows(
+            log_dir / "rxvision_traffic" / "data" / "data.0.log",
+            _rows(n, base, 5, shift=0.1),
+            logged_at=now - 60,
+        )
         t0 = time.perf_counter()
         current = read_traffic_log(log_dir, now=now)
         t1 = time.perf_counter()
         result = detect_drift(reference, current, cfg)
         t2 = time.perf_counter()
         results[n] = (t1 - t0, t2 - t1)
-        print(f"{n:>7} rows: read log {t1 - t0:6.2f} s | detect_drift {t2 - t1:6.2f} s | "
-              f"total {t2 - t0:6.2f} s | {result.outcome} ({', '.join(result.drifted_columns)})")
+        print(
+            f"{n:>7} rows: read log {t1 - t0:6.2f} s | detect_drift {t2 - t1:6.2f} s | "
+            f"total {t2 - t0:6.2f} s | {result.outcome} ({', '.join(result.drifted_columns)})"
+        )
     small, big = results[1000], results[rows]
-    print(f"ratio {rows} rows / 1000 rows: total {sum(big) / sum(small):.2f}x "
-          f"for {rows / 1000:.0f}x the rows")
+    print(
+        f"ratio {rows} rows / 1000 rows: total {sum(big) / sum(small):.2f}x "
+        f"for {rows / 1000:.0f}x the rows"
+    )
 
 
 PIPELINE_OVERRIDES = (  # a tiny model: the pipeline's cost is in the rows, not the model
-    "data.synthetic.num_classes=3", "data.synthetic.images_per_class=16", "data.synthetic.image_size=48",
-    "data.image_size=32", "data.loader.num_workers=0", "data.loader.persistent_workers=false",
-    "data.loader.pin_memory=false", "data.split.val_fraction=0.25", "data.split.test_fraction=0.25",
-    "data.validation.min_resolution=16", "data.validation.min_images_per_class=2", "training.epochs=1",
-    "training.early_stopping.enabled=false", "evaluation.bootstrap_samples=0", "gate.min_accuracy=0",
-    "gate.min_macro_f1=0", "gate.max_ece=1",
+    "data.synthetic.num_classes=3",
+    "data.synthetic.images_per_class=16",
+    "data.synthetic.image_size=48",
+    "data.image_size=32",
+    "data.loader.num_workers=0",
+    "data.loader.persistent_workers=false",
+    "data.loader.pin_memory=false",
+    "data.split.val_fraction=0.25",
+    "data.split.test_fraction=0.25",
+    "data.validation.min_resolution=16",
+    "data.validation.min_images_per_class=2",
+    "training.epochs=1",
+    "training.early_stopping.enabled=false",
+    "evaluation.bootstrap_samples=0",
+    "gate.min_accuracy=0",
+    "gate.min_macro_f1=0",
+    "gate.max_ece=1",
 )
 
 
@@ -188,23 +223,33 @@ def bench_pipeline(rows: int, tmp: Path) -> None:
         cfg.serving.log_dir = tmp / f"pipe{n}"
         now = time.time()
         current = _rows(n, base, 7, shift=0.1)
-        write_traffic_rows(cfg.serving.log_dir / "rxvision_traffic" / "data" / "data.0.log", current,
-                           logged_at=now - 60)
+        write_traffic_rows(
+            cfg.serving.log_dir / "rxvision_traffic" / "data" / "data.0.log",
+            current,
+            logged_at=now - 60,
+        )
         t = time.perf_counter()
         _, result = run_monitoring(cfg, "1h", now=now)
         timings[n] = time.perf_counter() - t
-        print(f"{n:>7} rows: pipeline {timings[n]:6.1f} s | {result['outcome']} "
-              f"({', '.join(result['drifted_columns'])})")
+        print(
+            f"{n:>7} rows: pipeline {timings[n]:6.1f} s | {result['outcome']} "
+            f"({', '.join(result['drifted_columns'])})"
+        )
     print(f"ratio {rows} rows / 1000 rows: {timings[rows] / timings[1000]:.2f}x")
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--rows", type=int, default=100_000)
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--pipeline", action="store_true",
-                   help="also time the ZenML monitoring pipeline (trains a tiny model first)")
+    p.add_argument(
+        "--pipeline",
+        action="store_true",
+        help="also time the ZenML monitoring pipeline (trains a tiny model first)",
+    )
     p.add_argument("--only-pipeline", action="store_true", help="only the pipeline section")
     args = p.parse_args()
     from rxvision.serving.predictor import Predictor
@@ -217,12 +262,20 @@ def main() -> None:
             bench_pipeline(args.rows, tmp)
             if args.only_pipeline:
                 return
-        bundle = make_tiny_bundle(tmp / "bundle", backbone="tf_efficientnet_lite0", image_size=128,
-                                  num_classes=12, train_steps=0)
-        predictor = Predictor.from_bundle(bundle, runtime="onnx", threads=args.threads,
-                                          onnx_dir=tmp / "onnx")
-        print(f"model: tf_efficientnet_lite0 @128 (untrained; timing only), runtime {predictor.runtime}, "
-              f"embedding output: {predictor.has_embedding}")
+        bundle = make_tiny_bundle(
+            tmp / "bundle",
+            backbone="tf_efficientnet_lite0",
+            image_size=128,
+            num_classes=12,
+            train_steps=0,
+        )
+        predictor = Predictor.from_bundle(
+            bundle, runtime="onnx", threads=args.threads, onnx_dir=tmp / "onnx"
+        )
+        print(
+            f"model: tf_efficientnet_lite0 @128 (untrained; timing only), runtime {predictor.runtime}, "
+            f"embedding output: {predictor.has_embedding}"
+        )
         bench_features(predictor)
         bench_serving_path(predictor, args.rounds, tmp)
         bench_drift(args.rows, tmp)

@@ -58,14 +58,18 @@ def library_only(cfg: Any, run_dir: Path) -> dict[str, float]:
     index = apply_policy(index, report, cfg.data.validation)
     splits = stratified_split(index, cfg.data.split)
     result = fit(cfg, splits, run_dir)
-    preds = predict_samples(result.model, splits.test, list(splits.classes), result.normalization, cfg)
+    preds = predict_samples(
+        result.model, splits.test, list(splits.classes), result.normalization, cfg
+    )
     return evaluate(preds.probs, preds.labels, splits.classes, cfg.evaluation).metrics
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--profile", default="demo")
-    parser.add_argument("--tiny", action="store_true", help="use the integration tests' tiny config")
+    parser.add_argument(
+        "--tiny", action="store_true", help="use the integration tests' tiny config"
+    )
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
@@ -113,14 +117,18 @@ def main() -> int:
     figures["pipeline_warm_stage"] = timed("pipeline_warm", lambda: pipeline_run(False))
     for label, ref in (("clean", "library_cold"), ("warm", "library_warm")):
         for unit in ("s", "cpu_s"):
-            figures[f"ratio_{label}_{unit}"] = figures[f"pipeline_{label}_{unit}"] / figures[f"{ref}_{unit}"]
+            figures[f"ratio_{label}_{unit}"] = (
+                figures[f"pipeline_{label}_{unit}"] / figures[f"{ref}_{unit}"]
+            )
 
     for key in ("library_cold", "library_warm", "pipeline_clean", "pipeline_warm"):
         line = f"{key:15s}: {figures[key + '_s']:7.1f} s wall {figures[key + '_cpu_s']:7.1f} s CPU"
         if key.startswith("pipeline"):
             label = key.split("_")[1]
-            line += (f"   vs library_{'cold' if label == 'clean' else 'warm'}: "
-                     f"{figures[f'ratio_{label}_s']:.2f}x wall, {figures[f'ratio_{label}_cpu_s']:.2f}x CPU")
+            line += (
+                f"   vs library_{'cold' if label == 'clean' else 'warm'}: "
+                f"{figures[f'ratio_{label}_s']:.2f}x wall, {figures[f'ratio_{label}_cpu_s']:.2f}x CPU"
+            )
         print(line)
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2, default=str))

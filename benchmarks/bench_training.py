@@ -196,13 +196,18 @@ def bench_precision(args: argparse.Namespace) -> None:
             cfg.training.channels_last = channels_last
             rates[name].append(engine_loop(cfg, data, val, classes))
     ref = statistics.median(rates["fp32"])
-    print(f"\n== (3) precision and memory format: {args.model} @{args.image_size}px, batch "
-          f"{args.batch_size}, {args.threads} threads, engine epoch-2 train img/s "
-          f"(CPU bf16: {'native' if cpu_supports_bf16() else 'none, bf16 rows skipped'}) ==")
+    print(
+        f"\n== (3) precision and memory format: {args.model} @{args.image_size}px, batch "
+        f"{args.batch_size}, {args.threads} threads, engine epoch-2 train img/s "
+        f"(CPU bf16: {'native' if cpu_supports_bf16() else 'none, bf16 rows skipped'}) =="
+    )
     for name, values in rates.items():
         med = statistics.median(values)
-        print(f"{name:22s} " + ", ".join(f"{v:.1f}" for v in values)
-              + f"  (median {med:.1f}, x{med / ref:.2f} of fp32)")
+        print(
+            f"{name:22s} "
+            + ", ".join(f"{v:.1f}" for v in values)
+            + f"  (median {med:.1f}, x{med / ref:.2f} of fp32)"
+        )
 
 
 def bench_bn(args: argparse.Namespace) -> None:
@@ -212,17 +217,28 @@ def bench_bn(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     size = min(args.image_size, 96)
     overrides = [
-        "data.synthetic.images_per_class=40", f"data.image_size={size}",
-        "data.loader.batch_size=8", "data.loader.num_workers=0",
-        "data.loader.persistent_workers=false", "model.freeze_backbone=false",
-        "training.epochs=2", f"training.num_threads={args.threads}",
-        "training.early_stopping.enabled=false", "training.optimizer.lr=1e-3",
-        "training.scheduler.name=cosine", "training.scheduler.warmup_epochs=1",
+        "data.synthetic.images_per_class=40",
+        f"data.image_size={size}",
+        "data.loader.batch_size=8",
+        "data.loader.num_workers=0",
+        "data.loader.persistent_workers=false",
+        "model.freeze_backbone=false",
+        "training.epochs=2",
+        f"training.num_threads={args.threads}",
+        "training.early_stopping.enabled=false",
+        "training.optimizer.lr=1e-3",
+        "training.scheduler.name=cosine",
+        "training.scheduler.warmup_epochs=1",
     ]
-    variants = {"BN statistics updated": [], "freeze_bn_stats": ["training.freeze_bn_stats=true"],
-                "bn_momentum=0.01": ["training.bn_momentum=0.01"]}
-    print(f"\n== (4) BatchNorm, fine-tuning pretrained {load_config('demo').model.backbone} "
-          f"@{size}px at batch 8 on the demo pills (12 classes x 40), 2 epochs ==")
+    variants = {
+        "BN statistics updated": [],
+        "freeze_bn_stats": ["training.freeze_bn_stats=true"],
+        "bn_momentum=0.01": ["training.bn_momentum=0.01"],
+    }
+    print(
+        f"\n== (4) BatchNorm, fine-tuning pretrained {load_config('demo').model.backbone} "
+        f"@{size}px at batch 8 on the demo pills (12 classes x 40), 2 epochs =="
+    )
     for name, extra in variants.items():
         cfg = load_config("demo", overrides=[*overrides, *extra])
         index = load_source(cfg.data)

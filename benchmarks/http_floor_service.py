@@ -8,7 +8,12 @@ from pathlib import Path
 
 import bentoml
 
-ANSWER = {"label": "pill", "confidence": 1.0, "top_k": [{"label": "pill", "probability": 1.0}], "model_version": "0"}
+ANSWER = {
+    "label": "pill",
+    "confidence": 1.0,
+    "top_k": [{"label": "pill", "probability": 1.0}],
+    "model_version": "0",
+}
 
 
 @bentoml.service(name="http-floor", workers=1)

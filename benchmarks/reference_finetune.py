@@ -30,21 +30,40 @@ class Files(Dataset):
 
 
 def train_and_predict(
-    train: list[tuple[Path, int]], test: list[tuple[Path, int]], num_classes: int,
-    size: int = 128, epochs: int = 8, lr: float = 1e-3, batch: int = 32, bf16: bool = True,
+    train: list[tuple[Path, int]],
+    test: list[tuple[Path, int]],
+    num_classes: int,
+    size: int = 128,
+    epochs: int = 8,
+    lr: float = 1e-3,
+    batch: int = 32,
+    bf16: bool = True,
     seed: int = 0,
 ) -> tuple[np.ndarray, float]:
     """Test-set class probabilities and the training wall time (s)."""
     torch.manual_seed(seed)
     norm = T.Normalize((0.5,) * 3, (0.5,) * 3)  # the weights package's preprocessing
-    train_tf = T.Compose([T.Resize((size, size)), T.RandomHorizontalFlip(), T.RandomVerticalFlip(),
-                          T.ToTensor(), norm])
+    train_tf = T.Compose(
+        [
+            T.Resize((size, size)),
+            T.RandomHorizontalFlip(),
+            T.RandomVerticalFlip(),
+            T.ToTensor(),
+            norm,
+        ]
+    )
     test_tf = T.Compose([T.Resize((size, size)), T.ToTensor(), norm])
     model = timm.create_model("tf_efficientnet_lite0", num_classes=0)
     load_pretrained(model, "tf_efficientnet_lite0", "package")
     model.reset_classifier(num_classes)
-    loader = DataLoader(Files(train, train_tf), batch_size=batch, shuffle=True, drop_last=True,
-                        num_workers=2, persistent_workers=True)
+    loader = DataLoader(
+        Files(train, train_tf),
+        batch_size=batch,
+        shuffle=True,
+        drop_last=True,
+        num_workers=2,
+        persistent_workers=True,
+    )
     opt = torch.optim.AdamW(model.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * len(loader))
     loss_fn = torch.nn.CrossEntropyLoss()

@@ -70,7 +70,9 @@ def save_bundle_to_bentoml(
         module="rxvision",
     ) as model:
         target = Path(model.path) / BUNDLE_SUBDIR
-        shutil.copytree(bundle, target, ignore=shutil.ignore_patterns(ONNX_FILE, "export.json", "*.tmp"))
+        shutil.copytree(
+            bundle, target, ignore=shutil.ignore_patterns(ONNX_FILE, "export.json", "*.tmp")
+        )
         onnx_path = target / ONNX_FILE
         if onnx_file is not None:
             shutil.copy2(onnx_file, onnx_path)
@@ -88,7 +90,9 @@ def save_bundle_to_bentoml(
             shutil.copytree(fallback, spare, ignore=shutil.ignore_patterns("*.tmp"))
             (spare / "fallback.json").write_text(json.dumps({"model_version": fallback_version}))
         if service_config:
-            (Path(model.path) / SERVICE_CONFIG_FILE).write_text(json.dumps(service_config, indent=2))
+            (Path(model.path) / SERVICE_CONFIG_FILE).write_text(
+                json.dumps(service_config, indent=2)
+            )
     log.info("saved %s into the BentoML model store", model.tag)
     return model
 
@@ -142,7 +146,9 @@ def docker_status() -> tuple[bool, str]:
     if docker is None:
         return False, "Docker is not installed (no `docker` command on PATH)"
     try:
-        probe = subprocess.run([docker, "info"], check=False, capture_output=True, text=True, timeout=20)
+        probe = subprocess.run(
+            [docker, "info"], check=False, capture_output=True, text=True, timeout=20
+        )
     except (OSError, subprocess.TimeoutExpired) as exc:
         return False, f"the Docker daemon did not answer ({exc})"
     if probe.returncode != 0:

@@ -30,8 +30,13 @@ def batch_inference_pipeline(config: RunConfig, input_path: str, output_csv: str
     """The pipeline's model version (production unless the run config's ``model:`` names
     another) -> its bundle and projector -> predictions CSV + traffic log."""
     model = get_pipeline_context().model
-    batch_predict(model.get_artifact(MODEL_BUNDLE), model.get_artifact(EMBEDDING_PROJECTOR),
-                  input_path, output_csv, config_param(config))
+    batch_predict(
+        model.get_artifact(MODEL_BUNDLE),
+        model.get_artifact(EMBEDDING_PROJECTOR),
+        input_path,
+        output_csv,
+        config_param(config),
+    )
 
 
 def default_output(state: Any, input_path: Path) -> Path:
@@ -41,8 +46,13 @@ def default_output(state: Any, input_path: Path) -> Path:
     return home / "predictions" / f"{input_path.stem or 'input'}-{stamp}.csv"
 
 
-def run_batch_inference(cfg: RxVisionConfig, input_path: Path, output_csv: Path, model_version: str | None = None,
-                        zenml_options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
+def run_batch_inference(
+    cfg: RxVisionConfig,
+    input_path: Path,
+    output_csv: Path,
+    model_version: str | None = None,
+    zenml_options: dict[str, Any] | None = None,
+) -> tuple[Any, dict[str, Any]]:
     """Run the pipeline on the active stack; returns (pipeline run, summary dict)."""
     from zenml.client import Client
 
@@ -55,8 +65,11 @@ def run_batch_inference(cfg: RxVisionConfig, input_path: Path, output_csv: Path,
     pipe = with_run_options(batch_inference_pipeline, zenml_options)
     if model_version is not None:
         pipe = pipe.with_options(model=model_for(model_version))
-    run = pipe(config=cfg, input_path=str(Path(input_path).resolve()),
-               output_csv=str(Path(output_csv).resolve()))
+    run = pipe(
+        config=cfg,
+        input_path=str(Path(input_path).resolve()),
+        output_csv=str(Path(output_csv).resolve()),
+    )
     run = Client().get_pipeline_run(run.id)
     return run, run.steps["batch_predict"].outputs[SUMMARY][0].load()
 
@@ -68,17 +81,27 @@ def main(cfg: RxVisionConfig, args: argparse.Namespace) -> int:
     from rich.table import Table
 
     if getattr(args, "input", None) is None:
-        raise RxVisionError("batch-inference needs --input", "pass an image folder or a CSV manifest: --input DIR_OR_CSV")
+        raise RxVisionError(
+            "batch-inference needs --input",
+            "pass an image folder or a CSV manifest: --input DIR_OR_CSV",
+        )
     input_path = Path(args.input)
-    run, summary = run_batch_inference(cfg, input_path, default_output(getattr(args, "state", None), input_path),
-                                       getattr(args, "model_version", None), getattr(args, "zenml_options", None))
+    run, summary = run_batch_inference(
+        cfg,
+        input_path,
+        default_output(getattr(args, "state", None), input_path),
+        getattr(args, "model_version", None),
+        getattr(args, "zenml_options", None),
+    )
     table = Table.grid(padding=(0, 2))
     table.add_row("run", run.name)
     table.add_row("model version", summary["model_version"])
     table.add_row("images", f"{summary['predicted']} classified, {summary['failed']} unreadable")
     if summary["accuracy"] is not None:
         table.add_row("accuracy", f"{summary['accuracy']:.3f} (labels from the manifest)")
-    table.add_row("class mix", ", ".join(f"{k}: {v}" for k, v in sorted(summary["class_counts"].items())))
+    table.add_row(
+        "class mix", ", ".join(f"{k}: {v}" for k, v in sorted(summary["class_counts"].items()))
+    )
     table.add_row("traffic log", f"{summary['logged_rows']} rows logged for monitoring")
     table.add_row("predictions", f"[bold]{summary['output_csv']}[/]")
     Console().print(Panel(table, title="RxVision batch inference", expand=False))

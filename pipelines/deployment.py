@@ -47,8 +47,13 @@ def deployment_pipeline(config: RunConfig, containerize: bool = False) -> None:
     exported, _report, _profile = export_model_step(bundle, splits, params)
     tag = save_to_bentoml_step(bundle, exported, projector, params)
     bento, _container = build_bento_step(tag, bundle, containerize)
-    deploy_bento_step(bento, port=config.serving.port, working_dir=str(REPO_ROOT),
-                      timeout=DEPLOY_TIMEOUT_S, host=config.serving.host)
+    deploy_bento_step(
+        bento,
+        port=config.serving.port,
+        working_dir=str(REPO_ROOT),
+        timeout=DEPLOY_TIMEOUT_S,
+        host=config.serving.host,
+    )
 
 
 def resolve_model_version(model_version: str | None = None) -> Any:
@@ -82,11 +87,17 @@ def _service_env(cfg: RxVisionConfig, args: argparse.Namespace) -> None:
     the daemon started from this process names only the profile."""
     os.environ["RXVISION_PROFILE"] = cfg.profile
     os.environ.pop("RXVISION_OVERRIDES", None)
-    os.environ.pop("RXVISION_MODEL_TAG", None)  # the service takes the model this run saves (latest)
+    os.environ.pop(
+        "RXVISION_MODEL_TAG", None
+    )  # the service takes the model this run saves (latest)
 
 
-def run_deployment(cfg: RxVisionConfig, model_version: str | None = None, containerize: bool = False,
-                   zenml_options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
+def run_deployment(
+    cfg: RxVisionConfig,
+    model_version: str | None = None,
+    containerize: bool = False,
+    zenml_options: dict[str, Any] | None = None,
+) -> tuple[Any, dict[str, Any]]:
     """Run the pipeline on the active stack; returns (pipeline run, summary dict)."""
     from zenml.client import Client
 
@@ -104,10 +115,14 @@ def run_deployment(cfg: RxVisionConfig, model_version: str | None = None, contai
     container = run.steps["build_bento_step"].outputs["container_image"][0].load()
     bento_tag = run.steps["build_bento_step"].outputs["bento"][0].load().tag
     summary = {
-        "model_version": mv.number, "stage": str(mv.stage), "url": service.prediction_url,
-        "service_uuid": str(service.uuid), "bento": str(bento_tag),
+        "model_version": mv.number,
+        "stage": str(mv.stage),
+        "url": service.prediction_url,
+        "service_uuid": str(service.uuid),
+        "bento": str(bento_tag),
         "bentoml_model": run.steps["save_to_bentoml_step"].outputs["bentoml_model_tag"][0].load(),
-        "export": report, "container": container,
+        "export": report,
+        "container": container,
     }
     return run, summary
 
@@ -122,12 +137,22 @@ def print_summary(run: Any, summary: dict[str, Any]) -> None:
     table.add_row("run", run.name)
     table.add_row("model", f"{MODEL_NAME} version {summary['model_version']} ({summary['stage']})")
     parity = summary["export"]["parity"]
-    table.add_row("parity", ", ".join(f"{k}: max|diff| {v['max_abs_diff']:.1e}, top-1 {v['top1_agreement']:.2f}"
-                                      for k, v in parity.items() if k != "int8"))
+    table.add_row(
+        "parity",
+        ", ".join(
+            f"{k}: max|diff| {v['max_abs_diff']:.1e}, top-1 {v['top1_agreement']:.2f}"
+            for k, v in parity.items()
+            if k != "int8"
+        ),
+    )
     change = summary["export"].get("int8_accuracy_change")
     if change is not None:
         table.add_row("int8", f"accuracy change {change:+.3f}")
-    b1 = {s["format"]: s["throughput_ips"] for s in summary["export"]["profile"] if s["batch_size"] == 1}
+    b1 = {
+        s["format"]: s["throughput_ips"]
+        for s in summary["export"]["profile"]
+        if s["batch_size"] == 1
+    }
     if b1:
         table.add_row("batch 1", ", ".join(f"{k} {v:.0f} img/s" for k, v in b1.items()))
     for why in summary["export"]["unavailable"].values():
@@ -136,7 +161,9 @@ def print_summary(run: Any, summary: dict[str, Any]) -> None:
     table.add_row("bento", summary["bento"])
     container = summary["container"]
     if container.get("requested"):
-        table.add_row("container", container.get("image") or f"[yellow]skipped: {container.get('skipped')}[/]")
+        table.add_row(
+            "container", container.get("image") or f"[yellow]skipped: {container.get('skipped')}[/]"
+        )
     table.add_row("dockerfile", container["dockerfile"])
     table.add_row("URL", f"[bold]{summary['url']}[/]  (POST /classify with a multipart 'image')")
     Console().print(Panel(table, title="RxVision deployment", expand=False))
@@ -145,7 +172,11 @@ def print_summary(run: Any, summary: dict[str, Any]) -> None:
 def main(cfg: RxVisionConfig, args: argparse.Namespace) -> int:
     """run.py entry point."""
     _service_env(cfg, args)
-    run, summary = run_deployment(cfg, getattr(args, "model_version", None), bool(getattr(args, "containerize", False)),
-                                  getattr(args, "zenml_options", None))
+    run, summary = run_deployment(
+        cfg,
+        getattr(args, "model_version", None),
+        bool(getattr(args, "containerize", False)),
+        getattr(args, "zenml_options", None),
+    )
     print_summary(run, summary)
     return 0

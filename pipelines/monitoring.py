@@ -30,8 +30,12 @@ EXIT_DRIFT = 4
 
 
 @pipeline(name=PIPELINE_NAME, enable_cache=False, model=Model(name=MODEL_NAME, version=PRODUCTION))
-def monitoring_pipeline(config: RunConfig, window: str | None = None, log_dir: str | None = None,
-                        now: float | None = None) -> None:
+def monitoring_pipeline(
+    config: RunConfig,
+    window: str | None = None,
+    log_dir: str | None = None,
+    now: float | None = None,
+) -> None:
     """The window's traffic against the pipeline's model version's reference features
     (production unless the run config's ``model:`` names another; ZenML resolves the stage
     when the run starts) -> drift report, decision, alert. Defaults come from the config."""
@@ -67,8 +71,13 @@ def production_reference(model_version: str | None = None) -> tuple[Any, Any]:
     return mv, artifact
 
 
-def run_monitoring(cfg: RxVisionConfig, window: str, zenml_options: dict[str, Any] | None = None,
-                   model_version: str | None = None, now: float | None = None) -> tuple[Any, dict[str, Any]]:
+def run_monitoring(
+    cfg: RxVisionConfig,
+    window: str,
+    zenml_options: dict[str, Any] | None = None,
+    model_version: str | None = None,
+    now: float | None = None,
+) -> tuple[Any, dict[str, Any]]:
     """Run the pipeline on the active stack; returns (pipeline run, drift result dict)."""
     from zenml.client import Client
 
@@ -93,25 +102,35 @@ def print_summary(run: Any, result: dict[str, Any], window: str) -> None:
 
     table = Table.grid(padding=(0, 2))
     table.add_row("run", run.name)
-    table.add_row("window", f"last {window}: {result['n_current']} rows vs {result['n_reference']} reference")
-    head = {"drift": "[bold red]DRIFT DETECTED[/]", "no_drift": "[green]no drift[/]",
-            "not_enough_data": "[yellow]not enough data[/]"}[result["outcome"]]
+    table.add_row(
+        "window", f"last {window}: {result['n_current']} rows vs {result['n_reference']} reference"
+    )
+    head = {
+        "drift": "[bold red]DRIFT DETECTED[/]",
+        "no_drift": "[green]no drift[/]",
+        "not_enough_data": "[yellow]not enough data[/]",
+    }[result["outcome"]]
     table.add_row("decision", head)
     table.add_row("reason", result["reason"])
     if result["drifted_columns"]:
         table.add_row("drifted columns", ", ".join(result["drifted_columns"]))
     if result.get("confidence_drop") is not None:
-        table.add_row("mean confidence", f"{result['confidence_reference']:.3f} -> "
-                      f"{result['confidence_current']:.3f}")
-    table.add_row("report", "ZenML dashboard: run -> check_drift -> drift_report (python run.py --dashboard)")
+        table.add_row(
+            "mean confidence",
+            f"{result['confidence_reference']:.3f} -> {result['confidence_current']:.3f}",
+        )
+    table.add_row(
+        "report", "ZenML dashboard: run -> check_drift -> drift_report (python run.py --dashboard)"
+    )
     Console().print(Panel(table, title="RxVision monitoring", expand=False))
 
 
 def main(cfg: RxVisionConfig, args: argparse.Namespace) -> int:
     """run.py entry point: monitor, summarise, optionally retrain, map drift to an exit code."""
     window = getattr(args, "window", None) or cfg.monitoring.window
-    run, result = run_monitoring(cfg, window, getattr(args, "zenml_options", None),
-                                 getattr(args, "model_version", None))
+    run, result = run_monitoring(
+        cfg, window, getattr(args, "zenml_options", None), getattr(args, "model_version", None)
+    )
     print_summary(run, result, window)
     if result["drifted"]:
         logger.warning("DRIFT DETECTED: %s", result["reason"])

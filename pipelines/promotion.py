@@ -23,8 +23,9 @@ from steps.common import EVALUATION, MODEL_NAME, SPLITS
 logger = logging.getLogger(__name__)
 
 
-def promote(cfg: RxVisionConfig, version: str, target: str, force: bool = False,
-            reason: str | None = None) -> dict[str, Any]:
+def promote(
+    cfg: RxVisionConfig, version: str, target: str, force: bool = False, reason: str | None = None
+) -> dict[str, Any]:
     """Check and apply one stage change; a refused one is an RxVisionError naming the rules."""
     from zenml.client import Client
 
@@ -41,18 +42,24 @@ def promote(cfg: RxVisionConfig, version: str, target: str, force: bool = False,
     if target != "archived":
         evaluation, splits = mv.get_artifact(EVALUATION), mv.get_artifact(SPLITS)
         if evaluation is None or splits is None:
-            raise RxVisionError(f"version {mv.name} has no '{EVALUATION}' or '{SPLITS}' artifact",
-                                "retrain it with the current training pipeline, or archive it")
+            raise RxVisionError(
+                f"version {mv.name} has no '{EVALUATION}' or '{SPLITS}' artifact",
+                "retrain it with the current training pipeline, or archive it",
+            )
         evaluation, splits = evaluation.load(), splits.load()
         fingerprint = evaluation.get("test_fingerprint", "")
-        candidate = GateInput.from_evaluation(EvaluationResult.from_dict(evaluation), fingerprint,
-                                              name=f"version {mv.name}")
+        candidate = GateInput.from_evaluation(
+            EvaluationResult.from_dict(evaluation), fingerprint, name=f"version {mv.name}"
+        )
         champion = champion_input(fingerprint, splits, cfg, exclude=mv.id)
-    decision = decide_promotion(str(mv.name), current, target, candidate, champion, cfg.gate,
-                                force=force, reason=reason)
+    decision = decide_promotion(
+        str(mv.name), current, target, candidate, champion, cfg.gate, force=force, reason=reason
+    )
     if not decision.allowed:
-        raise RxVisionError(f"version {mv.name} cannot go to {target}: " + "; ".join(decision.messages),
-                            "improve the model, or override with --force --reason \"why\"")
+        raise RxVisionError(
+            f"version {mv.name} cannot go to {target}: " + "; ".join(decision.messages),
+            'improve the model, or override with --force --reason "why"',
+        )
     set_stage(mv.id, target, source=f"promotion of version {mv.name}")
     mv = Client().get_model_version(MODEL_NAME, mv.id)
     record_stage_change(mv, decision.history_entry())
@@ -77,7 +84,9 @@ def refresh_model_card(mv: Any, decision: Any) -> None:
     config = meta.get("config") if isinstance(meta.get("config"), dict) else {}
     mlflow_info = meta.get("mlflow") if isinstance(meta.get("mlflow"), dict) else {}
     card = render_model_card(
-        model=MODEL_NAME, version=str(mv.name), stage=decision.target,
+        model=MODEL_NAME,
+        version=str(mv.name),
+        stage=decision.target,
         metrics=dict(meta.get("metrics") or {}),
         gate_rules=decision.gate.to_dict()["rules"] if decision.gate is not None else [],
         stage_history=list(meta.get("stage_history") or []),
@@ -85,7 +94,8 @@ def refresh_model_card(mv: Any, decision: Any) -> None:
         test_fingerprint=str(meta.get("test_fingerprint", "")),
         lineage={**(meta.get("lineage") or {}), "mlflow_version": mlflow_info.get("version")},
         classes=(config.get("data") or {}).get("classes"),
-        backbone=(config.get("model") or {}).get("backbone"))
+        backbone=(config.get("model") or {}).get("backbone"),
+    )
     artifact = save_artifact(HTMLString(card), name=MODEL_CARD)
     link_artifact_to_model(artifact, model=Model(name=MODEL_NAME, version=mv.number))
 
@@ -94,10 +104,21 @@ def main(cfg: RxVisionConfig, args: argparse.Namespace) -> int:
     """run.py entry point for --promote VERSION --to STAGE [--force --reason TEXT]."""
     if not getattr(args, "to_stage", None):
         raise RxVisionError("--promote needs --to production|staging|archived")
-    out = promote(cfg, str(args.promote), args.to_stage, bool(getattr(args, "force", False)),
-                  getattr(args, "reason", None))
+    out = promote(
+        cfg,
+        str(args.promote),
+        args.to_stage,
+        bool(getattr(args, "force", False)),
+        getattr(args, "reason", None),
+    )
     forced = " (forced)" if out["forced"] else ""
-    alias = f"; MLflow alias {out['mlflow']['alias']}" if out.get("mlflow") and out["mlflow"].get("alias") else ""
-    print(f"{MODEL_NAME} version {out['version']}: {out['current_stage'] or 'none'} -> "
-          f"{out['target']}{forced}{alias}")
+    alias = (
+        f"; MLflow alias {out['mlflow']['alias']}"
+        if out.get("mlflow") and out["mlflow"].get("alias")
+        else ""
+    )
+    print(
+        f"{MODEL_NAME} version {out['version']}: {out['current_stage'] or 'none'} -> "
+        f"{out['target']}{forced}{alias}"
+    )
     return 0

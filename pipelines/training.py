@@ -61,10 +61,13 @@ def training_pipeline(config: RunConfig) -> None:
     splits, test_fp = split_data(clean, fingerprint, data)
     bundle, history = train_model.with_options(**tracked)(splits, fingerprint, config)
     final, evaluation, _eval_html, _plots, heldout = evaluate_model.with_options(**tracked)(
-        bundle, splits, history, test_fp, config)
+        bundle, splits, history, test_fp, config
+    )
     reference_features(final, heldout, splits, config)
     decision = quality_gate(evaluation, test_fp, splits, config)
-    register_model.with_options(**tracked)(decision, final, evaluation, fingerprint, test_fp, config)
+    register_model.with_options(**tracked)(
+        decision, final, evaluation, fingerprint, test_fp, config
+    )
 
 
 def run_training(cfg: RxVisionConfig, zenml_options: dict[str, Any] | None = None) -> Any:
@@ -83,7 +86,9 @@ def run_training(cfg: RxVisionConfig, zenml_options: dict[str, Any] | None = Non
         raise
 
 
-def compile_training(cfg: RxVisionConfig, zenml_options: dict[str, Any] | None, stack_name: str) -> Any:
+def compile_training(
+    cfg: RxVisionConfig, zenml_options: dict[str, Any] | None, stack_name: str
+) -> Any:
     """Compile the pipeline for a registered stack without running it: step settings,
     component references and the stack's setting keys are checked (no cluster needed)."""
     import os
@@ -100,8 +105,9 @@ def compile_training(cfg: RxVisionConfig, zenml_options: dict[str, Any] | None, 
         pipe = training_pipeline.copy()
         pipe.prepare(config=cfg)
         run_config = PipelineRunConfiguration.model_validate(zenml_options or {})
-        return Compiler().compile(pipeline=pipe, stack=Stack.from_model(stack_model),
-                                  run_configuration=run_config)
+        return Compiler().compile(
+            pipeline=pipe, stack=Stack.from_model(stack_model), run_configuration=run_config
+        )
     finally:
         if saved is None:
             os.environ.pop("ZENML_ACTIVE_STACK_ID", None)
@@ -136,19 +142,29 @@ def print_summary(out: dict[str, Any], dashboard: str) -> None:
     table.add_row("run", out["run_name"])
     table.add_row("dataset fingerprint", out["fingerprint"][:16])
     excluded = val.get("excluded") or []
-    table.add_row("validation", f"{'passed' if val.get('passed') else 'problems found'}"
-                  f"{f', {len(excluded)} file(s) excluded' if excluded else ''}")
+    table.add_row(
+        "validation",
+        f"{'passed' if val.get('passed') else 'problems found'}"
+        f"{f', {len(excluded)} file(s) excluded' if excluded else ''}",
+    )
     m = reg.get("metrics", {})
-    table.add_row("test metrics", ", ".join(f"{k} {m[k]:.4f}" for k in ("accuracy", "macro_f1", "ece")
-                                            if k in m))
+    table.add_row(
+        "test metrics",
+        ", ".join(f"{k} {m[k]:.4f}" for k in ("accuracy", "macro_f1", "ece") if k in m),
+    )
     table.add_row("quality gate", reg["stage"] or "REJECTED")
     for reason in reg["reasons"]:
         table.add_row("", reason)
-    table.add_row("model", f"{reg['model']} version {reg['version']} -> {reg['stage'] or 'no stage'}")
+    table.add_row(
+        "model", f"{reg['model']} version {reg['version']} -> {reg['stage'] or 'no stage'}"
+    )
     if reg.get("mlflow"):
         m = reg["mlflow"]
-        table.add_row("mlflow", f"run {m['run_id'][:12]}, registered version {m['version']}"
-                      f"{', alias ' + m['alias'] if m.get('alias') else ''}")
+        table.add_row(
+            "mlflow",
+            f"run {m['run_id'][:12]}, registered version {m['version']}"
+            f"{', alias ' + m['alias'] if m.get('alias') else ''}",
+        )
     table.add_row("dashboard", dashboard)
     Console().print(Panel(table, title="RxVision training", expand=False))
 
@@ -159,7 +175,9 @@ def main(cfg: RxVisionConfig, args: argparse.Namespace) -> int:
 
     run = run_training(cfg, getattr(args, "zenml_options", None))
     out = run_outputs(run)
-    print_summary(out, f"python run.py --dashboard   (or: {dashboard_command(getattr(args, 'state', None))})")
+    print_summary(
+        out, f"python run.py --dashboard   (or: {dashboard_command(getattr(args, 'state', None))})"
+    )
     if out["registration"]["stage"] is None and getattr(args, "fail_on_gate", False):
         failed = [r["message"] for r in out["gate"]["rules"] if r["passed"] is False]
         logger.error("quality gate rejected the model: %s", "; ".join(failed))

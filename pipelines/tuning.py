@@ -111,8 +111,10 @@ def print_summary(out: dict[str, Any], files: dict[str, Path]) -> None:
 
     s = out["summary"]
     new = [t for t in s["trials"] if t["number"] in s["new_trials"]]
-    counts = {state: sum(t["state"] == state for t in s["trials"])
-              for state in ("complete", "pruned", "fail")}
+    counts = {
+        state: sum(t["state"] == state for t in s["trials"])
+        for state in ("complete", "pruned", "fail")
+    }
     table = Table.grid(padding=(0, 2))
     table.add_row("run", out["run_name"])
     table.add_row("study", f"{s['study_name']} in {s['storage']}")
@@ -120,14 +122,21 @@ def print_summary(out: dict[str, Any], files: dict[str, Path]) -> None:
     table.add_row("this run", f"{len(new)} trial(s) in {s['elapsed_s']:.0f} s")
     for t in new:
         value = f"{t['value']:.4f}" if t["value"] is not None else "-"
-        table.add_row("", f"#{t['number']} {t['state']} after {t['epochs']} epoch(s): {value}"
-                          + (f" ({t['error'].splitlines()[0]})" if t["error"] else ""))
-    table.add_row("study total", f"{len(s['trials'])} trials: " +
-                  ", ".join(f"{n} {state}" for state, n in counts.items()))
+        table.add_row(
+            "",
+            f"#{t['number']} {t['state']} after {t['epochs']} epoch(s): {value}"
+            + (f" ({t['error'].splitlines()[0]})" if t["error"] else ""),
+        )
+    table.add_row(
+        "study total",
+        f"{len(s['trials'])} trials: " + ", ".join(f"{n} {state}" for state, n in counts.items()),
+    )
     best = s["best"]
     table.add_row("best trial", f"#{best['number']}: {s['metric']} {best['value']:.4f}")
     for key, value in best["params"].items():
-        table.add_row("", f"{key} = {value:.4g}" if isinstance(value, float) else f"{key} = {value}")
+        table.add_row(
+            "", f"{key} = {value:.4g}" if isinstance(value, float) else f"{key} = {value}"
+        )
     table.add_row("best config", str(files["best_config"]))
     table.add_row("plots", str(files["optimization_history"].parent))
     table.add_row("next", f"python run.py --pipeline training --config {files['best_config']}")
@@ -141,7 +150,8 @@ def main(cfg: RxVisionConfig, args: argparse.Namespace) -> int:
     home = args.state.home if getattr(args, "state", None) else resolve_home()
     run = run_tuning(cfg, getattr(args, "zenml_options", None))
     out = run_outputs(run)
-    files = write_results(out, home / "tuning" / cfg.tuning.study_name,
-                          getattr(args, "best_config", None))
+    files = write_results(
+        out, home / "tuning" / cfg.tuning.study_name, getattr(args, "best_config", None)
+    )
     print_summary(out, files)
     return 0

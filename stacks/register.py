@@ -41,8 +41,10 @@ def _expand(value: Any) -> Any:
         if name in os.environ:
             return os.environ[name]
         if default is None:
-            raise RxVisionError(f"stack file needs the environment variable {name}",
-                                f"export {name}=... (or give a default as ${{{name}:-value}})")
+            raise RxVisionError(
+                f"stack file needs the environment variable {name}",
+                f"export {name}=... (or give a default as ${{{name}:-value}})",
+            )
         return default
 
     return _VAR.sub(sub, value)
@@ -59,14 +61,24 @@ def read_stack_file(path: Path) -> dict[str, Any]:
     known = {t.value for t in StackComponentType}
     for ctype, comp in spec["components"].items():
         if ctype not in known:
-            raise RxVisionError(f"stack file {path}: unknown component type '{ctype}'",
-                                f"use one of: {', '.join(sorted(known))}")
+            raise RxVisionError(
+                f"stack file {path}: unknown component type '{ctype}'",
+                f"use one of: {', '.join(sorted(known))}",
+            )
         if not isinstance(comp, dict) or "flavor" not in comp or "name" not in comp:
-            raise RxVisionError(f"stack file {path}: component '{ctype}' needs `name:` and `flavor:`")
+            raise RxVisionError(
+                f"stack file {path}: component '{ctype}' needs `name:` and `flavor:`"
+            )
     for flavor in spec.get("flavors") or []:
-        if not isinstance(flavor, dict) or flavor.get("type") not in known or "source" not in flavor:
-            raise RxVisionError(f"stack file {path}: each of `flavors:` needs `type:` (a component "
-                                "type) and `source:` (module.FlavorClass)")
+        if (
+            not isinstance(flavor, dict)
+            or flavor.get("type") not in known
+            or "source" not in flavor
+        ):
+            raise RxVisionError(
+                f"stack file {path}: each of `flavors:` needs `type:` (a component "
+                "type) and `source:` (module.FlavorClass)"
+            )
     return _expand(spec)
 
 
@@ -95,7 +107,9 @@ def register_stack(path: Path, activate: bool = False, replace: bool = False) ->
             except KeyError:
                 try:
                     client.create_stack_component(
-                        name=comp["name"], flavor=comp["flavor"], component_type=ctype,
+                        name=comp["name"],
+                        flavor=comp["flavor"],
+                        component_type=ctype,
                         configuration=comp.get("configuration") or {},
                     )
                 except (KeyError, ValueError) as exc:
@@ -145,10 +159,14 @@ def _stack_exists(client: Any, name: str) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m stacks.register", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m stacks.register", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("stack_file", type=Path)
     parser.add_argument("--activate", action="store_true", help="make it the active stack")
-    parser.add_argument("--replace", action="store_true", help="delete and re-create it from the file")
+    parser.add_argument(
+        "--replace", action="store_true", help="delete and re-create it from the file"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     from stacks.setup import configure_environment

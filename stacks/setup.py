@@ -78,8 +78,14 @@ def configure_environment(
     """
     paths = StatePaths.under(resolve_home(home), Path(repository) if repository else None)
     disable_telemetry()
-    for folder in (paths.home, paths.zenml_config, paths.artifacts, paths.bentoml_home,
-                   paths.data_cache, paths.runs):
+    for folder in (
+        paths.home,
+        paths.zenml_config,
+        paths.artifacts,
+        paths.bentoml_home,
+        paths.data_cache,
+        paths.runs,
+    ):
         folder.mkdir(parents=True, exist_ok=True)
     os.environ["RXVISION_HOME"] = str(paths.home)
     os.environ["ZENML_CONFIG_PATH"] = str(paths.zenml_config)
@@ -196,8 +202,14 @@ def dashboard_command(paths: StatePaths | None = None, port: int = 8237) -> str:
 
 
 # what the `zenml`, `mlflow` and `bentoml` commands need to see the state folder
-CLI_VARIABLES = ("RXVISION_HOME", "ZENML_CONFIG_PATH", "ZENML_LOCAL_STORES_PATH",
-                 "ZENML_REPOSITORY_PATH", "ZENML_CUSTOM_SOURCE_ROOT", "BENTOML_HOME")
+CLI_VARIABLES = (
+    "RXVISION_HOME",
+    "ZENML_CONFIG_PATH",
+    "ZENML_LOCAL_STORES_PATH",
+    "ZENML_REPOSITORY_PATH",
+    "ZENML_CUSTOM_SOURCE_ROOT",
+    "BENTOML_HOME",
+)
 
 
 def cli_environment(paths: StatePaths) -> dict[str, str]:
@@ -212,7 +224,9 @@ def cli_environment(paths: StatePaths) -> dict[str, str]:
     env.setdefault("ZENML_REPOSITORY_PATH", str(paths.repository))
     env.setdefault("ZENML_CUSTOM_SOURCE_ROOT", str(PROJECT_ROOT))
     env["PYTHONPATH"] = os.pathsep.join(
-        dict.fromkeys(filter(None, [str(PROJECT_ROOT), *os.environ.get("PYTHONPATH", "").split(os.pathsep)]))
+        dict.fromkeys(
+            filter(None, [str(PROJECT_ROOT), *os.environ.get("PYTHONPATH", "").split(os.pathsep)])
+        )
     )
     tracker = Client().active_stack.experiment_tracker
     if tracker is not None and tracker.flavor == "mlflow":

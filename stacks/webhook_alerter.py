@@ -50,8 +50,11 @@ class WebhookAlerter(BaseAlerter):
         return self._config  # type: ignore[return-value]
 
     def post(self, message: str, params: BaseAlerterStepParameters | None = None) -> bool:
-        body = {"text": message, "source": "rxvision",
-                "sent_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+        body = {
+            "text": message,
+            "source": "rxvision",
+            "sent_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
         if isinstance(params, WebhookAlerterParameters):
             body.update(params.payload)
         cfg = self.config
@@ -63,8 +66,11 @@ class WebhookAlerter(BaseAlerter):
             logger.info("alert written to %s (the alerter has no url)", path)
             return True
         request = urllib.request.Request(
-            cfg.url, data=json.dumps(body).encode(), method="POST",
-            headers={"Content-Type": "application/json", **cfg.headers})
+            cfg.url,
+            data=json.dumps(body).encode(),
+            method="POST",
+            headers={"Content-Type": "application/json", **cfg.headers},
+        )
         try:
             with urllib.request.urlopen(request, timeout=cfg.timeout_s) as response:
                 return 200 <= response.status < 300

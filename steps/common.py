@@ -115,4 +115,3 @@ class PngPlotsMaterializer(BaseMaterializer):
 
     def save_visualizations(self, data: PngPlots) -> dict[str, VisualizationType]:
         return {os.path.join(self.uri, f"{name}.png"): VisualizationType.IMAGE for name in data}
-

@@ -42,9 +42,18 @@ def load_data(
     data = DataConfig.model_validate(data_config)
     index = load_source(data)
     fp = fingerprint(index)
-    logger.info("dataset: %d images, %d classes, fingerprint %s", len(index), len(index.classes), fp[:12])
-    log_metadata({"images": len(index), "classes": len(index.classes), "fingerprint": fp,
-                  "source": data.source, "class_counts": index.counts()})
+    logger.info(
+        "dataset: %d images, %d classes, fingerprint %s", len(index), len(index.classes), fp[:12]
+    )
+    log_metadata(
+        {
+            "images": len(index),
+            "classes": len(index.classes),
+            "fingerprint": fp,
+            "source": data.source,
+            "class_counts": index.counts(),
+        }
+    )
     return index, fp
 
 
@@ -62,13 +71,20 @@ def validate_data(
     data = DataConfig.model_validate(data_config)
     report = validate_dataset(index, data.validation)
     report_dict = report.to_dict()
-    log_metadata({"validation_passed": bool(report.passed), "policy": data.validation.policy,
-                  "dataset_fingerprint": dataset_fingerprint})
+    log_metadata(
+        {
+            "validation_passed": bool(report.passed),
+            "policy": data.validation.policy,
+            "dataset_fingerprint": dataset_fingerprint,
+        }
+    )
     clean = apply_policy(index, report, data.validation)  # raises RxVisionError under `fail`
     excluded = [str(p) for p in getattr(report, "excluded", [])]
     log_metadata({"excluded_files": len(excluded), "images_after_validation": len(clean)})
     if excluded:
-        logger.warning("validation excluded %d file(s): %s", len(excluded), ", ".join(excluded[:10]))
+        logger.warning(
+            "validation excluded %d file(s): %s", len(excluded), ", ".join(excluded[:10])
+        )
     return clean, report_dict, HTMLString(report.to_html())
 
 
@@ -105,6 +121,13 @@ def split_data(
     splits = stratified_split(index, data.split)
     test_fp = fingerprint(index.with_samples(splits.test))
     logger.info("split: %s", splits.summary())
-    log_metadata({"train": len(splits.train), "val": len(splits.val), "test": len(splits.test),
-                  "test_fingerprint": test_fp, "dataset_fingerprint": dataset_fingerprint})
+    log_metadata(
+        {
+            "train": len(splits.train),
+            "val": len(splits.val),
+            "test": len(splits.test),
+            "test_fingerprint": test_fp,
+            "dataset_fingerprint": dataset_fingerprint,
+        }
+    )
     return splits, test_fp

@@ -31,7 +31,9 @@ CONTAINER = "container_image"
 def export_model_step(
     model_bundle: Path, splits: DatasetSplits, config: dict[str, Any]
 ) -> tuple[
-    Annotated[Path, EXPORT_DIR], Annotated[dict[str, Any], EXPORT_REPORT], Annotated[pd.DataFrame, EXPORT_PROFILE]
+    Annotated[Path, EXPORT_DIR],
+    Annotated[dict[str, Any], EXPORT_REPORT],
+    Annotated[pd.DataFrame, EXPORT_PROFILE],
 ]:
     """ONNX/TorchScript/int8 with parity on the version's own test images, and a latency
     profile (a table in the dashboard and model-version metadata)."""
@@ -42,17 +44,31 @@ def export_model_step(
     cfg = to_config(config)
     loaded = load_bundle(Path(model_bundle), verify=True)
     test = splits.test[: cfg.export.parity_images]
-    images = prepare([s.path.read_bytes() for s in test], loaded.info.normalization_obj(),
-                     ImageLimits.from_config(cfg.serving))
+    images = prepare(
+        [s.path.read_bytes() for s in test],
+        loaded.info.normalization_obj(),
+        ImageLimits.from_config(cfg.serving),
+    )
     labels = [splits.classes.index(s.label) for s in test]
     out = Path(tempfile.mkdtemp(prefix="rxvision-export-"))
-    result = export_model(loaded.model, out, cfg.export, loaded.info.normalization["image_size"], images, labels)
+    result = export_model(
+        loaded.model, out, cfg.export, loaded.info.normalization["image_size"], images, labels
+    )
     report = result.to_dict()
-    log_metadata({"export": {"parity": {k: scalar_metrics(v) for k, v in report["parity"].items()},
-                             "int8_accuracy_change": report["int8_accuracy_change"],
-                             "unavailable": report["unavailable"], "passed": report["passed"]},
-                  "latency_profile": {f"{s['format']}_b{s['batch_size']}": scalar_metrics(s) for s in report["profile"]}},
-                 infer_model=True)
+    log_metadata(
+        {
+            "export": {
+                "parity": {k: scalar_metrics(v) for k, v in report["parity"].items()},
+                "int8_accuracy_change": report["int8_accuracy_change"],
+                "unavailable": report["unavailable"],
+                "passed": report["passed"],
+            },
+            "latency_profile": {
+                f"{s['format']}_b{s['batch_size']}": scalar_metrics(s) for s in report["profile"]
+            },
+        },
+        infer_model=True,
+    )
     return out, report, pd.DataFrame(report["profile"])
 
 
@@ -75,33 +91,53 @@ def save_to_bentoml_step(
         projector = Path(tempfile.mkdtemp()) / "projector.json"
         projector.write_text(embedding_projector)
     labels = {
-        "zenml_model": MODEL_NAME, "zenml_model_version": str(mv.number),
-        "zenml_model_version_name": str(mv.version), "zenml_model_stage": str(mv.stage or "none"),
+        "zenml_model": MODEL_NAME,
+        "zenml_model_version": str(mv.number),
+        "zenml_model_version_name": str(mv.version),
+        "zenml_model_stage": str(mv.stage or "none"),
         "mlflow_run_id": (mlflow.get("run_id") if isinstance(mlflow, dict) else "") or "",
-        "metrics": json.dumps({k: round(v, 4) for k, v in scalar_metrics(info.metrics).items()
-                               if k in ("accuracy", "macro_f1", "ece", "top3_accuracy")}),
-        "classes": ",".join(info.classes), "preprocessing": json.dumps(info.normalization), "sha256": info.sha256,
+        "metrics": json.dumps(
+            {
+                k: round(v, 4)
+                for k, v in scalar_metrics(info.metrics).items()
+                if k in ("accuracy", "macro_f1", "ece", "top3_accuracy")
+            }
+        ),
+        "classes": ",".join(info.classes),
+        "preprocessing": json.dumps(info.normalization),
+        "sha256": info.sha256,
     }
     previous = current_model()
     if previous is not None and previous[1] == str(mv.number):
         previous = None  # a redeploy of the same version is no fallback
     cfg = to_config(config)
     model = save_bundle_to_bentoml(
-        Path(model_bundle), labels=labels, onnx_file=Path(exported_model) / "model.onnx", projector_file=projector,
-        metadata={"mlflow": mlflow}, fallback=previous[0] if previous else None,
+        Path(model_bundle),
+        labels=labels,
+        onnx_file=Path(exported_model) / "model.onnx",
+        projector_file=projector,
+        metadata={"mlflow": mlflow},
+        fallback=previous[0] if previous else None,
         fallback_version=previous[1] if previous else None,
-        service_config={"serving": cfg.serving.model_dump(mode="json"),
-                        "monitoring": cfg.monitoring.model_dump(mode="json")},
+        service_config={
+            "serving": cfg.serving.model_dump(mode="json"),
+            "monitoring": cfg.monitoring.model_dump(mode="json"),
+        },
     )
-    log_metadata({"bentoml_model": str(model.tag), "fallback_model_version": previous[1] if previous else None},
-                 infer_model=True)
+    log_metadata(
+        {
+            "bentoml_model": str(model.tag),
+            "fallback_model_version": previous[1] if previous else None,
+        },
+        infer_model=True,
+    )
     return str(model.tag)
 
 
 @step(enable_cache=False)
-def build_bento_step(bentoml_model_tag: str, model_bundle: Path, containerize: bool) -> tuple[
-    Annotated[bento_module.Bento, BENTO], Annotated[dict[str, Any], CONTAINER]
-]:
+def build_bento_step(
+    bentoml_model_tag: str, model_bundle: Path, containerize: bool
+) -> tuple[Annotated[bento_module.Bento, BENTO], Annotated[dict[str, Any], CONTAINER]]:
     """`bentoml build` of bentos/bentofile.yaml; with ``containerize``, `bentoml containerize`
     where Docker exists, else a clear 'skipped: why' with the generated Dockerfile."""
     import os
@@ -111,11 +147,20 @@ def build_bento_step(bentoml_model_tag: str, model_bundle: Path, containerize: b
     from bentos.store import build_bento, docker_status, dockerfile_path
 
     # ZenML's BentoML deployer reads model_uri/bento_uri from the Bento's labels
-    bento_uri = os.path.join(get_step_context().get_output_artifact_uri(BENTO), DEFAULT_BENTO_FILENAME)
-    labels = {"bentoml_model": bentoml_model_tag, "model_uri": str(model_bundle), "bento_uri": bento_uri}
+    bento_uri = os.path.join(
+        get_step_context().get_output_artifact_uri(BENTO), DEFAULT_BENTO_FILENAME
+    )
+    labels = {
+        "bentoml_model": bentoml_model_tag,
+        "model_uri": str(model_bundle),
+        "bento_uri": bento_uri,
+    }
     bento = build_bento(bentoml_model_tag, labels=labels)
-    container: dict[str, Any] = {"requested": containerize, "image": None,
-                                 "dockerfile": str(dockerfile_path(bento))}
+    container: dict[str, Any] = {
+        "requested": containerize,
+        "image": None,
+        "dockerfile": str(dockerfile_path(bento)),
+    }
     if containerize:
         ok, why = docker_status()
         if ok:
@@ -125,7 +170,11 @@ def build_bento_step(bentoml_model_tag: str, model_bundle: Path, containerize: b
             container["image"] = str(bento.tag)
         else:
             container["skipped"] = why
-            logger.warning("--containerize skipped: %s. The Bento's Dockerfile is %s", why, container["dockerfile"])
+            logger.warning(
+                "--containerize skipped: %s. The Bento's Dockerfile is %s",
+                why,
+                container["dockerfile"],
+            )
     log_metadata({"bento": str(bento.tag), "container": container}, infer_model=True)
     return bento, container
 
@@ -154,16 +203,28 @@ def deploy_bento_step(
 
     context = get_step_context()
     config = BentoMLLocalDeploymentConfig(
-        model_name=MODEL_NAME, model_version=str(context.model.version), bento_tag=str(bento.tag),
-        model_uri=bento.info.labels["model_uri"], bento_uri=bento.info.labels["bento_uri"],
-        apis=["classify", "classify_batch", "model_info"], port=port, host=host, working_dir=working_dir,
-        pipeline_name=context.pipeline.name, pipeline_step_name=context.step_run.name,
+        model_name=MODEL_NAME,
+        model_version=str(context.model.version),
+        bento_tag=str(bento.tag),
+        model_uri=bento.info.labels["model_uri"],
+        bento_uri=bento.info.labels["bento_uri"],
+        apis=["classify", "classify_batch", "model_info"],
+        port=port,
+        host=host,
+        working_dir=working_dir,
+        pipeline_name=context.pipeline.name,
+        pipeline_step_name=context.step_run.name,
     )  # workers: the service sets its own (serving.workers), which serve_http uses
     # the daemon imports this module to rebuild the service: keep the repository importable
-    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [working_dir, os.environ.get("PYTHONPATH")]))
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [working_dir, os.environ.get("PYTHONPATH")])
+    )
     service = deploy_with_service_class(config, timeout)
     if not service.is_running:
         raise RuntimeError(f"the BentoML service did not start; see {service.status.log_file}")
     logger.info("BentoML service running at %s", service.prediction_url)
-    log_metadata({"deployment": {"url": service.prediction_url, "service_uuid": str(service.uuid)}}, infer_model=True)
+    log_metadata(
+        {"deployment": {"url": service.prediction_url, "service_uuid": str(service.uuid)}},
+        infer_model=True,
+    )
     return service

@@ -31,8 +31,11 @@ logger = get_logger(__name__)
 
 @step(output_materializers={EVALUATION_PLOTS: PngPlotsMaterializer})
 def evaluate_model(
-    trained_bundle: Path, splits: DatasetSplits, training_history: list[dict[str, Any]],
-    test_fingerprint: str, config: dict[str, Any],
+    trained_bundle: Path,
+    splits: DatasetSplits,
+    training_history: list[dict[str, Any]],
+    test_fingerprint: str,
+    config: dict[str, Any],
 ) -> tuple[
     Annotated[Path, ArtifactConfig(name=MODEL_BUNDLE, artifact_type=ArtifactType.MODEL)],
     Annotated[dict[str, Any], EVALUATION],
@@ -60,16 +63,27 @@ def evaluate_model(
         images["worst_mistakes"] = ev.gallery_png
     _log_mlflow_metrics(metrics)
     log_pngs(dict(images))
-    html = plots.render_html_report(result, training_history,
-                                    extra={"test_fingerprint": test_fingerprint},
-                                    sections=report_sections(ev, cfg.gate.min_class_accuracy))
+    html = plots.render_html_report(
+        result,
+        training_history,
+        extra={"test_fingerprint": test_fingerprint},
+        sections=report_sections(ev, cfg.gate.min_class_accuracy),
+    )
     log_metadata({**metrics, "test_fingerprint": test_fingerprint, **ev.tables()})
     log_metadata(ev.tables(), infer_model=True)  # the model version carries the trust tables
-    evaluation = {**result.to_dict(include_samples=True), "test_fingerprint": test_fingerprint,
-                  **ev.tables()}
-    logger.info("test accuracy %.4f, macro_f1 %.4f, ece %.4f, coverage %.3f (target %.2f)",
-                metrics["accuracy"], metrics["macro_f1"], metrics["ece"], metrics["coverage"],
-                cfg.evaluation.coverage)
+    evaluation = {
+        **result.to_dict(include_samples=True),
+        "test_fingerprint": test_fingerprint,
+        **ev.tables(),
+    }
+    logger.info(
+        "test accuracy %.4f, macro_f1 %.4f, ece %.4f, coverage %.3f (target %.2f)",
+        metrics["accuracy"],
+        metrics["macro_f1"],
+        metrics["ece"],
+        metrics["coverage"],
+        cfg.evaluation.coverage,
+    )
     return ev.bundle_dir, evaluation, HTMLString(html), images, ev.heldout.to_bytes()
 
 

@@ -50,14 +50,15 @@ def production_version(model_name: str = MODEL_NAME) -> Any | None:
         return None
 
 
-def champion_input(test_fingerprint: str, splits: DatasetSplits, cfg: Any,
-                   exclude: Any = None) -> Any:
+def champion_input(
+    test_fingerprint: str, splits: DatasetSplits, cfg: Any, exclude: Any = None
+) -> Any:
     """The production version's gate evidence on this test split (re-scored on it when it
     was evaluated on another one), or None without a production version (or when it is
     ``exclude``, the candidate itself)."""
     from rxvision.evaluation import EvaluationResult
-    from rxvision.registry import GateInput
     from rxvision.evaluation.model_eval import evaluate_bundle
+    from rxvision.registry import GateInput
 
     champ_mv = production_version()
     if champ_mv is None or (exclude is not None and champ_mv.id == exclude):
@@ -81,27 +82,35 @@ def quality_gate(
     """Floors, then champion/challenger on the same test split (the champion is re-scored
     on this split when it was evaluated on another one)."""
     from rxvision.evaluation import EvaluationResult
-    from rxvision.evaluation.model_eval import evaluate_bundle
     from rxvision.registry import GateInput, decide
 
     cfg = to_config(config)
     me = get_step_context().model
-    candidate = GateInput.from_evaluation(EvaluationResult.from_dict(evaluation), test_fingerprint,
-                                          name=f"version {me.version}")
+    candidate = GateInput.from_evaluation(
+        EvaluationResult.from_dict(evaluation), test_fingerprint, name=f"version {me.version}"
+    )
     champion = champion_input(test_fingerprint, splits, cfg)
     decision = decide(candidate, champion, cfg.gate)
     for line in decision.reasons:
         logger.info("gate: %s", line)
     out = decision.to_dict()
-    log_metadata({"gate_stage": str(decision.stage or "rejected"),
-                  "failed_rules": [r.rule for r in decision.failed_rules]})
+    log_metadata(
+        {
+            "gate_stage": str(decision.stage or "rejected"),
+            "failed_rules": [r.rule for r in decision.failed_rules],
+        }
+    )
     return out
 
 
 @step(enable_cache=False)
 def register_model(
-    gate_decision: dict[str, Any], model_bundle: Path, evaluation: dict[str, Any],
-    dataset_fingerprint: str, test_fingerprint: str, config: dict[str, Any],
+    gate_decision: dict[str, Any],
+    model_bundle: Path,
+    evaluation: dict[str, Any],
+    dataset_fingerprint: str,
+    test_fingerprint: str,
+    config: dict[str, Any],
 ) -> tuple[Annotated[dict[str, Any], REGISTRATION], Annotated[HTMLString, MODEL_CARD]]:
     """Record the version's evidence, set its stage, mirror it into MLflow's registry, and
     draw its model card (static HTML: the dashboard shows it)."""
@@ -116,32 +125,58 @@ def register_model(
         "dataset_fingerprint": dataset_fingerprint,
         "test_fingerprint": test_fingerprint,
         "config": config,
-        "gate": {"stage": stage or "rejected", "passed_floors": gate_decision["passed_floors"],
-                 "beats_champion": gate_decision.get("beats_champion"),
-                 "reasons": gate_decision["reasons"],
-                 "failed_rules": [r["rule"] for r in gate_decision["rules"] if r["passed"] is False]},
-        "lineage": {"pipeline_run": context.pipeline_run.name, "pipeline_run_id": str(context.pipeline_run.id),
-                    "git_commit": git_commit(Path(__file__).resolve().parent.parent)},
+        "gate": {
+            "stage": stage or "rejected",
+            "passed_floors": gate_decision["passed_floors"],
+            "beats_champion": gate_decision.get("beats_champion"),
+            "reasons": gate_decision["reasons"],
+            "failed_rules": [r["rule"] for r in gate_decision["rules"] if r["passed"] is False],
+        },
+        "lineage": {
+            "pipeline_run": context.pipeline_run.name,
+            "pipeline_run_id": str(context.pipeline_run.id),
+            "git_commit": git_commit(Path(__file__).resolve().parent.parent),
+        },
     }
-    entry = {"at": _now(), "from": "none", "to": stage or "rejected", "by": "quality_gate",
-             "forced": False, "pipeline_run": context.pipeline_run.name}
+    entry = {
+        "at": _now(),
+        "from": "none",
+        "to": stage or "rejected",
+        "by": "quality_gate",
+        "forced": False,
+        "pipeline_run": context.pipeline_run.name,
+    }
     metadata["stage_history"] = [entry]
     if stage in ("production", "staging"):
-        set_stage(model.model_version_id, stage, source=f"quality gate of {context.pipeline_run.name}")
+        set_stage(
+            model.model_version_id, stage, source=f"quality gate of {context.pipeline_run.name}"
+        )
     mlflow_info = _mirror_to_mlflow(model_bundle, str(model.version), stage)
     if mlflow_info:
         metadata["mlflow"] = mlflow_info
     model.log_metadata(metadata)
-    registration = {"model": MODEL_NAME, "version": str(model.version), "stage": stage,
-                    "metrics": metadata["metrics"],
-                    "mlflow": mlflow_info, "reasons": gate_decision["reasons"]}
+    registration = {
+        "model": MODEL_NAME,
+        "version": str(model.version),
+        "stage": stage,
+        "metrics": metadata["metrics"],
+        "mlflow": mlflow_info,
+        "reasons": gate_decision["reasons"],
+    }
     logger.info("registered %s version %s: %s", MODEL_NAME, model.version, stage or "rejected")
     card = render_model_card(
-        model=MODEL_NAME, version=str(model.version), stage=stage, metrics=evaluation["metrics"],
-        gate_rules=gate_decision["rules"], stage_history=metadata["stage_history"],
-        dataset_fingerprint=dataset_fingerprint, test_fingerprint=test_fingerprint,
+        model=MODEL_NAME,
+        version=str(model.version),
+        stage=stage,
+        metrics=evaluation["metrics"],
+        gate_rules=gate_decision["rules"],
+        stage_history=metadata["stage_history"],
+        dataset_fingerprint=dataset_fingerprint,
+        test_fingerprint=test_fingerprint,
         lineage={**metadata["lineage"], "mlflow_version": (mlflow_info or {}).get("version")},
-        classes=evaluation.get("classes"), backbone=(config.get("model") or {}).get("backbone"))
+        classes=evaluation.get("classes"),
+        backbone=(config.get("model") or {}).get("backbone"),
+    )
     return registration, HTMLString(card)
 
 
@@ -162,8 +197,9 @@ def record_stage_change(mv: Any, entry: dict[str, Any]) -> None:
     value of a key, so the whole list is logged again)."""
     from rxvision.registry.promotion import append_history
 
-    log_metadata({"stage_history": append_history(stage_history(mv), entry)},
-                 model_version_id=mv.id)
+    log_metadata(
+        {"stage_history": append_history(stage_history(mv), entry)}, model_version_id=mv.id
+    )
 
 
 def set_stage(version: Any, stage: str, source: str) -> None:
@@ -180,13 +216,22 @@ def set_stage(version: Any, stage: str, source: str) -> None:
     mv = client.get_model_version(MODEL_NAME, version)
     if previous is not None and previous.id == mv.id:
         previous = None
-    client.update_model_version(model_name_or_id=MODEL_NAME, version_name_or_id=mv.id,
-                                stage=ModelStages(stage), force=True)
+    client.update_model_version(
+        model_name_or_id=MODEL_NAME, version_name_or_id=mv.id, stage=ModelStages(stage), force=True
+    )
     if previous is not None:
         previous = client.get_model_version(MODEL_NAME, previous.id)
-        record_stage_change(previous, {"at": _now(), "from": stage, "to": "archived",
-                                       "by": source, "forced": False,
-                                       "replaced_by": str(mv.name)})
+        record_stage_change(
+            previous,
+            {
+                "at": _now(),
+                "from": stage,
+                "to": "archived",
+                "by": source,
+                "forced": False,
+                "replaced_by": str(mv.name),
+            },
+        )
         mirror_stage(previous, "archived")
 
 
@@ -234,13 +279,23 @@ def _mirror_to_mlflow(bundle: Path, zenml_version: str, stage: str | None) -> di
     try:
         client.get_registered_model(MODEL_NAME)
     except mlflow.exceptions.MlflowException:
-        client.create_registered_model(MODEL_NAME, description="RxVision pill classifier (mirrors ZenML)")
+        client.create_registered_model(
+            MODEL_NAME, description="RxVision pill classifier (mirrors ZenML)"
+        )
     logged = log_pyfunc(bundle)
-    mv = client.create_model_version(MODEL_NAME, source=logged.model_uri, run_id=run.info.run_id,
-                                     model_id=getattr(logged, "model_id", None),
-                                     tags={"zenml_model_version": zenml_version,
-                                           "rxvision.stage": stage or "rejected"})
+    mv = client.create_model_version(
+        MODEL_NAME,
+        source=logged.model_uri,
+        run_id=run.info.run_id,
+        model_id=getattr(logged, "model_id", None),
+        tags={"zenml_model_version": zenml_version, "rxvision.stage": stage or "rejected"},
+    )
     if stage in MLFLOW_STAGE_ALIASES:
         client.set_registered_model_alias(MODEL_NAME, MLFLOW_STAGE_ALIASES[stage], mv.version)
-    return {"run_id": run.info.run_id, "registered_model": MODEL_NAME, "version": str(mv.version),
-            "alias": MLFLOW_STAGE_ALIASES.get(stage or ""), "model_uri": logged.model_uri}
+    return {
+        "run_id": run.info.run_id,
+        "registered_model": MODEL_NAME,
+        "version": str(mv.version),
+        "alias": MLFLOW_STAGE_ALIASES.get(stage or ""),
+        "model_uri": logged.model_uri,
+    }

@@ -44,7 +44,11 @@ class MlflowEpochHook:
             client.log_metric(self.run_id, key, value, step=int(epoch))
 
     def on_train_end(self, result_summary: Any) -> None:
-        data = result_summary if isinstance(result_summary, dict) else getattr(result_summary, "__dict__", {})
+        data = (
+            result_summary
+            if isinstance(result_summary, dict)
+            else getattr(result_summary, "__dict__", {})
+        )
         for key, value in scalar_metrics(dict(data)).items():
             self._client().log_metric(self.run_id, f"final_{key}", value)
 
@@ -52,10 +56,20 @@ class MlflowEpochHook:
 def git_commit(repo: Path) -> str:
     """The checkout's commit (with `-dirty` when modified), or `unknown` outside git."""
     try:
-        sha = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True,
-                             text=True, check=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=10, check=False).stdout.strip()
+        sha = subprocess.run(
+            ["git", "-C", str(repo), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        ).stdout.strip()
         return f"{sha}-dirty" if dirty else sha
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -64,7 +78,9 @@ def git_commit(repo: Path) -> str:
 def installed_packages() -> str:
     """`name==version` of every installed distribution (what pip freeze would say)."""
     pkgs = {(d.metadata["Name"] or "?"): d.version for d in importlib.metadata.distributions()}
-    return "\n".join(f"{name}=={ver}" for name, ver in sorted(pkgs.items(), key=lambda x: x[0].lower()))
+    return "\n".join(
+        f"{name}=={ver}" for name, ver in sorted(pkgs.items(), key=lambda x: x[0].lower())
+    )
 
 
 def start_tracking(config: dict[str, Any], project_root: Path) -> MlflowEpochHook | None:
@@ -78,8 +94,10 @@ def start_tracking(config: dict[str, Any], project_root: Path) -> MlflowEpochHoo
     if run is None:
         logger.info("no MLflow run is active (the stack has no MLflow experiment tracker)")
         return None
-    params = {k: (str(v)[:_MAX_PARAM_CHARS] if v is not None else "None")
-              for k, v in flatten(config).items()}
+    params = {
+        k: (str(v)[:_MAX_PARAM_CHARS] if v is not None else "None")
+        for k, v in flatten(config).items()
+    }
     mlflow.log_params(params)
     import yaml
 

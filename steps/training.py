@@ -99,20 +99,35 @@ def train_model(
         sync.pull()
     resumed = prepare_run_dir(run_dir, resume=cfg.training.resume)
     if resumed is not None:
-        logger.info("resuming training from epoch %d of %d in %s (same config and data; "
-                    "run.py --no-resume starts over)", resumed.epoch, resumed.planned_epochs,
-                    run_dir)
+        logger.info(
+            "resuming training from epoch %d of %d in %s (same config and data; "
+            "run.py --no-resume starts over)",
+            resumed.epoch,
+            resumed.planned_epochs,
+            run_dir,
+        )
     run_dir.mkdir(parents=True, exist_ok=True)
     hooks = [h for h in (start_tracking(config, PROJECT_ROOT), sync) if h]
     result = fit(cfg, splits, run_dir, hooks=hooks)
     history = [dict(row) for row in result.history]
     last = scalar_metrics(history[-1]) if history else {}
     bundle_dir = run_dir / "bundle"
-    save_bundle(bundle_dir, result.model, list(splits.classes), result.normalization, cfg,
-                metrics=last, fingerprint=dataset_fingerprint)
-    log_metadata({"run_dir": remote or str(run_dir),
-                  "resumed_from_epoch": resumed.epoch if resumed else 0,
-                  **{k: v for k, v in result.summary().items() if v is not None},
-                  **{f"last_{k}": v for k, v in last.items()}})
+    save_bundle(
+        bundle_dir,
+        result.model,
+        list(splits.classes),
+        result.normalization,
+        cfg,
+        metrics=last,
+        fingerprint=dataset_fingerprint,
+    )
+    log_metadata(
+        {
+            "run_dir": remote or str(run_dir),
+            "resumed_from_epoch": resumed.epoch if resumed else 0,
+            **{k: v for k, v in result.summary().items() if v is not None},
+            **{f"last_{k}": v for k, v in last.items()},
+        }
+    )
     logger.info("trained %d epoch(s); checkpoints in %s", result.epochs_run, remote or run_dir)
     return bundle_dir, history

@@ -22,7 +22,9 @@ PLOT_NAMES = ("optimization_history", "param_importances", "parallel_coordinates
 
 
 @step(enable_cache=False)
-def tune_hyperparameters(splits: DatasetSplits, config: dict[str, Any]) -> tuple[
+def tune_hyperparameters(
+    splits: DatasetSplits, config: dict[str, Any]
+) -> tuple[
     Annotated[dict[str, Any], STUDY_SUMMARY],
     Annotated[str, BEST_CONFIG],
     Annotated[HTMLString, "optimization_history"],
@@ -38,12 +40,28 @@ def tune_hyperparameters(splits: DatasetSplits, config: dict[str, Any]) -> tuple
     outcome = run_study(cfg, splits, home / "runs" / "tuning", url).to_dict()
     plots = study_plots(open_study(cfg.tuning, url))
     states = [t["state"] for t in outcome["trials"] if t["number"] in outcome["new_trials"]]
-    log_metadata({"study_name": outcome["study_name"], "storage": outcome["storage"],
-                  "metric": outcome["metric"], "best_trial": outcome["best"]["number"],
-                  "best_value": outcome["best"]["value"], "best_params": outcome["best"]["params"],
-                  "trials_in_study": len(outcome["trials"]), "trials_this_run": len(states),
-                  **{f"{s}_this_run": states.count(s) for s in ("complete", "pruned", "fail")}})
-    logger.info("study %s: best trial %d, %s %.4f", outcome["study_name"],
-                outcome["best"]["number"], outcome["metric"], outcome["best"]["value"])
-    return (outcome, best_config_yaml(cfg, outcome),
-            *(HTMLString(plots[name]) for name in PLOT_NAMES))
+    log_metadata(
+        {
+            "study_name": outcome["study_name"],
+            "storage": outcome["storage"],
+            "metric": outcome["metric"],
+            "best_trial": outcome["best"]["number"],
+            "best_value": outcome["best"]["value"],
+            "best_params": outcome["best"]["params"],
+            "trials_in_study": len(outcome["trials"]),
+            "trials_this_run": len(states),
+            **{f"{s}_this_run": states.count(s) for s in ("complete", "pruned", "fail")},
+        }
+    )
+    logger.info(
+        "study %s: best trial %d, %s %.4f",
+        outcome["study_name"],
+        outcome["best"]["number"],
+        outcome["metric"],
+        outcome["best"]["value"],
+    )
+    return (
+        outcome,
+        best_config_yaml(cfg, outcome),
+        *(HTMLString(plots[name]) for name in PLOT_NAMES),
+    )

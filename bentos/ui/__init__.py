@@ -19,9 +19,14 @@ def page_app() -> Starlette:
     html = PAGE.read_text(encoding="utf-8")
 
     async def index(request: Request) -> HTMLResponse:
-        return HTMLResponse(html, headers={"Cache-Control": "no-cache",
-                                           "Content-Security-Policy": "default-src 'self'; "
-                                           "img-src 'self' blob:; style-src 'unsafe-inline'; "
-                                           "script-src 'unsafe-inline'"})
+        return HTMLResponse(
+            html,
+            headers={
+                "Cache-Control": "no-cache",
+                "Content-Security-Policy": "default-src 'self'; "
+                "img-src 'self' blob:; style-src 'unsafe-inline'; "
+                "script-src 'unsafe-inline'",
+            },
+        )
 
     return Starlette(routes=[Route("/", index)])

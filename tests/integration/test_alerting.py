@@ -16,8 +16,12 @@ import pytest
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-GOOD = ("data.synthetic.images_per_class=20", "data.synthetic.image_size=64",
-        "data.image_size=64", "training.epochs=2")
+GOOD = (
+    "data.synthetic.images_per_class=20",
+    "data.synthetic.image_size=64",
+    "data.image_size=64",
+    "training.epochs=2",
+)
 
 
 @pytest.fixture()
@@ -45,8 +49,9 @@ def receiver():
 def trained(isolated_home, tiny_config, tmp_path_factory):
     from pipelines.training import run_training
 
-    cfg = tiny_config(*GOOD, f"serving.log_dir={tmp_path_factory.mktemp('traffic')}",
-                      "monitoring.min_rows=20")
+    cfg = tiny_config(
+        *GOOD, f"serving.log_dir={tmp_path_factory.mktemp('traffic')}", "monitoring.min_rows=20"
+    )
     run_training(cfg)
     return cfg
 
@@ -67,18 +72,26 @@ def _log_dark_traffic(cfg) -> int:
     predictor = Predictor.from_bundle(mv.get_artifact("model_bundle").load(), runtime="torch")
     projector_json = mv.get_artifact("embedding_projector").load()
     projector = EmbeddingProjector.from_json(projector_json) if projector_json else None
-    logger = TrafficLogger(predictor.classes, model_version=str(mv.number), projector=projector,
-                           monitor_options=monitoring_options(cfg.serving))
+    logger = TrafficLogger(
+        predictor.classes,
+        model_version=str(mv.number),
+        projector=projector,
+        monitor_options=monitoring_options(cfg.serving),
+    )
     images = [(load_rgb(s.path) * 0.3).astype(np.uint8) for s in load_source(cfg.data).samples]
     logged = 0
     for start in range(0, len(images), 8):
-        batch = images[start:start + 8]
+        batch = images[start : start + 8]
         probs, emb = predictor.predict_arrays(predictor.preprocess(batch))
-        logged += logger.log_prediction(batch, probs, file_sizes=[1000] * len(batch), embeddings=emb)
+        logged += logger.log_prediction(
+            batch, probs, file_sizes=[1000] * len(batch), embeddings=emb
+        )
     return logged
 
 
-def test_drift_posts_one_alert_with_the_report_and_retrains(trained, isolated_home, receiver) -> None:
+def test_drift_posts_one_alert_with_the_report_and_retrains(
+    trained, isolated_home, receiver
+) -> None:
     from zenml.client import Client
     from zenml.enums import StackComponentType
 
@@ -89,7 +102,9 @@ def test_drift_posts_one_alert_with_the_report_and_retrains(trained, isolated_ho
     client = Client()
     alerter = client.active_stack_model.components[StackComponentType.ALERTER][0]
     assert alerter.flavor_name == "rxvision_webhook"
-    client.update_stack_component(alerter.name, StackComponentType.ALERTER, configuration={"url": url})
+    client.update_stack_component(
+        alerter.name, StackComponentType.ALERTER, configuration={"url": url}
+    )
     # ZenML caches the active stack with its components' configuration per process (the shell's
     # `zenml alerter update` is another process and needs nothing): drop this process's copy
     from zenml.stack import stack as stack_module
@@ -102,9 +117,15 @@ def test_drift_posts_one_alert_with_the_report_and_retrains(trained, isolated_ho
     runs_before = client.list_pipeline_runs(pipeline_name=TRAINING, size=100).total
     versions_before = client.list_model_versions("rxvision-classifier", size=100).total
 
-    args = argparse.Namespace(window="1h", fail_on_drift=False, retrain_on_drift=True,
-                              fail_on_gate=False, zenml_options={}, model_version=None,
-                              state=isolated_home)
+    args = argparse.Namespace(
+        window="1h",
+        fail_on_drift=False,
+        retrain_on_drift=True,
+        fail_on_gate=False,
+        zenml_options={},
+        model_version=None,
+        state=isolated_home,
+    )
     assert main(trained, args) == 0
 
     assert len(bodies) == 1, bodies

@@ -17,11 +17,13 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def trained(isolated_home, tiny_config, tmp_path_factory):
     """A tiny production model in this module's own state folder."""
-    from tests.support.launch import free_port
     from pipelines.training import run_training
+    from tests.support.launch import free_port
 
     traffic = tmp_path_factory.mktemp("traffic")
-    cfg = tiny_config(f"serving.port={free_port()}", f"serving.log_dir={traffic}", "export.parity_images=8")
+    cfg = tiny_config(
+        f"serving.port={free_port()}", f"serving.log_dir={traffic}", "export.parity_images=8"
+    )
     run_training(cfg)
     return cfg
 
@@ -56,11 +58,16 @@ def test_deployed_service_answers_with_the_production_version(deployed) -> None:
     assert httpx.get(f"{url}/readyz", timeout=30).status_code == 200
     buf = io.BytesIO()
     Image.fromarray(np.full((40, 40, 3), 180, np.uint8)).save(buf, format="PNG")
-    resp = httpx.post(f"{url}/classify", files={"image": ("p.png", buf.getvalue(), "image/png")}, timeout=60)
+    resp = httpx.post(
+        f"{url}/classify", files={"image": ("p.png", buf.getvalue(), "image/png")}, timeout=60
+    )
     assert resp.status_code == 200, resp.text
     body = resp.json()
     assert body["model_version"] == str(_production().number)
-    assert body["label"] in _production().get_artifact("model_bundle").load().joinpath("bundle.json").read_text()
+    assert (
+        body["label"]
+        in _production().get_artifact("model_bundle").load().joinpath("bundle.json").read_text()
+    )
     info = httpx.post(f"{url}/model_info", json={}, timeout=30).json()
     assert info["stage"] == "production"
 
@@ -114,7 +121,9 @@ def test_batch_inference_writes_predictions_and_logs_traffic(trained, tmp_path) 
 
     samples = list(load_source(trained.data).samples)[:6]
     manifest = tmp_path / "manifest.csv"
-    manifest.write_text("path,label\n" + "".join(f"{s.path},{s.label}\n" for s in samples) + "missing.png,x\n")
+    manifest.write_text(
+        "path,label\n" + "".join(f"{s.path},{s.label}\n" for s in samples) + "missing.png,x\n"
+    )
     out = tmp_path / "pred.csv"
     _run, summary = run_batch_inference(trained, manifest, out)
     table = pd.read_csv(out)
@@ -136,10 +145,17 @@ def test_deployed_service_starts_from_the_config_the_run_stored(deployed) -> Non
     from bentos.store import SERVICE_CONFIG_FILE
 
     cfg, _run, summary = deployed
-    stored = json.loads((Path(bentoml.models.get(summary["bentoml_model"]).path) / SERVICE_CONFIG_FILE).read_text())
-    assert stored["serving"]["port"] == cfg.serving.port and stored["serving"]["host"] == "127.0.0.1"
+    stored = json.loads(
+        (Path(bentoml.models.get(summary["bentoml_model"]).path) / SERVICE_CONFIG_FILE).read_text()
+    )
+    assert (
+        stored["serving"]["port"] == cfg.serving.port and stored["serving"]["host"] == "127.0.0.1"
+    )
     assert stored["monitoring"]["traffic_sample_rate"] == cfg.monitoring.traffic_sample_rate
     url = summary["url"].rstrip("/")
     assert "127.0.0.1" in url
     info = httpx.post(f"{url}/model_info", json={}, timeout=30).json()
-    assert info["serving"]["active"] == "primary" and info["traffic_sample_rate"] == cfg.monitoring.traffic_sample_rate
+    assert (
+        info["serving"]["active"] == "primary"
+        and info["traffic_sample_rate"] == cfg.monitoring.traffic_sample_rate
+    )

@@ -19,8 +19,12 @@ from PIL import Image
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
-GOOD = ("data.synthetic.images_per_class=20", "data.synthetic.image_size=64",
-        "data.image_size=64", "training.epochs=3")
+GOOD = (
+    "data.synthetic.images_per_class=20",
+    "data.synthetic.image_size=64",
+    "data.image_size=64",
+    "training.epochs=3",
+)
 WORSE = (*GOOD, "training.epochs=1", "training.optimizer.lr=1e-9")
 
 
@@ -66,7 +70,10 @@ def test_promotion_follows_the_gate_and_force_is_recorded(versions, tiny_config)
     history = new.run_metadata["stage_history"]
     assert [h["to"] for h in history] == ["staging", "production"]
     assert history[-1]["forced"] is True and history[-1]["reason"] == "rollback drill"
-    assert "min_gain" in history[-1]["failed_rules"] or "mcnemar_not_worse" in history[-1]["failed_rules"]
+    assert (
+        "min_gain" in history[-1]["failed_rules"]
+        or "mcnemar_not_worse" in history[-1]["failed_rules"]
+    )
     old_history = old.run_metadata["stage_history"]
     assert [h["to"] for h in old_history] == ["production", "archived"]
     assert old_history[-1]["replaced_by"] == second["version"]
@@ -81,11 +88,15 @@ def test_promotion_follows_the_gate_and_force_is_recorded(versions, tiny_config)
     out = promote(cfg, first["version"], "production")
     assert out["allowed"] and not out["forced"]
     assert str(_mv(first["version"]).stage) == "production"
-    assert str(client.get_model_version_by_alias("rxvision-classifier", "production").version) \
+    assert (
+        str(client.get_model_version_by_alias("rxvision-classifier", "production").version)
         == first["mlflow"]["version"]
+    )
     # the model card linked to the version shows the change (a new artifact version)
     card = _mv(first["version"]).get_artifact("model_card").load()
-    assert f"version {first['version']}: production" in card and "archived &rarr; production" in card
+    assert (
+        f"version {first['version']}: production" in card and "archived &rarr; production" in card
+    )
 
 
 def test_registered_mlflow_model_loads_as_pyfunc_and_predicts(versions) -> None:
@@ -108,12 +119,21 @@ def test_registered_mlflow_model_loads_as_pyfunc_and_predicts(versions) -> None:
 
 
 def _with_env(command: str, home: Path, timeout: int = 600) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ZENML_", "BENTOML_", "MLFLOW_"))}
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("ZENML_", "BENTOML_", "MLFLOW_"))
+    }
     env["RXVISION_HOME"] = str(home)
     env["COLUMNS"] = "250"  # rich tables: no truncated cells
     script = f'eval "$("{sys.executable}" run.py --env)" && {command}'
-    return subprocess.run(["bash", "-c", script], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=timeout, check=False)
+    return subprocess.run(
+        ["bash", "-c", script],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def test_zenml_cli_through_run_py_env_sees_the_state_folder(versions, isolated_home) -> None:
@@ -125,30 +145,40 @@ def test_zenml_cli_through_run_py_env_sees_the_state_folder(versions, isolated_h
 
 
 def test_zenml_pipeline_run_accepts_the_run_config_and_resolves_the_stage(
-        versions, isolated_home, tmp_path) -> None:
+    versions, isolated_home, tmp_path
+) -> None:
     from zenml.client import Client
 
     from pipelines.monitoring import PIPELINE_NAME
 
     (tmp_path / "no-traffic").mkdir()
     config = tmp_path / "monitoring.yaml"
-    config.write_text(textwrap.dedent(f"""\
+    config.write_text(
+        textwrap.dedent(f"""\
         parameters:
           config:
             profile: demo
             monitoring: {{min_rows: 5}}
           window: 1h
-          log_dir: {tmp_path / 'no-traffic'}
-        """))
+          log_dir: {tmp_path / "no-traffic"}
+        """)
+    )
     zenml = Path(sys.executable).with_name("zenml")
-    proc = _with_env(f"{zenml} pipeline run pipelines.monitoring.monitoring_pipeline -c {config}",
-                     isolated_home.home)
+    proc = _with_env(
+        f"{zenml} pipeline run pipelines.monitoring.monitoring_pipeline -c {config}",
+        isolated_home.home,
+    )
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
-    run = Client().list_pipeline_runs(pipeline_name=PIPELINE_NAME, sort_by="desc:created",
-                                      size=1).items[0]
+    run = (
+        Client()
+        .list_pipeline_runs(pipeline_name=PIPELINE_NAME, sort_by="desc:created", size=1)
+        .items[0]
+    )
     production = _mv("production")
     assert run.model_version.id == production.id
-    result = Client().get_pipeline_run(run.id).steps["check_drift"].outputs["drift_result"][0].load()
+    result = (
+        Client().get_pipeline_run(run.id).steps["check_drift"].outputs["drift_result"][0].load()
+    )
     assert result["outcome"] == "not_enough_data"
 
 
@@ -158,7 +188,11 @@ def test_each_version_has_a_script_free_model_card_in_the_dashboard(versions) ->
     from pipelines.training import PIPELINE_NAME
 
     _, second = versions
-    run = Client().list_pipeline_runs(pipeline_name=PIPELINE_NAME, sort_by="desc:created", size=1).items[0]
+    run = (
+        Client()
+        .list_pipeline_runs(pipeline_name=PIPELINE_NAME, sort_by="desc:created", size=1)
+        .items[0]
+    )
     card = Client().get_pipeline_run(run.id).steps["register_model"].outputs["model_card"][0]
     assert card.visualizations  # shown as HTML in the dashboard
     page = card.load()

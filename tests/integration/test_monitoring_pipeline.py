@@ -42,24 +42,30 @@ def _log_shifted_traffic(cfg) -> int:
     from rxvision.data.images import load_rgb
     from rxvision.data.sources import load_source
     from rxvision.monitoring import EmbeddingProjector
-    from tests.support.simulate import shift_image
     from rxvision.serving.predictor import Predictor
     from steps.common import EMBEDDING_PROJECTOR, MODEL_BUNDLE
+    from tests.support.simulate import shift_image
 
     mv = _production()
     predictor = Predictor.from_bundle(mv.get_artifact(MODEL_BUNDLE).load(), runtime="torch")
     projector_json = mv.get_artifact(EMBEDDING_PROJECTOR).load()
     projector = EmbeddingProjector.from_json(projector_json) if projector_json else None
-    logger = TrafficLogger(predictor.classes, model_version=str(mv.number), projector=projector,
-                           monitor_options=monitoring_options(cfg.serving))
+    logger = TrafficLogger(
+        predictor.classes,
+        model_version=str(mv.number),
+        projector=projector,
+        monitor_options=monitoring_options(cfg.serving),
+    )
     rng = np.random.default_rng(0)
     samples = list(load_source(cfg.data).samples)
     images = [shift_image(load_rgb(s.path), "dark_blur", rng) for s in samples]
     logged = 0
     for start in range(0, len(images), 8):
-        batch = images[start:start + 8]
+        batch = images[start : start + 8]
         probs, emb = predictor.predict_arrays(predictor.preprocess(batch))
-        logged += logger.log_prediction(batch, probs, file_sizes=[1000] * len(batch), embeddings=emb)
+        logged += logger.log_prediction(
+            batch, probs, file_sizes=[1000] * len(batch), embeddings=emb
+        )
     assert logger.errors == 0
     return logged
 
@@ -88,7 +94,9 @@ def test_shifted_traffic_is_reported_with_artifact_and_metadata(trained, shifted
 
     run_meta = Client().get_pipeline_run(run.id).run_metadata["drift"]
     assert run_meta["drifted"] is True and "brightness" in run_meta["drifted_columns"]
-    mv_meta = Client().get_model_version(_production().model.name, _production().number).run_metadata
+    mv_meta = (
+        Client().get_model_version(_production().model.name, _production().number).run_metadata
+    )
     assert mv_meta["drift"]["drifted"] is True
     # the report is an artifact of the production model version (Model Control Plane)
     assert _production().get_artifact(DRIFT_REPORT) is not None
@@ -99,8 +107,13 @@ def test_fail_on_drift_exits_non_zero_and_prints_the_decision(trained, shifted, 
 
     from pipelines.monitoring import EXIT_DRIFT, main
 
-    args = argparse.Namespace(window="1h", fail_on_drift=True, retrain_on_drift=False,
-                              zenml_options=None, model_version=None)
+    args = argparse.Namespace(
+        window="1h",
+        fail_on_drift=True,
+        retrain_on_drift=False,
+        zenml_options=None,
+        model_version=None,
+    )
     assert main(trained, args) == EXIT_DRIFT
     out = capsys.readouterr().out
     assert "DRIFT DETECTED" in out and "brightness" in out
@@ -159,24 +172,44 @@ def test_served_traffic_reaches_the_monitoring_pipeline(trained, tmp_path):
     from rxvision.data.images import load_rgb
     from rxvision.data.sources import load_source
     from rxvision.monitoring import EmbeddingProjector
-    from tests.support.simulate import shift_image
     from steps.common import EMBEDDING_PROJECTOR, MODEL_BUNDLE
+    from tests.support.simulate import shift_image
 
     mv = _production()
     projector_json = mv.get_artifact(EMBEDDING_PROJECTOR).load()
     projector_file = EmbeddingProjector.from_json(projector_json).save(tmp_path / "projector.json")
-    bento_model = save_bundle_to_bentoml(mv.get_artifact(MODEL_BUNDLE).load(), projector_file=projector_file,
-                                         labels={"zenml_model_version": mv.number})
+    bento_model = save_bundle_to_bentoml(
+        mv.get_artifact(MODEL_BUNDLE).load(),
+        projector_file=projector_file,
+        labels={"zenml_model_version": mv.number},
+    )
     log_dir = tmp_path / "served-traffic"
     port = _free_port()
-    env = {**os.environ, "RXVISION_MODEL_TAG": str(bento_model.tag),
-           "RXVISION_OVERRIDES": f"serving.log_dir={log_dir}"}
+    env = {
+        **os.environ,
+        "RXVISION_MODEL_TAG": str(bento_model.tag),
+        "RXVISION_OVERRIDES": f"serving.log_dir={log_dir}",
+    }
     root = Path(__file__).resolve().parents[2]
     server_log = (tmp_path / "serve.log").open("w")
     server = subprocess.Popen(
-        [sys.executable, "-m", "bentoml", "serve", "bentos.service:RxVision", "--port", str(port),
-         "--host", "127.0.0.1"], cwd=root, env=env, start_new_session=True,
-        stdout=server_log, stderr=subprocess.STDOUT)
+        [
+            sys.executable,
+            "-m",
+            "bentoml",
+            "serve",
+            "bentos.service:RxVision",
+            "--port",
+            str(port),
+            "--host",
+            "127.0.0.1",
+        ],
+        cwd=root,
+        env=env,
+        start_new_session=True,
+        stdout=server_log,
+        stderr=subprocess.STDOUT,
+    )
     tail = lambda: (tmp_path / "serve.log").read_text()[-3000:]
     sent = 0
     try:
@@ -195,8 +228,11 @@ def test_served_traffic_reaches_the_monitoring_pipeline(trained, tmp_path):
         for sample in list(load_source(trained.data).samples)[:30]:
             buf = io.BytesIO()
             Image.fromarray(shift_image(load_rgb(sample.path), "dark_blur", rng)).save(buf, "PNG")
-            reply = httpx.post(f"{base}/classify", files={"image": ("x.png", buf.getvalue(), "image/png")},
-                               timeout=60)
+            reply = httpx.post(
+                f"{base}/classify",
+                files={"image": ("x.png", buf.getvalue(), "image/png")},
+                timeout=60,
+            )
             assert reply.status_code == 200, f"{reply.text}\n{tail()}"
             sent += 1
     finally:

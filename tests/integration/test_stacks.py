@@ -17,7 +17,9 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_local_stack_keeps_all_state_in_rxvision_home_and_setup_is_idempotent(rxvision_home) -> None:
+def test_local_stack_keeps_all_state_in_rxvision_home_and_setup_is_idempotent(
+    rxvision_home,
+) -> None:
     from zenml.client import Client
     from zenml.config.global_config import GlobalConfiguration
 
@@ -26,7 +28,12 @@ def test_local_stack_keeps_all_state_in_rxvision_home_and_setup_is_idempotent(rx
     client = Client()
     stack = client.active_stack
     assert stack.name == "rxvision-local"
-    assert {c.flavor for c in stack.components.values()} >= {"local", "mlflow", "evidently", "bentoml"}
+    assert {c.flavor for c in stack.components.values()} >= {
+        "local",
+        "mlflow",
+        "evidently",
+        "bentoml",
+    }
     assert Path(stack.artifact_store.path).is_relative_to(rxvision_home.home)
     assert Path(GlobalConfiguration().config_directory).is_relative_to(rxvision_home.home)
     assert Path(os.environ["BENTOML_HOME"]).is_relative_to(rxvision_home.home)
@@ -51,9 +58,14 @@ def test_k8s_stack_registers_from_its_file(k8s_stack) -> None:
 
     stack = Client().get_stack(k8s_stack)
     flavors = {t: comps[0].flavor_name for t, comps in stack.components.items()}
-    assert flavors == {T.ORCHESTRATOR: "kubernetes", T.ARTIFACT_STORE: "s3",
-                       T.CONTAINER_REGISTRY: "default", T.IMAGE_BUILDER: "kaniko",
-                       T.EXPERIMENT_TRACKER: "mlflow", T.MODEL_REGISTRY: "mlflow"}
+    assert flavors == {
+        T.ORCHESTRATOR: "kubernetes",
+        T.ARTIFACT_STORE: "s3",
+        T.CONTAINER_REGISTRY: "default",
+        T.IMAGE_BUILDER: "kaniko",
+        T.EXPERIMENT_TRACKER: "mlflow",
+        T.MODEL_REGISTRY: "mlflow",
+    }
     assert Client().active_stack_model.name == "rxvision-local"  # registering does not activate
 
 
@@ -74,9 +86,14 @@ def test_training_pipeline_compiles_for_k8s_with_gpu_pod_settings(k8s_stack, tin
     assert train.config.experiment_tracker == "rxvision-mlflow-remote"
     assert train.config.settings["resources"].gpu_count == 4
     orchestrator = Stack.from_model(Client().get_stack(k8s_stack)).orchestrator
-    pod = build_pod_manifest(pod_name="train", image_name="rxvision:test", command=["python"], args=[],
-                             privileged=False, pod_settings=orchestrator.get_settings(train).pod_settings
-                             ).to_dict()["spec"]
+    pod = build_pod_manifest(
+        pod_name="train",
+        image_name="rxvision:test",
+        command=["python"],
+        args=[],
+        privileged=False,
+        pod_settings=orchestrator.get_settings(train).pod_settings,
+    ).to_dict()["spec"]
     container = pod["containers"][0]
     assert container["resources"]["limits"]["nvidia.com/gpu"] == "4"
     shm = next(m for m in container["volume_mounts"] if m["name"] == "dshm")
@@ -94,9 +111,11 @@ def test_stack_file_missing_variable_is_a_clear_error(rxvision_home, tmp_path) -
     from stacks.register import register_stack
 
     spec = tmp_path / "stack.yaml"
-    spec.write_text("name: broken\ncomponents:\n  orchestrator:\n    name: o\n    flavor: local\n"
-                    "  artifact_store:\n    name: a\n    flavor: local\n"
-                    "    configuration: {path: ${RXVISION_TEST_UNSET_VARIABLE}}\n")
+    spec.write_text(
+        "name: broken\ncomponents:\n  orchestrator:\n    name: o\n    flavor: local\n"
+        "  artifact_store:\n    name: a\n    flavor: local\n"
+        "    configuration: {path: ${RXVISION_TEST_UNSET_VARIABLE}}\n"
+    )
     os.environ.pop("RXVISION_TEST_UNSET_VARIABLE", None)
     with pytest.raises(RxVisionError, match="RXVISION_TEST_UNSET_VARIABLE"):
         register_stack(spec)
@@ -134,10 +153,21 @@ def test_env_exports_point_at_each_state_folder_and_leave_the_checkout_alone(tmp
     before = checkout_zen.read_bytes() if checkout_zen.is_file() else None
     exports = {}
     for name in ("one", "two"):
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("ZENML_", "BENTOML_", "MLFLOW_"))}
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("ZENML_", "BENTOML_", "MLFLOW_"))
+        }
         env["RXVISION_HOME"] = str(tmp_path / name)
-        proc = subprocess.run([sys.executable, str(ROOT / "run.py"), "--env"], capture_output=True,
-                              text=True, env=env, cwd=ROOT, timeout=300, check=False)
+        proc = subprocess.run(
+            [sys.executable, str(ROOT / "run.py"), "--env"],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=ROOT,
+            timeout=300,
+            check=False,
+        )
         assert proc.returncode == 0, proc.stderr[-2000:]
         lines = proc.stdout.splitlines()
         assert lines and all(line.startswith("export ") for line in lines), proc.stdout
@@ -154,18 +184,28 @@ def test_env_exports_point_at_each_state_folder_and_leave_the_checkout_alone(tmp
     assert after == before
 
 
-@pytest.mark.parametrize(("argv", "expected"), [
-    (["--pipeline", "trainin"], "unknown pipeline 'trainin'"),
-    (["--config", "no/such/file.yaml"], "config file not found"),
-    (["--set", "training.epochz=3"], "unknown key 'training.epochz'"),
-    (["--profile", "huge"], "unknown profile 'huge'"),
-    (["--to", "production"], "go with --promote VERSION"),
-    (["--promote", "1"], "--promote needs --to"),
-])
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["--pipeline", "trainin"], "unknown pipeline 'trainin'"),
+        (["--config", "no/such/file.yaml"], "config file not found"),
+        (["--set", "training.epochz=3"], "unknown key 'training.epochz'"),
+        (["--profile", "huge"], "unknown profile 'huge'"),
+        (["--to", "production"], "go with --promote VERSION"),
+        (["--promote", "1"], "--promote needs --to"),
+    ],
+)
 def test_run_py_user_errors_are_one_line_without_traceback(argv, expected, tmp_path) -> None:
     env = {**os.environ, "RXVISION_HOME": str(tmp_path / "home")}
-    proc = subprocess.run([sys.executable, str(ROOT / "run.py"), *argv], capture_output=True, text=True,
-                          env=env, cwd=ROOT, timeout=300, check=False)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "run.py"), *argv],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=300,
+        check=False,
+    )
     assert proc.returncode == 2
     assert expected in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -194,9 +234,15 @@ def test_switching_state_folders_in_one_process_moves_bentoml_too(tmp_path: Path
     for home in (first, second):
         (home / "repo").mkdir(parents=True)
     root = Path(__file__).resolve().parents[2]
-    out = subprocess.run([sys.executable, "-c", _SWITCH_HOMES, str(first), str(second)],
-                         cwd=root, capture_output=True, text=True, timeout=300, check=False,
-                         env={**os.environ, "PYTHONPATH": str(root)})
+    out = subprocess.run(
+        [sys.executable, "-c", _SWITCH_HOMES, str(first), str(second)],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env={**os.environ, "PYTHONPATH": str(root)},
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     assert (first / "bentoml" / "models" / "probe-first").is_dir()
     assert (second / "bentoml" / "models" / "probe-second").is_dir()
@@ -210,7 +256,10 @@ def test_switching_state_folders_in_one_process_moves_bentoml_too(tmp_path: Path
         ("name: [unclosed\n", "is not valid YAML"),
         ("- a\n- b\n", "must hold a mapping"),
         ("name: x\n", "needs `name:` and a `components:` mapping"),
-        ("name: x\ncomponents:\n  teleporter: {name: t, flavor: f}\n", "unknown component type 'teleporter'"),
+        (
+            "name: x\ncomponents:\n  teleporter: {name: t, flavor: f}\n",
+            "unknown component type 'teleporter'",
+        ),
     ],
 )
 def test_bad_stack_files_are_named_errors(tmp_path: Path, text, message):
@@ -235,15 +284,32 @@ def test_a_user_error_inside_a_step_is_one_line_without_traceback(tmp_path) -> N
     for label in ("round_white", "oval_blue"):
         (root / label).mkdir(parents=True)
         for i in range(6):
-            Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(root / label / f"{i}.png")
+            Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(
+                root / label / f"{i}.png"
+            )
     (root / "oval_blue" / "empty.png").write_bytes(b"")
     env = {**os.environ, "RXVISION_HOME": str(tmp_path / "home")}
-    argv = ["--pipeline", "training", "--set", "data.source=imagefolder", "--set", f"data.path={root}",
-            "--set", "data.validation.policy=fail"]
-    proc = subprocess.run([sys.executable, str(ROOT / "run.py"), *argv], capture_output=True, text=True,
-                          env=env, cwd=ROOT, timeout=600, check=False)
+    argv = [
+        "--pipeline",
+        "training",
+        "--set",
+        "data.source=imagefolder",
+        "--set",
+        f"data.path={root}",
+        "--set",
+        "data.validation.policy=fail",
+    ]
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "run.py"), *argv],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=600,
+        check=False,
+    )
     output = proc.stdout + proc.stderr
     assert proc.returncode == 2, output[-3000:]
     assert "Traceback" not in output
-    error = proc.stderr[proc.stderr.rindex("error: "):]
+    error = proc.stderr[proc.stderr.rindex("error: ") :]
     assert "empty.png" in error, proc.stderr[-2000:]

@@ -13,8 +13,12 @@ from PIL import Image
 pytestmark = pytest.mark.integration
 
 # A first model that is clearly good (about 0.87 accuracy here) so that a worse one is worse.
-GOOD = ("data.synthetic.images_per_class=20", "data.synthetic.image_size=64",
-        "data.image_size=64", "training.epochs=3")
+GOOD = (
+    "data.synthetic.images_per_class=20",
+    "data.synthetic.image_size=64",
+    "data.image_size=64",
+    "training.epochs=3",
+)
 # the same data, but a model that cannot learn: one epoch at a learning rate of ~0
 WORSE = (*GOOD, "training.epochs=1", "training.optimizer.lr=1e-9")
 
@@ -70,8 +74,12 @@ def test_model_version_links_bundle_evaluation_and_reference_artifacts(first_run
     assert calibration is not None and calibration.n_calibration > 0
     trust = mv.run_metadata["trust"]
     assert trust["calibration"]["version"] == calibration.version
-    assert {r["transform"] for r in trust["invariance"]} == {"hflip", "rot90", "jpeg70",
-                                                             "brightness"}
+    assert {r["transform"] for r in trust["invariance"]} == {
+        "hflip",
+        "rot90",
+        "jpeg70",
+        "brightness",
+    }
     assert 0.0 <= evaluation["metrics"]["coverage"] <= 1.0
 
 
@@ -80,10 +88,12 @@ def test_reports_have_dashboard_visualizations(first_run) -> None:
 
     _, run, _ = first_run
     steps = Client().get_pipeline_run(run.id).steps
-    for step_name, artifact in (("validate_data", "validation_report_html"),
-                                ("profile_data", "data_quality_report"),
-                                ("evaluate_model", "evaluation_report"),
-                                ("evaluate_model", "evaluation_plots")):
+    for step_name, artifact in (
+        ("validate_data", "validation_report_html"),
+        ("profile_data", "data_quality_report"),
+        ("evaluate_model", "evaluation_report"),
+        ("evaluate_model", "evaluation_plots"),
+    ):
         version = steps[step_name].outputs[artifact][0]
         assert version.visualizations, f"{artifact} has no visualization"
     plots = steps["evaluate_model"].outputs["evaluation_plots"][0].load()
@@ -112,7 +122,9 @@ def test_mlflow_run_has_params_epoch_metrics_and_registry_alias(first_run) -> No
     assert production.tags["zenml_model_version"] == out["registration"]["version"]
 
 
-def test_worse_model_is_rejected_with_fail_on_gate_and_production_stays(first_run, isolated_home, tiny_config) -> None:
+def test_worse_model_is_rejected_with_fail_on_gate_and_production_stays(
+    first_run, isolated_home, tiny_config
+) -> None:
     import argparse
 
     from mlflow.tracking import MlflowClient
@@ -125,7 +137,11 @@ def test_worse_model_is_rejected_with_fail_on_gate_and_production_stays(first_ru
     cfg = tiny_config(*WORSE, "gate.min_accuracy=0.6")  # the first model is well above this floor
     args = argparse.Namespace(zenml_options={}, fail_on_gate=True, state=isolated_home)
     assert main(cfg, args) == EXIT_GATE_REJECTED
-    run = Client().list_pipeline_runs(pipeline_name=PIPELINE_NAME, sort_by="desc:created", size=1).items[0]
+    run = (
+        Client()
+        .list_pipeline_runs(pipeline_name=PIPELINE_NAME, sort_by="desc:created", size=1)
+        .items[0]
+    )
     out = run_outputs(run)
     assert out["registration"]["stage"] is None
     failed = {r["rule"] for r in out["gate"]["rules"] if r["passed"] is False}
@@ -138,7 +154,9 @@ def test_worse_model_is_rejected_with_fail_on_gate_and_production_stays(first_ru
     client = MlflowClient(tracking_uri=tracker.get_tracking_uri())
     alias = client.get_model_version_by_alias("rxvision-classifier", "production")
     assert str(alias.version) == first["registration"]["mlflow"]["version"]
-    rejected = client.get_model_version("rxvision-classifier", out["registration"]["mlflow"]["version"])
+    rejected = client.get_model_version(
+        "rxvision-classifier", out["registration"]["mlflow"]["version"]
+    )
     assert rejected.tags["rxvision.stage"] == "rejected"
 
 
@@ -161,24 +179,35 @@ def _corrupt_folder(cfg, tmp_path: Path) -> tuple[Path, list[str]]:
     return root, ["truncated.jpg", "empty.png"]
 
 
-def test_corrupt_images_with_policy_fail_stop_the_run_naming_them(first_run, tiny_config, tmp_path) -> None:
+def test_corrupt_images_with_policy_fail_stop_the_run_naming_them(
+    first_run, tiny_config, tmp_path
+) -> None:
     from pipelines.training import run_training
     from rxvision.errors import RxVisionError
 
     root, bad = _corrupt_folder(first_run[0], tmp_path)
-    cfg = tiny_config(*GOOD, "data.source=imagefolder", f"data.path={root}", "data.validation.policy=fail")
+    cfg = tiny_config(
+        *GOOD, "data.source=imagefolder", f"data.path={root}", "data.validation.policy=fail"
+    )
     with pytest.raises(RxVisionError) as info:
         run_training(cfg)
     for name in bad:
         assert name in str(info.value)
 
 
-def test_corrupt_images_with_policy_skip_are_listed_and_the_run_finishes(first_run, tiny_config, tmp_path) -> None:
+def test_corrupt_images_with_policy_skip_are_listed_and_the_run_finishes(
+    first_run, tiny_config, tmp_path
+) -> None:
     from pipelines.training import run_outputs, run_training
 
     root, bad = _corrupt_folder(first_run[0], tmp_path)
-    cfg = tiny_config(*GOOD, "training.epochs=1", "data.source=imagefolder", f"data.path={root}",
-                      "data.validation.policy=skip")
+    cfg = tiny_config(
+        *GOOD,
+        "training.epochs=1",
+        "data.source=imagefolder",
+        f"data.path={root}",
+        "data.validation.policy=skip",
+    )
     out = run_outputs(run_training(cfg))
     excluded = [Path(p).name for p in out["validation"]["excluded"]]
     assert sorted(excluded) == sorted(bad)

@@ -22,14 +22,24 @@ ROOT = Path(__file__).resolve().parents[2]
 EPOCHS = 4
 # tiny synthetic pills, but a fine-tuned backbone so an epoch lasts long enough to be killed in
 OVERRIDES = (
-    "data.synthetic.num_classes=3", "data.synthetic.images_per_class=40",
-    "data.synthetic.image_size=48", "data.image_size=32", "data.loader.batch_size=8",
-    "data.loader.eval_batch_size=16", "data.loader.num_workers=0",
-    "data.loader.pin_memory=false", "data.loader.persistent_workers=false",
-    "data.validation.min_resolution=16", "model.freeze_backbone=false",
-    f"training.epochs={EPOCHS}", "training.num_threads=1",
-    "training.early_stopping.enabled=false", "evaluation.bootstrap_samples=0",
-    "gate.min_accuracy=0.0", "gate.min_macro_f1=0.0", "gate.max_ece=1.0",
+    "data.synthetic.num_classes=3",
+    "data.synthetic.images_per_class=40",
+    "data.synthetic.image_size=48",
+    "data.image_size=32",
+    "data.loader.batch_size=8",
+    "data.loader.eval_batch_size=16",
+    "data.loader.num_workers=0",
+    "data.loader.pin_memory=false",
+    "data.loader.persistent_workers=false",
+    "data.validation.min_resolution=16",
+    "model.freeze_backbone=false",
+    f"training.epochs={EPOCHS}",
+    "training.num_threads=1",
+    "training.early_stopping.enabled=false",
+    "evaluation.bootstrap_samples=0",
+    "gate.min_accuracy=0.0",
+    "gate.min_macro_f1=0.0",
+    "gate.max_ece=1.0",
     "monitoring.min_rows=5",
 )
 
@@ -57,8 +67,7 @@ def test_killed_training_pipeline_resumes_on_rerun_with_one_continuous_history(
 ) -> None:
     home = tmp_path / "home"
     log = (tmp_path / "first.log").open("w")
-    proc = subprocess.Popen(_argv(), cwd=ROOT, env=_env(home), stdout=log,
-                            stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(_argv(), cwd=ROOT, env=_env(home), stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 300
     epoch, run_dir = 0, None
     while epoch < 1 and proc.poll() is None and time.monotonic() < deadline:
@@ -73,8 +82,9 @@ def test_killed_training_pipeline_resumes_on_rerun_with_one_continuous_history(
     assert run_dir is not None and 1 <= killed_at < EPOCHS, first_log[-3000:]
     before = json.loads((run_dir / "history.json").read_text())
 
-    again = subprocess.run(_argv(), cwd=ROOT, env=_env(home), capture_output=True, text=True,
-                           timeout=600, check=False)
+    again = subprocess.run(
+        _argv(), cwd=ROOT, env=_env(home), capture_output=True, text=True, timeout=600, check=False
+    )
     out = again.stdout + again.stderr
     assert again.returncode == 0, out[-4000:]
     assert f"resuming training from epoch {killed_at} of {EPOCHS}" in out

@@ -45,8 +45,7 @@ def two_runs(isolated_home, tiny_config, tmp_path_factory):
     second_cfg = tiny_config("tuning.n_trials=1", config_file={"tuning": TUNING})
     assert main(second_cfg, _args(isolated_home, out / "best-2.yaml")) == 0
     second = _last_run_outputs()
-    return {"home": isolated_home, "out": out, "cfg": first_cfg, "first": first,
-            "second": second}
+    return {"home": isolated_home, "out": out, "cfg": first_cfg, "first": first, "second": second}
 
 
 def _last_run_outputs():
@@ -131,9 +130,15 @@ def test_unknown_search_space_key_is_a_user_error_before_the_pipeline_runs(
 
     runs_before = Client().list_pipeline_runs(pipeline=PIPELINE_NAME).total
     assert runs_before == 2  # the fixture's two runs
-    cfg = tiny_config(config_file={"tuning": {
-        **TUNING, "search_space": {"training.optimizer.lrr": {"low": 0.001, "high": 0.1}},
-        "enqueue": []}})
+    cfg = tiny_config(
+        config_file={
+            "tuning": {
+                **TUNING,
+                "search_space": {"training.optimizer.lrr": {"low": 0.001, "high": 0.1}},
+                "enqueue": [],
+            }
+        }
+    )
     with pytest.raises(RxVisionError) as err:
         run_tuning(cfg)
     assert err.value.problem == "unknown search-space key 'training.optimizer.lrr'"
@@ -185,15 +190,22 @@ def test_tuning_compiles_for_k8s_with_the_shared_database_and_its_secret(
     stack = Stack.from_model(Client().get_stack(on_k8s_stack))
     pipe = tuning_pipeline.copy()
     pipe.prepare(config=cfg)
-    snapshot = Compiler().compile(pipeline=pipe, stack=stack,
-                                  run_configuration=PipelineRunConfiguration.model_validate(options))
+    snapshot = Compiler().compile(
+        pipeline=pipe,
+        stack=stack,
+        run_configuration=PipelineRunConfiguration.model_validate(options),
+    )
     tune = snapshot.step_configurations["tune_hyperparameters"]
     assert tune.config.settings["resources"].gpu_count == 1
     assert "psycopg2-binary" in snapshot.pipeline_configuration.settings["docker"].requirements
-    pod = build_pod_manifest(pod_name="tune", image_name="rxvision:test", command=["python"],
-                             args=[], privileged=False,
-                             pod_settings=stack.orchestrator.get_settings(tune).pod_settings,
-                             ).to_dict()["spec"]
+    pod = build_pod_manifest(
+        pod_name="tune",
+        image_name="rxvision:test",
+        command=["python"],
+        args=[],
+        privileged=False,
+        pod_settings=stack.orchestrator.get_settings(tune).pod_settings,
+    ).to_dict()["spec"]
     container = pod["containers"][0]
     assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
     env_from = container["env_from"][0]
@@ -210,20 +222,35 @@ def test_zenml_pipeline_run_accepts_a_tuning_run_config(two_runs, tiny_config, t
     import optuna
     import yaml
 
-    tuning = {**TUNING, "study_name": "it-cli-study", "n_trials": 1,
-              "enqueue": [{"training.optimizer.lr": 0.01}]}
+    tuning = {
+        **TUNING,
+        "study_name": "it-cli-study",
+        "n_trials": 1,
+        "enqueue": [{"training.optimizer.lr": 0.01}],
+    }
     # the tiny config spelled out (every section; the profile is demo)
     sections = tiny_config(config_file={"tuning": tuning}).model_dump(mode="json")
     config = tmp_path / "tuning.yaml"
     config.write_text(yaml.safe_dump({"parameters": {"config": sections}, "enable_cache": False}))
     home = two_runs["home"].home
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ZENML_", "BENTOML_", "MLFLOW_"))}
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("ZENML_", "BENTOML_", "MLFLOW_"))
+    }
     env["RXVISION_HOME"] = str(home)
     zenml = Path(sys.executable).with_name("zenml")
-    script = (f'eval "$("{sys.executable}" run.py --env)" && '
-              f"{zenml} pipeline run pipelines.tuning.tuning_pipeline -c {config}")
-    proc = subprocess.run(["bash", "-c", script], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=900, check=False)
+    script = (
+        f'eval "$("{sys.executable}" run.py --env)" && '
+        f"{zenml} pipeline run pipelines.tuning.tuning_pipeline -c {config}"
+    )
+    proc = subprocess.run(
+        ["bash", "-c", script],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     study = optuna.load_study(study_name="it-cli-study", storage=f"sqlite:///{home / 'optuna.db'}")
     assert [t.params for t in study.trials] == [{"training.optimizer.lr": 0.01}]

@@ -48,9 +48,15 @@ def store_model(bentoml_home: Path, kind: str, work: Path) -> str:
 
     out = subprocess.run(
         [sys.executable, "-c", "from tests.support.served import main; main()", kind, str(work)],
-        env={**os.environ, "BENTOML_HOME": str(bentoml_home),
-             "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])},
-        cwd=REPO_ROOT, capture_output=True, text=True, check=True,
+        env={
+            **os.environ,
+            "BENTOML_HOME": str(bentoml_home),
+            "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]),
+        },
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return out.stdout.strip().splitlines()[-1]
 

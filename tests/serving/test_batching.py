@@ -23,7 +23,9 @@ def test_concurrent_calls_are_merged_and_answered_in_order() -> None:
         return batch * 10
 
     async def main() -> tuple[list[np.ndarray], list[np.ndarray]]:
-        batcher = AdaptiveBatcher(infer, max_batch_size=8, max_latency_ms=5000, on_batch=sizes.append)
+        batcher = AdaptiveBatcher(
+            infer, max_batch_size=8, max_latency_ms=5000, on_batch=sizes.append
+        )
         rows = [np.full((1 + i % 2, 3), i, dtype=np.float32) for i in range(24)]
         return rows, await asyncio.gather(*(batcher(r) for r in rows))
 
@@ -59,7 +61,9 @@ def test_requests_that_cannot_meet_max_latency_are_shed() -> None:
 
     async def main() -> list[object]:
         batcher = AdaptiveBatcher(infer, max_batch_size=1, max_latency_ms=10)
-        return await asyncio.gather(*(batcher(np.ones((1, 2))) for _ in range(40)), return_exceptions=True)
+        return await asyncio.gather(
+            *(batcher(np.ones((1, 2))) for _ in range(40)), return_exceptions=True
+        )
 
     results = asyncio.run(main())
     shed = [r for r in results if isinstance(r, Overloaded)]

@@ -30,13 +30,25 @@ def _pins(text: str) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def built_bento(bentoml_home: Path, served_model_tag: str) -> Path:
     bentoml = Path(sys.executable).with_name("bentoml")
-    env = {**os.environ, "BENTOML_HOME": str(bentoml_home), "RXVISION_MODEL_TAG": served_model_tag,
-           "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])}
-    proc = subprocess.run([str(bentoml), "build", "-f", "bentos/bentofile.yaml", "."], cwd=ROOT,
-                          env=env, capture_output=True, text=True, timeout=600, check=False)
+    env = {
+        **os.environ,
+        "BENTOML_HOME": str(bentoml_home),
+        "RXVISION_MODEL_TAG": served_model_tag,
+        "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)]),
+    }
+    proc = subprocess.run(
+        [str(bentoml), "build", "-f", "bentos/bentofile.yaml", "."],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
-    bentos = sorted((bentoml_home / "bentos" / "rxvision").glob("*/bento.yaml"),
-                    key=lambda p: p.stat().st_mtime)
+    bentos = sorted(
+        (bentoml_home / "bentos" / "rxvision").glob("*/bento.yaml"), key=lambda p: p.stat().st_mtime
+    )
     assert bentos, proc.stdout[-2000:]
     return bentos[-1].parent
 
@@ -59,6 +71,12 @@ def test_generated_dockerfile_installs_the_pinned_requirements(built_bento: Path
 
 
 def test_requirements_file_is_up_to_date_with_the_environment() -> None:
-    proc = subprocess.run([sys.executable, "-m", "bentos.requirements", "--check"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-m", "bentos.requirements", "--check"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr

@@ -22,9 +22,18 @@ pytestmark = [pytest.mark.serving, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = Path(os.environ.get("RXVISION_TEST_ARTIFACTS", ROOT / ".rxvision" / "test-artifacts"))
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-default-apps", "--no-first-run",
-                  "--disable-sync", "--metrics-recording-only", "--disable-dev-shm-usage"]
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-default-apps",
+    "--no-first-run",
+    "--disable-sync",
+    "--metrics-recording-only",
+    "--disable-dev-shm-usage",
+]
 
 
 def _png(seed: int = 0, size: int = 40) -> bytes:
@@ -48,7 +57,9 @@ def prometheus(server, tmp_path_factory):
     a 1 s scrape interval; ops/alerts.yml loaded as in production."""
     binary = shutil.which("prometheus")
     if binary is None:
-        pytest.skip("Prometheus is not installed (Debian package `prometheus`; .ci/run installs it)")
+        pytest.skip(
+            "Prometheus is not installed (Debian package `prometheus`; .ci/run installs it)"
+        )
     work = tmp_path_factory.mktemp("prometheus")
     config = yaml.safe_load((ROOT / "ops" / "prometheus.yml").read_text())
     config["global"].update(scrape_interval="1s", evaluation_interval="1s")
@@ -58,10 +69,16 @@ def prometheus(server, tmp_path_factory):
     (work / "prometheus.yml").write_text(yaml.safe_dump(config))
     port = _free_port()
     log = (work / "prometheus.log").open("w")
-    proc = subprocess.Popen([binary, f"--config.file={work / 'prometheus.yml'}",
-                             f"--storage.tsdb.path={work / 'data'}",
-                             f"--web.listen-address=127.0.0.1:{port}"],
-                            stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [
+            binary,
+            f"--config.file={work / 'prometheus.yml'}",
+            f"--storage.tsdb.path={work / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -94,15 +111,20 @@ def _query(url: str, expr: str, timeout_s: float = 90) -> list[dict]:
 
 def test_prometheus_scrapes_the_service_and_reads_its_series_back(server, prometheus) -> None:
     for seed in range(3):
-        reply = httpx.post(f"{server.url}/classify", files={"image": ("p.png", _png(seed), "image/png")},
-                           timeout=60)
+        reply = httpx.post(
+            f"{server.url}/classify",
+            files={"image": ("p.png", _png(seed), "image/png")},
+            timeout=60,
+        )
         assert reply.status_code == 200, reply.text
     up = _query(prometheus, 'up{job="rxvision"} == 1')
     assert up, "Prometheus never scraped the service"
     served = _query(prometheus, "sum(rxvision_predictions_total) >= 3")
     assert served and float(served[0]["value"][1]) >= 3
-    requests = _query(prometheus, 'sum by (http_response_code) '
-                                  '(bentoml_service_request_total{endpoint="/classify"})')
+    requests = _query(
+        prometheus,
+        'sum by (http_response_code) (bentoml_service_request_total{endpoint="/classify"})',
+    )
     assert {r["metric"].get("http_response_code") for r in requests} >= {"200"}
     rules = httpx.get(f"{prometheus}/api/v1/rules", timeout=10).json()["data"]["groups"]
     names = {r["name"] for g in rules for r in g["rules"]}
@@ -113,7 +135,9 @@ def test_prometheus_scrapes_the_service_and_reads_its_series_back(server, promet
 def test_upload_page_shows_photo_answer_set_and_confidence_in_chromium(server, tmp_path) -> None:
     if not CHROMIUM.is_file():
         pytest.skip("Chromium is not installed (Debian package `chromium`; .ci/run installs it)")
-    playwright = pytest.importorskip("playwright.sync_api", reason="the playwright package is missing")
+    playwright = pytest.importorskip(
+        "playwright.sync_api", reason="the playwright package is missing"
+    )
     image = tmp_path / "pill.png"
     image.write_bytes(_png(7, 64))
     classes = httpx.post(f"{server.url}/model_info", json={}, timeout=30).json()
@@ -142,8 +166,9 @@ def test_upload_page_shows_photo_answer_set_and_confidence_in_chromium(server, t
             page.screenshot(path=str(shot), full_page=True)
             assert shot.stat().st_size > 5000
 
-            page.set_input_files("#image", {"name": "notes.txt", "mimeType": "image/png",
-                                            "buffer": b"not an image"})
+            page.set_input_files(
+                "#image", {"name": "notes.txt", "mimeType": "image/png", "buffer": b"not an image"}
+            )
             page.click("#submit")
             page.wait_for_selector("#error.shown", timeout=60_000)
             assert "Could not identify" in page.text_content("#error")

@@ -42,7 +42,9 @@ def wait_ready(url: str, process: subprocess.Popen, timeout_s: float) -> float:
     start = time.perf_counter()
     while time.perf_counter() - start < timeout_s:
         if process.poll() is not None:
-            raise RxVisionError(f"bentoml serve exited with code {process.returncode} before it was ready")
+            raise RxVisionError(
+                f"bentoml serve exited with code {process.returncode} before it was ready"
+            )
         with contextlib.suppress(httpx.HTTPError):
             if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
                 return time.perf_counter() - start
@@ -84,7 +86,9 @@ def serve(
         "BENTOML_HOME": str(bentoml_home),
         "RXVISION_OVERRIDES": " ".join(overrides),
         "BENTOML_DO_NOT_TRACK": "True",
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])),
+        "PYTHONPATH": os.pathsep.join(
+            filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])
+        ),
         **(extra_env or {}),
     }
     if model_tag:
@@ -93,7 +97,14 @@ def serve(
     cmd = [str(bentoml_cli), "serve", target, "--host", "127.0.0.1", "--port", str(port)]
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("wb") as log:
-        process = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        process = subprocess.Popen(
+            cmd,
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         startup = wait_ready(url, process, timeout_s)

@@ -44,8 +44,13 @@ def pill_image(rng: np.random.Generator, size: int = 64, kind: int | None = None
     angle = float(rng.uniform(0, 180))
     cv2.ellipse(img, centre, axes, angle, 0, 360, colour.tolist(), thickness=-1)
     # an imprint line and a little sensor noise so sharpness is not degenerate
-    cv2.line(img, (centre[0] - axes[0] // 2, centre[1]), (centre[0] + axes[0] // 2, centre[1]),
-             (colour * 0.6).tolist(), 1)
+    cv2.line(
+        img,
+        (centre[0] - axes[0] // 2, centre[1]),
+        (centre[0] + axes[0] // 2, centre[1]),
+        (colour * 0.6).tolist(),
+        1,
+    )
     img += rng.normal(0, 3, size=img.shape)
     return np.clip(img, 0, 255).astype(np.uint8)
 

@@ -33,8 +33,15 @@ def test_demo_is_offline_cpu_and_full_is_resnet50_gpu_as_the_seeds_configure_it(
 
 
 def test_dotted_overrides_are_typed_and_applied():
-    cfg = load_config("demo", overrides=["training.epochs=3", "training.optimizer.lr=0.01",
-                                         "data.validation.policy=skip", "training.grad_clip_norm=null"])
+    cfg = load_config(
+        "demo",
+        overrides=[
+            "training.epochs=3",
+            "training.optimizer.lr=0.01",
+            "data.validation.policy=skip",
+            "training.grad_clip_norm=null",
+        ],
+    )
     assert cfg.training.epochs == 3
     assert cfg.training.optimizer.lr == 0.01
     assert cfg.data.validation.policy == "skip"
@@ -43,7 +50,9 @@ def test_dotted_overrides_are_typed_and_applied():
 
 def test_user_yaml_is_merged_over_the_profile(tmp_path: Path):
     user = tmp_path / "mine.yaml"
-    user.write_text(yaml.safe_dump({"training": {"epochs": 2}, "data": {"synthetic": {"num_classes": 4}}}))
+    user.write_text(
+        yaml.safe_dump({"training": {"epochs": 2}, "data": {"synthetic": {"num_classes": 4}}})
+    )
     cfg = load_config("demo", config_file=user)
     assert cfg.training.epochs == 2
     assert cfg.data.synthetic.num_classes == 4

@@ -26,24 +26,38 @@ def test_default_manifests_validate_and_probe_readyz():
     assert [m["kind"] for m in manifests] == ["Deployment", "Service", "HorizontalPodAutoscaler"]
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
-    assert container["ports"][0]["containerPort"] == cfg.serving.port == service["spec"]["ports"][0]["port"]
+    assert (
+        container["ports"][0]["containerPort"]
+        == cfg.serving.port
+        == service["spec"]["ports"][0]["port"]
+    )
     key = next(e for e in container["env"] if e["name"] == "RXVISION_API_KEY")
     assert key["valueFrom"]["secretKeyRef"] == {"name": "rxvision-api-key", "key": "api-key"}
     assert hpa["spec"]["scaleTargetRef"]["name"] == deployment["metadata"]["name"]
 
 
 def test_config_sets_replicas_gpus_and_port():
-    cfg = load_config("demo", None, ["kubernetes.replicas=3", "kubernetes.max_replicas=5",
-                                     "kubernetes.gpu_count=1", "serving.port=8080",
-                                     "kubernetes.api_key_secret=null",
-                                     "kubernetes.node_selector={pool: gpu}"])
+    cfg = load_config(
+        "demo",
+        None,
+        [
+            "kubernetes.replicas=3",
+            "kubernetes.max_replicas=5",
+            "kubernetes.gpu_count=1",
+            "serving.port=8080",
+            "kubernetes.api_key_secret=null",
+            "kubernetes.node_selector={pool: gpu}",
+        ],
+    )
     manifests = render_manifests(cfg, "img:2")
     _validate(manifests)
     deployment, _service, hpa = manifests
     pod = deployment["spec"]["template"]["spec"]
     resources = pod["containers"][0]["resources"]
     assert resources["limits"]["nvidia.com/gpu"] == resources["requests"]["nvidia.com/gpu"] == "1"
-    assert pod["nodeSelector"] == {"pool": "gpu"} and pod["tolerations"][0]["key"] == "nvidia.com/gpu"
+    assert (
+        pod["nodeSelector"] == {"pool": "gpu"} and pod["tolerations"][0]["key"] == "nvidia.com/gpu"
+    )
     assert pod["containers"][0]["args"] == ["--port", "8080"]
     assert not any(e["name"] == "RXVISION_API_KEY" for e in pod["containers"][0]["env"])
     assert deployment["spec"]["replicas"] == 3 and hpa["spec"]["maxReplicas"] == 5

@@ -84,7 +84,8 @@ def load_rgb(path: Path) -> np.ndarray:
         img = open_image(Path(path))
     except FileNotFoundError:
         raise RxVisionError(
-            f"image file not found: {path}", "re-run data validation; the dataset changed since it was indexed"
+            f"image file not found: {path}",
+            "re-run data validation; the dataset changed since it was indexed",
         ) from None
     except (OSError, ValueError, Image.DecompressionBombError) as exc:
         raise RxVisionError(

@@ -39,7 +39,9 @@ class ImageDataset(Dataset):
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         rgb = load_rgb(self.samples[i].path)
         if self.transform is None:
-            tensor = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1))).float().div_(255.0)
+            tensor = (
+                torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1))).float().div_(255.0)
+            )
         else:
             tensor = self.transform(image=rgb)["image"]
             if isinstance(tensor, np.ndarray):
@@ -78,7 +80,9 @@ def build_loader(
     (epoch)`` each epoch). Pinned memory only when CUDA is there."""
     n = len(dataset)  # type: ignore[arg-type]
     if n == 0:
-        raise RxVisionError("cannot build a data loader over an empty dataset", "check the split sizes")
+        raise RxVisionError(
+            "cannot build a data loader over an empty dataset", "check the split sizes"
+        )
     batch_size = cfg.batch_size if train else cfg.eval_batch_size
     drop_last = bool(train and cfg.drop_last and n > batch_size)
     generator = torch.Generator()

@@ -67,7 +67,9 @@ class DatasetIndex:
 
     def with_samples(self, samples: Iterable[Sample]) -> DatasetIndex:
         """A copy holding ``samples`` (same classes/root; hashes reused)."""
-        return replace(self, samples=list(samples), ignored=list(self.ignored), _hashes=dict(self._hashes))
+        return replace(
+            self, samples=list(samples), ignored=list(self.ignored), _hashes=dict(self._hashes)
+        )
 
     def relative(self, path: Path) -> str:
         """Path relative to the dataset root, POSIX style (stable across machines)."""
@@ -127,7 +129,9 @@ class LabelMap:
             data = json.loads(text)
             classes = data["classes"] if isinstance(data, dict) else data
         except (json.JSONDecodeError, KeyError, TypeError) as exc:
-            raise RxVisionError(f"not a label map JSON: {exc}", 'expected {"classes": [...]}') from None
+            raise RxVisionError(
+                f"not a label map JSON: {exc}", 'expected {"classes": [...]}'
+            ) from None
         if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
             raise RxVisionError("label map 'classes' must be a list of strings")
         return cls(classes)
@@ -154,7 +158,10 @@ def scan_imagefolder(root: Path, classes: list[str] | None = None) -> DatasetInd
     listed in ``ignored`` (and logged), never dropped silently."""
     root = Path(root).expanduser()
     if not root.exists():
-        raise RxVisionError(f"dataset folder not found: {root}", "set data.path to an existing ImageFolder directory")
+        raise RxVisionError(
+            f"dataset folder not found: {root}",
+            "set data.path to an existing ImageFolder directory",
+        )
     if not root.is_dir():
         raise RxVisionError(
             f"data.path {root} is a file, not a folder",
@@ -179,9 +186,13 @@ def scan_imagefolder(root: Path, classes: list[str] | None = None) -> DatasetInd
             f"({', '.join(sorted(IMAGE_EXTENSIONS))})",
         )
     if ignored:
-        log.warning("%d non-image files ignored under %s (first: %s)", len(ignored), root, ignored[0])
+        log.warning(
+            "%d non-image files ignored under %s (first: %s)", len(ignored), root, ignored[0]
+        )
     found = sorted({s.label for s in samples})
-    return DatasetIndex(samples=samples, classes=list(classes) if classes else found, root=root, ignored=ignored)
+    return DatasetIndex(
+        samples=samples, classes=list(classes) if classes else found, root=root, ignored=ignored
+    )
 
 
 def read_manifest(path: Path, classes: list[str] | None = None) -> DatasetIndex:
@@ -191,7 +202,10 @@ def read_manifest(path: Path, classes: list[str] | None = None) -> DatasetIndex:
     """
     path = Path(path).expanduser()
     if not path.is_file():
-        raise RxVisionError(f"manifest not found: {path}", "set data.path to a CSV file with columns path,label[,split]")
+        raise RxVisionError(
+            f"manifest not found: {path}",
+            "set data.path to a CSV file with columns path,label[,split]",
+        )
     base = path.parent
     with open(path, newline="", encoding="utf-8-sig") as fh:
         reader = csv.DictReader(fh)
@@ -218,7 +232,9 @@ def read_manifest(path: Path, classes: list[str] | None = None) -> DatasetIndex:
                 problems.append(f"line {line}: empty label for {raw_path}")
                 continue
             if split is not None and split not in SPLIT_NAMES:
-                problems.append(f"line {line}: split '{split}' is not one of {', '.join(SPLIT_NAMES)}")
+                problems.append(
+                    f"line {line}: split '{split}' is not one of {', '.join(SPLIT_NAMES)}"
+                )
                 continue
             file_path = Path(raw_path).expanduser()
             if not file_path.is_absolute():
@@ -229,17 +245,25 @@ def read_manifest(path: Path, classes: list[str] | None = None) -> DatasetIndex:
             seen[file_path] = line
             samples.append(Sample(path=file_path, label=label, split=split))
     if problems:
-        shown = "; ".join(problems[:10]) + (f" (+{len(problems) - 10} more)" if len(problems) > 10 else "")
-        raise RxVisionError(f"manifest {path} has {len(problems)} bad row(s): {shown}", "fix those rows")
+        shown = "; ".join(problems[:10]) + (
+            f" (+{len(problems) - 10} more)" if len(problems) > 10 else ""
+        )
+        raise RxVisionError(
+            f"manifest {path} has {len(problems)} bad row(s): {shown}", "fix those rows"
+        )
     if not samples:
-        raise RxVisionError(f"manifest {path} has no rows", "add one row per image: path,label[,split]")
+        raise RxVisionError(
+            f"manifest {path} has no rows", "add one row per image: path,label[,split]"
+        )
     if has_split and any(s.split is None for s in samples):
         raise RxVisionError(
             f"manifest {path} has a split column but some rows leave it empty",
             "give every row a split (train/val/test) or drop the column to split automatically",
         )
     found = sorted({s.label for s in samples})
-    root = Path(os.path.commonpath([str(s.path.resolve().parent) for s in samples] + [str(base.resolve())]))
+    root = Path(
+        os.path.commonpath([str(s.path.resolve().parent) for s in samples] + [str(base.resolve())])
+    )
     return DatasetIndex(samples=samples, classes=list(classes) if classes else found, root=root)
 
 

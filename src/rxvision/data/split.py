@@ -56,7 +56,9 @@ def fingerprint(index: DatasetIndex) -> str:
     """sha256 over the sorted (relative path, label, content sha256) of every sample: the same
     files and labels give the same value on any machine and in any parent directory."""
     hashes = index.content_hashes()
-    rows = sorted((index.relative(s.path), s.label, hashes.get(s.path) or "unreadable") for s in index.samples)
+    rows = sorted(
+        (index.relative(s.path), s.label, hashes.get(s.path) or "unreadable") for s in index.samples
+    )
     digest = hashlib.sha256()
     for rel, label, content in rows:
         digest.update(f"{rel}\t{label}\t{content}\n".encode())
@@ -82,7 +84,9 @@ def stratified_split(index: DatasetIndex, cfg: SplitConfig) -> DatasetSplits:
     the same split, so duplicates cannot leak between train and test. A manifest that assigns
     every sample a split is honoured as given (validation reports leakage in it)."""
     if not index.samples:
-        raise RxVisionError("cannot split an empty dataset", "check the data source and the validation report")
+        raise RxVisionError(
+            "cannot split an empty dataset", "check the data source and the validation report"
+        )
     fp = fingerprint(index)
     splits: dict[str, list[Sample]] = {name: [] for name in SPLIT_NAMES}
     if all(s.split is not None for s in index.samples):
@@ -113,13 +117,20 @@ def stratified_split(index: DatasetIndex, cfg: SplitConfig) -> DatasetSplits:
     for name in SPLIT_NAMES:
         splits[name].sort(key=lambda s: (s.label, str(s.path)))
     if not splits["train"]:
-        raise RxVisionError("the train split is empty", "lower data.split.val_fraction/test_fraction or add images")
+        raise RxVisionError(
+            "the train split is empty", "lower data.split.val_fraction/test_fraction or add images"
+        )
     for name in ("val", "test"):
         if not splits[name]:
             log.warning("the %s split is empty (%d images in total)", name, len(index))
     result = DatasetSplits(
-        train=splits["train"], val=splits["val"], test=splits["test"], classes=list(index.classes),
-        fingerprint=fp, seed=cfg.seed if source == "auto" else None, source=source,
+        train=splits["train"],
+        val=splits["val"],
+        test=splits["test"],
+        classes=list(index.classes),
+        fingerprint=fp,
+        seed=cfg.seed if source == "auto" else None,
+        source=source,
     )
     log.info("split: %s", result.summary())
     return result

@@ -46,7 +46,17 @@ COLOURS: dict[str, tuple[int, int, int]] = {
     "brown": (132, 84, 50),
     "purple": (128, 78, 168),
 }
-SHAPES = ("round", "oval", "capsule", "oblong", "triangle", "diamond", "hexagon", "pentagon", "square")
+SHAPES = (
+    "round",
+    "oval",
+    "capsule",
+    "oblong",
+    "triangle",
+    "diamond",
+    "hexagon",
+    "pentagon",
+    "square",
+)
 
 
 @dataclass(frozen=True)
@@ -106,7 +116,9 @@ def class_catalog(num_classes: int) -> list[PillSpec]:
     specs = list(_CURATED[:num_classes])
     used = {(s.shape, s.colour, s.colour2, s.scored) for s in _CURATED}
     combos = itertools.product(SHAPES, COLOURS, (False, True))
-    for n, (shape, colour, scored) in enumerate(c for c in combos if (c[0], c[1], None, c[2]) not in used):
+    for n, (shape, colour, scored) in enumerate(
+        c for c in combos if (c[0], c[1], None, c[2]) not in used
+    ):
         if len(specs) >= num_classes:
             break
         specs.append(PillSpec(shape, colour, scored=scored, imprint=f"{'KLNQUVXZ'[n % 8]}{10 + n}"))
@@ -138,19 +150,43 @@ def _shape_mask(shape: str, width: int, height: int) -> Image.Image:
     elif shape == "square":
         d.rounded_rectangle(box, radius=max(2, width // 6), fill=255)
     elif shape == "diamond":
-        d.polygon([(width / 2, 0), (width - 1, height / 2), (width / 2, height - 1), (0, height / 2)], fill=255)
+        d.polygon(
+            [(width / 2, 0), (width - 1, height / 2), (width / 2, height - 1), (0, height / 2)],
+            fill=255,
+        )
     else:  # regular polygons, slightly rounded by a blur + threshold
         sides = {"triangle": 3, "pentagon": 5, "hexagon": 6}[shape]
         cx, cy, r = width / 2, height / 2, min(width, height) / 2
         angles = -np.pi / 2 + np.arange(sides) * 2 * np.pi / sides
-        d.polygon([(cx + r * np.cos(a), cy + r * np.sin(a) * (1.12 if sides == 3 else 1.0) + (r * 0.12 if sides == 3 else 0))
-                   for a in angles], fill=255)
-        mask = mask.filter(ImageFilter.GaussianBlur(max(1, width // 40))).point(lambda v: 255 if v > 128 else 0)
+        d.polygon(
+            [
+                (
+                    cx + r * np.cos(a),
+                    cy
+                    + r * np.sin(a) * (1.12 if sides == 3 else 1.0)
+                    + (r * 0.12 if sides == 3 else 0),
+                )
+                for a in angles
+            ],
+            fill=255,
+        )
+        mask = mask.filter(ImageFilter.GaussianBlur(max(1, width // 40))).point(
+            lambda v: 255 if v > 128 else 0
+        )
     return mask
 
 
-_ASPECT = {"round": 1.0, "oval": 0.62, "capsule": 0.4, "oblong": 0.46, "triangle": 1.0,
-           "diamond": 0.68, "hexagon": 1.0, "pentagon": 1.0, "square": 1.0}
+_ASPECT = {
+    "round": 1.0,
+    "oval": 0.62,
+    "capsule": 0.4,
+    "oblong": 0.46,
+    "triangle": 1.0,
+    "diamond": 0.68,
+    "hexagon": 1.0,
+    "pentagon": 1.0,
+    "square": 1.0,
+}
 
 
 def draw_pill(spec: PillSpec, length: int) -> Image.Image:
@@ -171,13 +207,23 @@ def draw_pill(spec: PillSpec, length: int) -> Image.Image:
     d = ImageDraw.Draw(pill)
     dark = tuple(int(v * 0.55) for v in c1)
     if spec.colour2:  # the seam between the halves
-        d.line([(width // 2, 0), (width // 2, height)], fill=tuple(int(v * 0.6) for v in c1), width=max(1, width // 60))
+        d.line(
+            [(width // 2, 0), (width // 2, height)],
+            fill=tuple(int(v * 0.6) for v in c1),
+            width=max(1, width // 60),
+        )
     if spec.scored:  # a groove across the short axis: dark line with a light edge
         lw = max(2, length // 28)
         d.line([(width // 2, 0), (width // 2, height)], fill=dark, width=lw)
-        d.line([(width // 2 + lw, 0), (width // 2 + lw, height)], fill=tuple(min(255, int(v * 1.1)) for v in c1), width=max(1, lw // 2))
+        d.line(
+            [(width // 2 + lw, 0), (width // 2 + lw, height)],
+            fill=tuple(min(255, int(v * 1.1)) for v in c1),
+            width=max(1, lw // 2),
+        )
     if spec.imprint:
-        room = width * (0.36 if spec.scored or spec.colour2 else 0.7)  # text fits its half / the body
+        room = width * (
+            0.36 if spec.scored or spec.colour2 else 0.7
+        )  # text fits its half / the body
         font_size = max(8, int(height * 0.36))
         font = _font(font_size)
         x0, y0, x1, y1 = d.textbbox((0, 0), spec.imprint, font=font)
@@ -201,9 +247,9 @@ def _background(size: int, rng: np.random.Generator) -> np.ndarray:
     base = (rng.uniform(35, 190) * np.ones(3) + rng.normal(0, 18, 3)).astype(np.float32)
     coarse = rng.normal(0, 1, (5, 5))
     blotch = np.asarray(
-        Image.fromarray(((coarse - coarse.min()) / (np.ptp(coarse) + 1e-6) * 255).astype(np.uint8)).resize(
-            (size, size), Image.Resampling.BICUBIC
-        ),
+        Image.fromarray(
+            ((coarse - coarse.min()) / (np.ptp(coarse) + 1e-6) * 255).astype(np.uint8)
+        ).resize((size, size), Image.Resampling.BICUBIC),
         np.float32,
     )
     texture = (blotch - 128) * np.float32(rng.uniform(0.05, 0.2))
@@ -213,7 +259,10 @@ def _background(size: int, rng: np.random.Generator) -> np.ndarray:
         texture += 8 * wave[:, None] * wave[None, :]
     elif kind == 2:  # wood-like streaks
         drift = (rng.normal(0, 1, size).cumsum() * 0.05).astype(np.float32)
-        texture += 10 * np.sin(np.arange(size, dtype=np.float32)[:, None] / np.float32(rng.uniform(2, 6)) + drift[None, :])
+        texture += 10 * np.sin(
+            np.arange(size, dtype=np.float32)[:, None] / np.float32(rng.uniform(2, 6))
+            + drift[None, :]
+        )
     texture += rng.standard_normal((size, size), dtype=np.float32) * np.float32(rng.uniform(1, 6))
     return base[None, None, :] + texture[..., None]
 
@@ -237,7 +286,10 @@ def render_pill_image(
     tint = 1 + rng.normal(0, 4, 3).astype(np.float32) / 160
     light = rng.uniform(0, 2 * np.pi)
     big = template.rotate(rng.uniform(0, 360), resample=Image.Resampling.BILINEAR, expand=True)
-    pill = big.resize((max(1, round(big.width * shrink)), max(1, round(big.height * shrink))), Image.Resampling.LANCZOS)
+    pill = big.resize(
+        (max(1, round(big.width * shrink)), max(1, round(big.height * shrink))),
+        Image.Resampling.LANCZOS,
+    )
     pw, ph = pill.size
     margin = int(size * 0.075)
     x = int(rng.integers(margin, max(margin + 1, size - margin - pw)))
@@ -247,12 +299,16 @@ def render_pill_image(
     # per-photo colour variation and a light direction across the pill (brighter toward it)
     nx = np.linspace(-1, 1, pill_arr.shape[1], dtype=np.float32)[None, :]
     ny = np.linspace(-1, 1, pill_arr.shape[0], dtype=np.float32)[:, None]
-    directional = 1 + np.float32(0.06) * (np.float32(np.cos(light)) * nx + np.float32(np.sin(light)) * ny)
+    directional = 1 + np.float32(0.06) * (
+        np.float32(np.cos(light)) * nx + np.float32(np.sin(light)) * ny
+    )
     pill_arr[..., :3] *= directional[..., None] * tint[None, None, :]
     alpha = np.zeros((size, size), np.float32)
     alpha[y:y_end, x:x_end] = pill_arr[..., 3] / 255.0
     # soft shadow, offset away from the light
-    shadow_img = Image.fromarray((alpha * 255).astype(np.uint8)).filter(ImageFilter.GaussianBlur(size / 40))
+    shadow_img = Image.fromarray((alpha * 255).astype(np.uint8)).filter(
+        ImageFilter.GaussianBlur(size / 40)
+    )
     shadow = np.asarray(shadow_img, np.float32) / 255.0
     dx, dy = (int(v) for v in rng.integers(-size // 40, size // 40 + 1, 2))
     shadow = np.roll(shadow, (dy, dx), axis=(0, 1))
@@ -269,16 +325,25 @@ def render_pill_image(
     canvas *= light[..., None] * rng.uniform(0.96, 1.04, 3).astype(np.float32)[None, None, :]
     blur = rng.uniform(0, 1.0)
     if blur > 0.3:
-        img = Image.fromarray(np.clip(canvas, 0, 255).astype(np.uint8)).filter(ImageFilter.GaussianBlur(blur))
+        img = Image.fromarray(np.clip(canvas, 0, 255).astype(np.uint8)).filter(
+            ImageFilter.GaussianBlur(blur)
+        )
         canvas = np.asarray(img, np.float32)
-    canvas = canvas + rng.standard_normal((size, size, 3), dtype=np.float32) * np.float32(rng.uniform(0.5, 5))
+    canvas = canvas + rng.standard_normal((size, size, 3), dtype=np.float32) * np.float32(
+        rng.uniform(0.5, 5)
+    )
     return Image.fromarray(np.clip(canvas, 0, 255).astype(np.uint8))
 
 
 # ------------------------------------------------------------------------ generation
 def _cache_key(num_classes: int, images_per_class: int, image_size: int, seed: int) -> str:
-    params = {"version": GENERATOR_VERSION, "num_classes": num_classes, "images_per_class": images_per_class,
-              "image_size": image_size, "seed": seed}
+    params = {
+        "version": GENERATOR_VERSION,
+        "num_classes": num_classes,
+        "images_per_class": images_per_class,
+        "image_size": image_size,
+        "seed": seed,
+    }
     return hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -316,17 +381,26 @@ def generate_synthetic_pills(
     specs = class_catalog(num_classes)
     out_dir = Path(out_dir).expanduser()
     key = _cache_key(num_classes, images_per_class, image_size, seed)
-    final = out_dir / f"pills-v{GENERATOR_VERSION}-{num_classes}x{images_per_class}-{image_size}px-s{seed}-{key}"
+    final = (
+        out_dir
+        / f"pills-v{GENERATOR_VERSION}-{num_classes}x{images_per_class}-{image_size}px-s{seed}-{key}"
+    )
     if (final / ".synthetic.json").is_file():
         log.info("synthetic pills: reusing %s", final)
         return final
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise RxVisionError(f"cannot create the data cache {out_dir}: {exc}", "set data.cache_dir to a writable folder") from None
+        raise RxVisionError(
+            f"cannot create the data cache {out_dir}: {exc}",
+            "set data.cache_dir to a writable folder",
+        ) from None
     tmp = out_dir / f".tmp-{key}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     start = time.perf_counter()
-    jobs = [(tmp / spec.name, spec, i, images_per_class, image_size, seed) for i, spec in enumerate(specs)]
+    jobs = [
+        (tmp / spec.name, spec, i, images_per_class, image_size, seed)
+        for i, spec in enumerate(specs)
+    ]
     n_workers = min(workers or _default_workers(), len(jobs))
     try:
         if n_workers > 1:
@@ -335,22 +409,36 @@ def generate_synthetic_pills(
         else:
             total = sum(map(_render_class, jobs))
         meta = {
-            "generator_version": GENERATOR_VERSION, "num_classes": num_classes, "images_per_class": images_per_class,
-            "image_size": image_size, "seed": seed, "classes": [asdict(s) | {"name": s.name} for s in specs],
+            "generator_version": GENERATOR_VERSION,
+            "num_classes": num_classes,
+            "images_per_class": images_per_class,
+            "image_size": image_size,
+            "seed": seed,
+            "classes": [asdict(s) | {"name": s.name} for s in specs],
         }
         (tmp / ".synthetic.json").write_text(json.dumps(meta, indent=2))
         if final.exists() and not (final / ".synthetic.json").is_file():
-            log.warning("synthetic pills: %s is incomplete (no .synthetic.json); replacing it", final)
+            log.warning(
+                "synthetic pills: %s is incomplete (no .synthetic.json); replacing it", final
+            )
             shutil.rmtree(final)
         try:
             os.rename(tmp, final)
         except OSError:
-            if not (final / ".synthetic.json").is_file():  # not a finished copy from a concurrent run
+            if not (
+                final / ".synthetic.json"
+            ).is_file():  # not a finished copy from a concurrent run
                 raise
             shutil.rmtree(tmp, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     took = time.perf_counter() - start
-    log.info("synthetic pills: %d images in %.1fs (%.0f img/s) -> %s", total, took, total / max(took, 1e-9), final)
+    log.info(
+        "synthetic pills: %d images in %.1fs (%.0f img/s) -> %s",
+        total,
+        took,
+        total / max(took, 1e-9),
+        final,
+    )
     return final

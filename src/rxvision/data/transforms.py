@@ -48,12 +48,15 @@ class Normalization:
         object.__setattr__(self, "mean", tuple(float(v) for v in self.mean))
         object.__setattr__(self, "std", tuple(float(v) for v in self.std))
         if len(self.mean) != 3 or len(self.std) != 3:
-            raise RxVisionError(f"normalization mean/std need 3 values (RGB), got {self.mean} / {self.std}")
+            raise RxVisionError(
+                f"normalization mean/std need 3 values (RGB), got {self.mean} / {self.std}"
+            )
         if any(v <= 0 for v in self.std):
             raise RxVisionError(f"normalization std must be > 0, got {self.std}")
         if self.interpolation not in INTERPOLATIONS:
             raise RxVisionError(
-                f"unknown interpolation '{self.interpolation}'", f"choose one of: {', '.join(INTERPOLATIONS)}"
+                f"unknown interpolation '{self.interpolation}'",
+                f"choose one of: {', '.join(INTERPOLATIONS)}",
             )
         if not 0 < self.crop_pct <= 1:
             raise RxVisionError(f"crop_pct must be in (0, 1], got {self.crop_pct}")
@@ -79,7 +82,9 @@ class Normalization:
         known = {"mean", "std", "image_size", "interpolation", "crop_pct"}
         unknown = set(data) - known
         if unknown:
-            raise RxVisionError(f"unknown normalization keys: {sorted(unknown)}", f"known: {sorted(known)}")
+            raise RxVisionError(
+                f"unknown normalization keys: {sorted(unknown)}", f"known: {sorted(known)}"
+            )
         return cls(**{k: tuple(v) if k in ("mean", "std") else v for k, v in data.items()})
 
 
@@ -90,7 +95,9 @@ def _normalize_and_tensor(norm: Normalization) -> list[Any]:
     return [A.Normalize(mean=norm.mean, std=norm.std, max_pixel_value=255.0), ToTensorV2()]
 
 
-def build_train_transform(cfg: DataConfig, norm: Normalization, seed: int | None = None) -> A.Compose:
+def build_train_transform(
+    cfg: DataConfig, norm: Normalization, seed: int | None = None
+) -> A.Compose:
     """Training augmentations from ``cfg.augmentation`` (its preset and keys). Pills have no
     "up", so flips and 90-degree turns are label-preserving. With ``scale_min`` 1.0 there is no
     random crop: the image is framed exactly as at evaluation. ``seed`` fixes the augmentation
@@ -106,7 +113,9 @@ def build_train_transform(cfg: DataConfig, norm: Normalization, seed: int | None
             A.CenterCrop(height=size, width=size),
         ]
         if aug.scale_min >= 1.0
-        else [A.RandomResizedCrop(size=(size, size), scale=(aug.scale_min, 1.0), interpolation=interp)]
+        else [
+            A.RandomResizedCrop(size=(size, size), scale=(aug.scale_min, 1.0), interpolation=interp)
+        ]
     )
     steps: list[Any] = [
         *framing,
@@ -122,7 +131,10 @@ def build_train_transform(cfg: DataConfig, norm: Normalization, seed: int | None
             p=aug.affine,
         ),
         A.ColorJitter(
-            brightness=aug.brightness, contrast=aug.contrast, saturation=aug.saturation, hue=aug.hue,
+            brightness=aug.brightness,
+            contrast=aug.contrast,
+            saturation=aug.saturation,
+            hue=aug.hue,
             p=aug.color_jitter,
         ),
         *_normalize_and_tensor(norm),
@@ -172,7 +184,9 @@ def preprocess_image(rgb_uint8: np.ndarray, norm: Normalization) -> np.ndarray:
     img = img[top : top + size, left : left + size]
     mean = np.asarray(norm.mean, dtype=np.float32) * 255.0
     inv_std = np.reciprocal(np.asarray(norm.std, dtype=np.float32) * 255.0)
-    lut = (np.arange(256, dtype=np.float32)[:, None] - mean) * inv_std  # 256 x 3, as albumentations does
+    lut = (
+        np.arange(256, dtype=np.float32)[:, None] - mean
+    ) * inv_std  # 256 x 3, as albumentations does
     out = lut[img, np.arange(3)]
     return np.ascontiguousarray(out.transpose(2, 0, 1), dtype=np.float32)
 

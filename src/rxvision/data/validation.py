@@ -90,8 +90,14 @@ class CheckResult:
             self.reasons[key] = reason
 
     def to_dict(self) -> dict[str, Any]:
-        return {"count": self.count, "failed": self.failed, "description": self.description,
-                "paths": list(self.paths), "reasons": dict(self.reasons), "details": dict(self.details)}
+        return {
+            "count": self.count,
+            "failed": self.failed,
+            "description": self.description,
+            "paths": list(self.paths),
+            "reasons": dict(self.reasons),
+            "details": dict(self.details),
+        }
 
 
 @dataclass
@@ -133,7 +139,11 @@ class ValidationReport:
             conv = sum(len(v) for v in self.converted.values())
             return f"{head}: all checks passed" + (f" ({conv} converted to RGB)" if conv else "")
         problems = ", ".join(f"{n} {self.checks[n].count}" for n in self.failed_checks)
-        tail = f"; policy skip excludes {len(self.excluded)} images" if self.policy == "skip" else "; policy fail"
+        tail = (
+            f"; policy skip excludes {len(self.excluded)} images"
+            if self.policy == "skip"
+            else "; policy fail"
+        )
         return f"{head}: problems found ({problems}){tail}"
 
     def to_dict(self) -> dict[str, Any]:
@@ -162,9 +172,13 @@ class ValidationReport:
         e = html.escape
         rows = []
         for name, c in self.checks.items():
-            status = '<span class="bad">problem</span>' if c.failed else '<span class="ok">ok</span>'
-            rows.append(f"<tr><td><code>{e(name)}</code></td><td>{status}</td><td class='n'>{c.count}</td>"
-                        f"<td>{e(c.description)}</td></tr>")
+            status = (
+                '<span class="bad">problem</span>' if c.failed else '<span class="ok">ok</span>'
+            )
+            rows.append(
+                f"<tr><td><code>{e(name)}</code></td><td>{status}</td><td class='n'>{c.count}</td>"
+                f"<td>{e(c.description)}</td></tr>"
+            )
         sections = []
         for name, c in self.checks.items():
             if not c.failed:
@@ -173,11 +187,16 @@ class ValidationReport:
                 f"<li><code>{e(p)}</code>{' &mdash; ' + e(c.reasons[p]) if p in c.reasons else ''}</li>"
                 for p in c.paths[:max_paths]
             )
-            more = f"<p>... and {len(c.paths) - max_paths} more</p>" if len(c.paths) > max_paths else ""
+            more = (
+                f"<p>... and {len(c.paths) - max_paths} more</p>"
+                if len(c.paths) > max_paths
+                else ""
+            )
             extra = "".join(f"<li>{e(str(k))}: {e(str(v))}</li>" for k, v in c.details.items())
             sections.append(
                 f"<h3><code>{e(name)}</code> ({c.count})</h3><p>{e(c.description)}. Fix: {e(FIX_HINTS[name])}.</p>"
-                + (f"<ul>{extra}</ul>" if extra else "") + (f"<ol>{items}</ol>{more}" if items else "")
+                + (f"<ul>{extra}</ul>" if extra else "")
+                + (f"<ol>{items}</ol>{more}" if items else "")
             )
         top = max(self.class_counts.values(), default=1) or 1
         bars = "".join(
@@ -193,7 +212,11 @@ class ValidationReport:
         ):
             if paths:
                 shown = "".join(f"<li><code>{e(p)}</code></li>" for p in paths[:max_paths])
-                more = f"<p>... and {len(paths) - max_paths} more</p>" if len(paths) > max_paths else ""
+                more = (
+                    f"<p>... and {len(paths) - max_paths} more</p>"
+                    if len(paths) > max_paths
+                    else ""
+                )
                 lists.append(f"<h3>{e(title)} ({len(paths)})</h3><ol>{shown}</ol>{more}")
         warned = "".join(
             f"<li><code>{e(name)}</code>: {e(WARNINGS[name])} "
@@ -209,16 +232,16 @@ table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;paddi
 .n{{text-align:right}}.ok{{color:#17701f;font-weight:bold}}.bad{{color:#b00020;font-weight:bold}}
 .bar{{background:#4a78c2;height:.9em}}code{{font-size:.9em}}li{{margin:.1em 0}}
 </style></head><body>
-<h1>Data validation: <span class="{'ok' if self.passed else 'bad'}">{verdict}</span></h1>
+<h1>Data validation: <span class="{"ok" if self.passed else "bad"}">{verdict}</span></h1>
 <p>{e(self.summary())}</p>
 <p>Policy <code>{e(self.policy)}</code>, colour modes <code>{e(self.color_mode_policy)}</code>,
 decode <code>{e(self.decode)}</code>, {self.seconds:.2f} s.</p>
 <h2>Checks</h2>
-<table><tr><th>check</th><th>status</th><th>count</th><th>meaning</th></tr>{''.join(rows)}</table>
-{f'<h2>Warnings</h2><ul>{warned}</ul>' if warned else ''}
+<table><tr><th>check</th><th>status</th><th>count</th><th>meaning</th></tr>{"".join(rows)}</table>
+{f"<h2>Warnings</h2><ul>{warned}</ul>" if warned else ""}
 <h2>Images per class</h2><table><tr><th>class</th><th>images</th><th></th></tr>{bars}</table>
-{'<h2>Findings</h2>' + ''.join(sections) if sections else ''}
-{''.join(lists)}
+{"<h2>Findings</h2>" + "".join(sections) if sections else ""}
+{"".join(lists)}
 </body></html>
 """
 
@@ -273,7 +296,9 @@ def _default_threads() -> int:
     return max(2, min(16, (os.cpu_count() or 1) * 2))
 
 
-def validate_dataset(index: DatasetIndex, cfg: ValidationConfig, threads: int | None = None) -> ValidationReport:
+def validate_dataset(
+    index: DatasetIndex, cfg: ValidationConfig, threads: int | None = None
+) -> ValidationReport:
     """Run every check over ``index`` (I/O and decoding in a thread pool) and decide, per
     ``cfg.policy``, which files ``skip`` would exclude."""
     start = time.perf_counter()
@@ -281,8 +306,15 @@ def validate_dataset(index: DatasetIndex, cfg: ValidationConfig, threads: int | 
     samples = index.samples
     unique_paths = list(dict.fromkeys(s.path for s in samples))
     with ThreadPoolExecutor(max_workers=threads or _default_threads()) as pool:
-        infos = dict(zip(unique_paths, pool.map(lambda p: _inspect(Path(p), cfg.decode == "full"), unique_paths)))
-    index.remember_hashes({p: i.sha256 for p, i in infos.items()})  # the split and fingerprint reuse them
+        infos = dict(
+            zip(
+                unique_paths,
+                pool.map(lambda p: _inspect(Path(p), cfg.decode == "full"), unique_paths),
+            )
+        )
+    index.remember_hashes(
+        {p: i.sha256 for p, i in infos.items()}
+    )  # the split and fingerprint reuse them
 
     bad: set[Path] = set()  # samples excluded under skip
     converted: dict[str, list[str]] = defaultdict(list)
@@ -323,14 +355,23 @@ def validate_dataset(index: DatasetIndex, cfg: ValidationConfig, threads: int | 
             keep_split = ordered[0].split
             for m in ordered:
                 if m.split != keep_split:
-                    checks["leakage"].add(m.path, f"in {m.split}; same content as {ordered[0].path} in {keep_split}")
+                    checks["leakage"].add(
+                        m.path, f"in {m.split}; same content as {ordered[0].path} in {keep_split}"
+                    )
                     bad.add(m.path)
         first_per_split: dict[str | None, Sample] = {}
         for m in ordered:
             if m.split in first_per_split and m.path not in bad:
                 original = first_per_split[m.split]
-                checks["duplicate"].add(m.path, f"copy of {original.path}" + (
-                    f" (labels differ: {original.label} / {m.label})" if original.label != m.label else ""))
+                checks["duplicate"].add(
+                    m.path,
+                    f"copy of {original.path}"
+                    + (
+                        f" (labels differ: {original.label} / {m.label})"
+                        if original.label != m.label
+                        else ""
+                    ),
+                )
                 bad.add(m.path)
             first_per_split.setdefault(m.split, m)
 
@@ -341,8 +382,11 @@ def validate_dataset(index: DatasetIndex, cfg: ValidationConfig, threads: int | 
     dropped: list[str] = []
     small = {c: n for c, n in class_counts.items() if n < cfg.min_images_per_class}
     if small:
-        checks["too_few_images"].details = {"min_images_per_class": cfg.min_images_per_class,
-                                            "classes": dict(small), "count": len(small)}
+        checks["too_few_images"].details = {
+            "min_images_per_class": cfg.min_images_per_class,
+            "classes": dict(small),
+            "count": len(small),
+        }
         for s in survivors:
             if s.label in small:
                 checks["too_few_images"].add(s.path, f"class '{s.label}' has {small[s.label]}")
@@ -352,25 +396,51 @@ def validate_dataset(index: DatasetIndex, cfg: ValidationConfig, threads: int | 
     if len(present) >= 2:
         ratio = round(max(present) / min(present), 2)
         largest = max(class_counts, key=lambda c: class_counts[c])
-        smallest = min((c for c in class_counts if class_counts[c] > 0), key=lambda c: class_counts[c])
-        sizes = {"ratio": ratio, "largest": f"{largest} ({class_counts[largest]})",
-                 "smallest": f"{smallest} ({class_counts[smallest]})"}
+        smallest = min(
+            (c for c in class_counts if class_counts[c] > 0), key=lambda c: class_counts[c]
+        )
+        sizes = {
+            "ratio": ratio,
+            "largest": f"{largest} ({class_counts[largest]})",
+            "smallest": f"{smallest} ({class_counts[smallest]})",
+        }
         if ratio > cfg.max_imbalance_ratio:
-            checks["class_imbalance"].details = {"count": 1, **sizes, "max_imbalance_ratio": cfg.max_imbalance_ratio}
+            checks["class_imbalance"].details = {
+                "count": 1,
+                **sizes,
+                "max_imbalance_ratio": cfg.max_imbalance_ratio,
+            }
         elif ratio > cfg.warn_imbalance_ratio:
-            warnings["class_imbalance"] = {**sizes, "warn_imbalance_ratio": cfg.warn_imbalance_ratio}
-            log.warning("data validation: classes are imbalanced %g:1 (largest %s, smallest %s); "
-                        "judge the model by macro-F1", ratio, sizes["largest"], sizes["smallest"])
+            warnings["class_imbalance"] = {
+                **sizes,
+                "warn_imbalance_ratio": cfg.warn_imbalance_ratio,
+            }
+            log.warning(
+                "data validation: classes are imbalanced %g:1 (largest %s, smallest %s); "
+                "judge the model by macro-F1",
+                ratio,
+                sizes["largest"],
+                sizes["smallest"],
+            )
 
     excluded: list[Path] = []
     if cfg.policy == "skip":
         drop = set(bad) | {s.path for s in survivors if s.label in small}
         excluded = [p for p in unique_paths if p in drop]
     report = ValidationReport(
-        total_images=len(samples), classes=list(index.classes), policy=cfg.policy,
-        color_mode_policy=cfg.color_mode_policy, decode=cfg.decode, checks=checks, class_counts=class_counts,
-        converted=dict(converted), ignored_files=[str(p) for p in index.ignored], excluded=excluded,
-        dropped_classes=dropped if cfg.policy == "skip" else [], imbalance_ratio=ratio, warnings=warnings,
+        total_images=len(samples),
+        classes=list(index.classes),
+        policy=cfg.policy,
+        color_mode_policy=cfg.color_mode_policy,
+        decode=cfg.decode,
+        checks=checks,
+        class_counts=class_counts,
+        converted=dict(converted),
+        ignored_files=[str(p) for p in index.ignored],
+        excluded=excluded,
+        dropped_classes=dropped if cfg.policy == "skip" else [],
+        imbalance_ratio=ratio,
+        warnings=warnings,
         seconds=time.perf_counter() - start,
     )
     log.info("data validation: %s (%.2fs)", report.summary(), report.seconds)
@@ -383,19 +453,27 @@ def _failure_message(report: ValidationReport, shown: int = 10) -> tuple[str, st
         c = report.checks[name]
         if name == "class_imbalance":
             d = c.details
-            parts.append(f"class_imbalance: largest/smallest = {d['ratio']} > {d['max_imbalance_ratio']} "
-                         f"(largest {d['largest']}, smallest {d['smallest']})")
+            parts.append(
+                f"class_imbalance: largest/smallest = {d['ratio']} > {d['max_imbalance_ratio']} "
+                f"(largest {d['largest']}, smallest {d['smallest']})"
+            )
         elif name == "too_few_images":
             classes = ", ".join(f"{k} ({v})" for k, v in c.details["classes"].items())
             parts.append(f"too_few_images: {classes} below {c.details['min_images_per_class']}")
         else:
-            listed = ", ".join(c.paths[:shown]) + (f" (+{len(c.paths) - shown} more)" if len(c.paths) > shown else "")
+            listed = ", ".join(c.paths[:shown]) + (
+                f" (+{len(c.paths) - shown} more)" if len(c.paths) > shown else ""
+            )
             parts.append(f"{name}: {len(c.paths)} file(s): {listed}")
         hints.append(FIX_HINTS[name])
-    return "; ".join(parts), "; ".join(hints) + "; or set data.validation.policy=skip to exclude them"
+    return "; ".join(parts), "; ".join(
+        hints
+    ) + "; or set data.validation.policy=skip to exclude them"
 
 
-def apply_policy(index: DatasetIndex, report: ValidationReport, cfg: ValidationConfig) -> DatasetIndex:
+def apply_policy(
+    index: DatasetIndex, report: ValidationReport, cfg: ValidationConfig
+) -> DatasetIndex:
     """Policy ``fail``: raise an RxVisionError naming the offending files (first 10 per check
     and a count). Policy ``skip``: return the index without the excluded files (and without
     classes that had too few images)."""
@@ -411,6 +489,14 @@ def apply_policy(index: DatasetIndex, report: ValidationReport, cfg: ValidationC
     out = index.with_samples(kept)
     if report.dropped_classes:
         out.classes = [c for c in index.classes if c not in set(report.dropped_classes)]
-        log.warning("data validation: classes dropped (too few images): %s", ", ".join(report.dropped_classes))
-    log.warning("data validation: policy skip excluded %d of %d images (%s)", len(drop), len(index), problems[:500])
+        log.warning(
+            "data validation: classes dropped (too few images): %s",
+            ", ".join(report.dropped_classes),
+        )
+    log.warning(
+        "data validation: policy skip excluded %d of %d images (%s)",
+        len(drop),
+        len(index),
+        problems[:500],
+    )
     return out

@@ -27,8 +27,10 @@ def render_manifests(cfg: RxVisionConfig, image: str | None = None) -> list[dict
     k8s: KubernetesConfig = cfg.kubernetes
     image = image or k8s.image
     if not image:
-        raise RxVisionError("no container image for the Kubernetes deployment",
-                            "pass --image REGISTRY/rxvision:TAG or set kubernetes.image")
+        raise RxVisionError(
+            "no container image for the Kubernetes deployment",
+            "pass --image REGISTRY/rxvision:TAG or set kubernetes.image",
+        )
     port = cfg.serving.port
     labels = {"app.kubernetes.io/name": k8s.name, "app.kubernetes.io/part-of": "rxvision"}
     meta = {"name": k8s.name, "namespace": k8s.namespace, "labels": labels}
@@ -38,18 +40,31 @@ def render_manifests(cfg: RxVisionConfig, image: str | None = None) -> list[dict
         requests["nvidia.com/gpu"] = limits["nvidia.com/gpu"] = str(k8s.gpu_count)
     env = [{"name": "RXVISION_PROFILE", "value": cfg.profile}]
     if k8s.api_key_secret:
-        env.append({"name": "RXVISION_API_KEY", "valueFrom": {"secretKeyRef": {
-            "name": k8s.api_key_secret, "key": k8s.api_key_secret_key}}})
+        env.append(
+            {
+                "name": "RXVISION_API_KEY",
+                "valueFrom": {
+                    "secretKeyRef": {"name": k8s.api_key_secret, "key": k8s.api_key_secret_key}
+                },
+            }
+        )
 
     def probe(path: str, period: int, failures: int) -> dict[str, Any]:
-        return {"httpGet": {"path": path, "port": "http"}, "periodSeconds": period,
-                "timeoutSeconds": 5, "failureThreshold": failures}
+        return {
+            "httpGet": {"path": path, "port": "http"},
+            "periodSeconds": period,
+            "timeoutSeconds": 5,
+            "failureThreshold": failures,
+        }
 
     container = {
-        "name": "rxvision", "image": image, "imagePullPolicy": "IfNotPresent",
+        "name": "rxvision",
+        "image": image,
+        "imagePullPolicy": "IfNotPresent",
         "ports": [{"name": "http", "containerPort": port, "protocol": "TCP"}],
         "args": ["--port", str(port)] if port != 3000 else [],
-        "env": env, "resources": {"requests": requests, **({"limits": limits} if limits else {})},
+        "env": env,
+        "resources": {"requests": requests, **({"limits": limits} if limits else {})},
         # the model loads and warms up before /readyz answers 200 (about 5 s on a CPU)
         "startupProbe": probe("/readyz", 5, 60),
         "readinessProbe": probe("/readyz", 10, 3),
@@ -61,34 +76,63 @@ def render_manifests(cfg: RxVisionConfig, image: str | None = None) -> list[dict
     if k8s.node_selector:
         pod_spec["nodeSelector"] = dict(k8s.node_selector)
     if k8s.gpu_count:
-        pod_spec["tolerations"] = [{"key": "nvidia.com/gpu", "operator": "Exists",
-                                    "effect": "NoSchedule"}]
+        pod_spec["tolerations"] = [
+            {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+        ]
     deployment = {
-        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta,
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": meta,
         "spec": {
-            "replicas": k8s.replicas, "selector": {"matchLabels": labels},
-            "strategy": {"type": "RollingUpdate",
-                         "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+            "replicas": k8s.replicas,
+            "selector": {"matchLabels": labels},
+            "strategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
+            },
             "template": {
-                "metadata": {"labels": labels, "annotations": {
-                    "prometheus.io/scrape": "true", "prometheus.io/port": str(port),
-                    "prometheus.io/path": "/metrics"}},
+                "metadata": {
+                    "labels": labels,
+                    "annotations": {
+                        "prometheus.io/scrape": "true",
+                        "prometheus.io/port": str(port),
+                        "prometheus.io/path": "/metrics",
+                    },
+                },
                 "spec": pod_spec,
             },
         },
     }
     service = {
-        "apiVersion": "v1", "kind": "Service", "metadata": meta,
-        "spec": {"type": k8s.service_type, "selector": labels,
-                 "ports": [{"name": "http", "port": port, "targetPort": "http", "protocol": "TCP"}]},
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": meta,
+        "spec": {
+            "type": k8s.service_type,
+            "selector": labels,
+            "ports": [{"name": "http", "port": port, "targetPort": "http", "protocol": "TCP"}],
+        },
     }
     hpa = {
-        "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "metadata": meta,
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": meta,
         "spec": {
             "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": k8s.name},
-            "minReplicas": k8s.min_replicas, "maxReplicas": k8s.max_replicas,
-            "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {
-                "type": "Utilization", "averageUtilization": k8s.target_cpu_utilization}}}],
+            "minReplicas": k8s.min_replicas,
+            "maxReplicas": k8s.max_replicas,
+            "metrics": [
+                {
+                    "type": "Resource",
+                    "resource": {
+                        "name": "cpu",
+                        "target": {
+                            "type": "Utilization",
+                            "averageUtilization": k8s.target_cpu_utilization,
+                        },
+                    },
+                }
+            ],
         },
     }
     return [deployment, service, hpa]
@@ -102,12 +146,20 @@ def to_yaml(manifests: list[dict[str, Any]]) -> str:
 def main(argv: list[str] | None = None) -> int:
     from rxvision.config import load_config
 
-    parser = argparse.ArgumentParser(prog="python -m rxvision.deploy.k8s",
-                                     description="Print the service's Kubernetes manifests.")
+    parser = argparse.ArgumentParser(
+        prog="python -m rxvision.deploy.k8s",
+        description="Print the service's Kubernetes manifests.",
+    )
     parser.add_argument("--image", help="the Bento's container image (default kubernetes.image)")
     parser.add_argument("--profile", default="demo")
-    parser.add_argument("--set", dest="overrides", action="append", default=[],
-                        metavar="KEY=VALUE", help="e.g. --set kubernetes.replicas=3")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="e.g. --set kubernetes.replicas=3",
+    )
     args = parser.parse_args(argv)
     try:
         manifests = render_manifests(load_config(args.profile, None, args.overrides), args.image)

@@ -407,9 +407,11 @@ def trust_sections(
         ["uncertain answers", m.get("uncertain_rate", math.nan), ""],
         ["unknown answers (in-distribution)", m.get("unknown_rate", math.nan), ""],
         ["temperature", calibration.get("temperature", math.nan), ""],
-        ["ece before / after temperature",
-         _Raw(f"{_fmt(m.get('ece_uncalibrated', math.nan))} / {_fmt(m.get('ece', math.nan))}"),
-         ""],
+        [
+            "ece before / after temperature",
+            _Raw(f"{_fmt(m.get('ece_uncalibrated', math.nan))} / {_fmt(m.get('ece', math.nan))}"),
+            "",
+        ],
     ]
     note = (
         f"<p class='muted'>Calibration {html.escape(str(calibration.get('version', '')))} "
@@ -418,24 +420,46 @@ def trust_sections(
         f"top-1 probability is under {_fmt(calibration.get('confidence_threshold'))}, unknown "
         f"when its OOD score (energy) is above {_fmt(calibration.get('ood_threshold'))}.</p>"
     )
-    out.append(("Prediction sets and abstention",
-                _table(["measure", "test split", "bootstrap CI"], rows) + note))
+    out.append(
+        (
+            "Prediction sets and abstention",
+            _table(["measure", "test split", "bootstrap CI"], rows) + note,
+        )
+    )
     if invariance:
-        out.append(("Invariance", _table(
-            ["transform", "label changed", "invariance", "images"],
-            [[r["transform"], r["label_changed"], r["invariance"], r["images"]]
-             for r in invariance],
-        )))
+        out.append(
+            (
+                "Invariance",
+                _table(
+                    ["transform", "label changed", "invariance", "images"],
+                    [
+                        [r["transform"], r["label_changed"], r["invariance"], r["images"]]
+                        for r in invariance
+                    ],
+                ),
+            )
+        )
     if class_accuracy:
-        bad = ({i for i, r in enumerate(class_accuracy) if r["accuracy"] < class_floor}
-               if class_floor is not None else set())
-        out.append(("Per-class accuracy", _table(
-            ["class", "accuracy", "test images"],
-            [[r["class"], r["accuracy"], r["support"]] for r in class_accuracy], bad,
-        )))
+        bad = (
+            {i for i, r in enumerate(class_accuracy) if r["accuracy"] < class_floor}
+            if class_floor is not None
+            else set()
+        )
+        out.append(
+            (
+                "Per-class accuracy",
+                _table(
+                    ["class", "accuracy", "test images"],
+                    [[r["class"], r["accuracy"], r["support"]] for r in class_accuracy],
+                    bad,
+                ),
+            )
+        )
     if gallery_png is not None:
-        table = _table(["image", "true", "predicted", "confidence"],
-                       [[g["image"], g["true"], g["predicted"], g["confidence"]] for g in gallery])
+        table = _table(
+            ["image", "true", "predicted", "confidence"],
+            [[g["image"], g["true"], g["predicted"], g["confidence"]] for g in gallery],
+        )
         out.append(("Worst mistakes", table + _img(gallery_png, "worst mistakes with maps")))
     else:
         out.append(("Worst mistakes", "<p>No misclassified test images.</p>"))

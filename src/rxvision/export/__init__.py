@@ -89,7 +89,10 @@ def tensorrt_status() -> tuple[bool, str]:
     except ImportError:
         return False, "unavailable: onnxruntime is not installed"
     if "TensorrtExecutionProvider" not in ort.get_available_providers():
-        return False, "unavailable: this onnxruntime build has no TensorrtExecutionProvider (install onnxruntime-gpu with TensorRT)"
+        return (
+            False,
+            "unavailable: this onnxruntime build has no TensorrtExecutionProvider (install onnxruntime-gpu with TensorRT)",
+        )
     try:
         import tensorrt  # noqa: F401
     except ImportError:
@@ -173,9 +176,13 @@ def export_model(
         ok, why = tensorrt_status()
         if ok and "onnx" in result.artifacts:
             trt = ("TensorrtExecutionProvider", {"trt_fp16_enable": True})
-            runners.append(OnnxRunner(result.artifacts["onnx"], providers=[trt], name="tensorrt_fp16"))
+            runners.append(
+                OnnxRunner(result.artifacts["onnx"], providers=[trt], name="tensorrt_fp16")
+            )
         else:
-            result.unavailable["tensorrt_fp16"] = why if not ok else "unavailable: needs the onnx format"
+            result.unavailable["tensorrt_fp16"] = (
+                why if not ok else "unavailable: needs the onnx format"
+            )
     for runner in runners[1:]:
         exact = runner.name in EXACT_FORMATS
         result.parity[runner.name] = check_parity(
@@ -189,12 +196,20 @@ def export_model(
     for name in result.approximate_failed:
         log.warning(
             "%s agrees with PyTorch on only %.3f of top-1 labels (floor %.3f): not for serving",
-            name, result.parity[name].top1_agreement, cfg.approx_min_top1_agreement,
+            name,
+            result.parity[name].top1_agreement,
+            cfg.approx_min_top1_agreement,
         )
     if profile:
         for runner in runners:
             result.profile.extend(
-                profile_latency(runner, image_size, cfg.profile_batch_sizes, cfg.profile_iterations, cfg.profile_warmup)
+                profile_latency(
+                    runner,
+                    image_size,
+                    cfg.profile_batch_sizes,
+                    cfg.profile_iterations,
+                    cfg.profile_warmup,
+                )
             )
     failed = {k: v for k, v in result.parity.items() if k in EXACT_FORMATS and not v.passed}
     if failed:

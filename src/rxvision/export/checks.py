@@ -41,7 +41,9 @@ class ParityReport:
 
 
 def _batched(runner: Runner, images: np.ndarray, batch_size: int) -> np.ndarray:
-    return np.concatenate([runner(images[i : i + batch_size]) for i in range(0, len(images), batch_size)])
+    return np.concatenate(
+        [runner(images[i : i + batch_size]) for i in range(0, len(images), batch_size)]
+    )
 
 
 def check_parity(
@@ -85,7 +87,11 @@ def check_parity(
     )
     log.info(
         "parity %s vs %s: max|diff| %.2e, top-1 agreement %.3f (%s)",
-        candidate.name, reference.name, max_diff, agree, "pass" if passed else "FAIL",
+        candidate.name,
+        reference.name,
+        max_diff,
+        agree,
+        "pass" if passed else "FAIL",
     )
     return report
 
@@ -138,6 +144,12 @@ def profile_latency(
             mean_ms=float(ms.mean()),
             throughput_ips=float(bs * iterations / times.sum()),
         )
-        log.info("%s batch %d: p50 %.1f ms, %.0f img/s", runner.name, bs, stats.p50_ms, stats.throughput_ips)
+        log.info(
+            "%s batch %d: p50 %.1f ms, %.0f img/s",
+            runner.name,
+            bs,
+            stats.p50_ms,
+            stats.throughput_ips,
+        )
         out.append(stats)
     return out

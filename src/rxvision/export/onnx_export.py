@@ -107,7 +107,9 @@ def load_torchscript(path: Path) -> torch.nn.Module:
     """Load a saved TorchScript module on CPU."""
     path = Path(path)
     if not path.is_file():
-        raise RxVisionError(f"TorchScript model not found: {path}", "export it first (export_torchscript)")
+        raise RxVisionError(
+            f"TorchScript model not found: {path}", "export it first (export_torchscript)"
+        )
     return torch.jit.load(str(path), map_location="cpu").eval()
 
 
@@ -121,4 +123,6 @@ def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
         warnings.simplefilter("ignore")
         from torch.ao.quantization import quantize_dynamic
 
-        return quantize_dynamic(copy.deepcopy(model).eval().cpu(), {torch.nn.Linear}, dtype=torch.qint8)
+        return quantize_dynamic(
+            copy.deepcopy(model).eval().cpu(), {torch.nn.Linear}, dtype=torch.qint8
+        )

@@ -31,7 +31,9 @@ class Runner(Protocol):
 class TorchRunner:
     """PyTorch eager (or TorchScript) module; autocast fp16 on CUDA when ``amp``."""
 
-    def __init__(self, module: torch.nn.Module, device: str = "cpu", amp: bool = False, name: str = "torch") -> None:
+    def __init__(
+        self, module: torch.nn.Module, device: str = "cpu", amp: bool = False, name: str = "torch"
+    ) -> None:
         import torch
 
         self.name = name
@@ -47,7 +49,10 @@ class TorchRunner:
         import torch
 
         x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(self.device)
-        with torch.inference_mode(), torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
+        with (
+            torch.inference_mode(),
+            torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp),
+        ):
             out = self.module(x)
         return out.float().cpu().numpy()
 
@@ -58,7 +63,10 @@ class TorchRunner:
         import torch
 
         x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(self.device)
-        with torch.inference_mode(), torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
+        with (
+            torch.inference_mode(),
+            torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp),
+        ):
             logits, emb = self.module.forward_with_embedding(x)
         return logits.float().cpu().numpy(), emb.float().cpu().numpy()
 
@@ -80,7 +88,10 @@ class OnnxRunner:
         path = Path(path)
         self.path = path
         if not path.is_file():
-            raise RxVisionError(f"ONNX model not found: {path}", "export the model first (rxvision.export.export_onnx)")
+            raise RxVisionError(
+                f"ONNX model not found: {path}",
+                "export the model first (rxvision.export.export_onnx)",
+            )
         opts = ort.SessionOptions()
         if threads:
             opts.intra_op_num_threads = threads

@@ -293,7 +293,9 @@ def feature_table(
     with_pred = probs is not None
     if with_pred:
         if classes is None:
-            raise RxVisionError("feature_table got probabilities without class names", "pass classes=")
+            raise RxVisionError(
+                "feature_table got probabilities without class names", "pass classes="
+            )
         preds = prediction_features(probs, classes)
         if len(preds) != len(df):
             raise RxVisionError(f"{len(df)} images but {len(preds)} probability rows")

@@ -41,7 +41,9 @@ def window_profiles(df: pd.DataFrame, window_seconds: int = 3600) -> dict[int, o
     if df.empty:
         return {}
     if LOGGED_AT not in df.columns:
-        raise RxVisionError(f"traffic rows have no '{LOGGED_AT}' column", "log them with bentos.traffic")
+        raise RxVisionError(
+            f"traffic rows have no '{LOGGED_AT}' column", "log them with bentos.traffic"
+        )
     starts = (pd.to_numeric(df[LOGGED_AT]) // window_seconds * window_seconds).astype("int64")
     return {int(start): profile_frame(part) for start, part in df.groupby(starts, sort=True)}
 
@@ -88,7 +90,9 @@ def compare_profiles(reference_view: object, current_view: object) -> pd.DataFra
     try:
         from whylogs.viz.drift.column_drift_algorithms import calculate_drift_scores
     except ImportError as exc:
-        logger.warning("whylogs profile comparison unavailable (%s); install ipython and pybars3", exc)
+        logger.warning(
+            "whylogs profile comparison unavailable (%s); install ipython and pybars3", exc
+        )
         return pd.DataFrame(columns=list(COMPARISON_COLUMNS))
     scores = calculate_drift_scores(
         target_view=current_view, reference_view=reference_view, with_thresholds=True
@@ -102,7 +106,9 @@ def compare_profiles(reference_view: object, current_view: object) -> pd.DataFra
                 "column": column,
                 "algorithm": score.get("algorithm"),
                 "pvalue": float(score["pvalue"]) if score.get("pvalue") is not None else np.nan,
-                "statistic": float(score["statistic"]) if score.get("statistic") is not None else np.nan,
+                "statistic": float(score["statistic"])
+                if score.get("statistic") is not None
+                else np.nan,
                 "drift_category": score.get("drift_category"),
             }
         )

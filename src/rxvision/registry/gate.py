@@ -166,8 +166,10 @@ class GateDecision:
 
 
 def _is_floor(rule: str) -> bool:
-    return rule in FLOOR_RULES or rule in (RULE_MIN_COVERAGE, RULE_MIN_CLASS_ACCURACY) or (
-        rule.startswith(RULE_MIN_INVARIANCE + "_")
+    return (
+        rule in FLOOR_RULES
+        or rule in (RULE_MIN_COVERAGE, RULE_MIN_CLASS_ACCURACY)
+        or (rule.startswith(RULE_MIN_INVARIANCE + "_"))
     )
 
 
@@ -176,17 +178,36 @@ def trust_floors(candidate: GateInput, cfg: GateConfig) -> list[RuleOutcome]:
     rules = []
     if cfg.coverage_tolerance is not None:
         target = _metric(candidate, "coverage_target", "candidate")
-        rules.append(_floor(RULE_MIN_COVERAGE, "coverage",
-                            _metric(candidate, "coverage", "candidate"),
-                            target - cfg.coverage_tolerance, upper=False))
+        rules.append(
+            _floor(
+                RULE_MIN_COVERAGE,
+                "coverage",
+                _metric(candidate, "coverage", "candidate"),
+                target - cfg.coverage_tolerance,
+                upper=False,
+            )
+        )
     for transform, floor in sorted(cfg.min_invariance.items()):
         key = f"invariance_{transform}"
-        rules.append(_floor(f"{RULE_MIN_INVARIANCE}_{transform}", key,
-                            _metric(candidate, key, "candidate"), floor, upper=False))
+        rules.append(
+            _floor(
+                f"{RULE_MIN_INVARIANCE}_{transform}",
+                key,
+                _metric(candidate, key, "candidate"),
+                floor,
+                upper=False,
+            )
+        )
     if cfg.min_class_accuracy is not None:
-        rules.append(_floor(RULE_MIN_CLASS_ACCURACY, "worst_class_accuracy",
-                            _metric(candidate, "worst_class_accuracy", "candidate"),
-                            cfg.min_class_accuracy, upper=False))
+        rules.append(
+            _floor(
+                RULE_MIN_CLASS_ACCURACY,
+                "worst_class_accuracy",
+                _metric(candidate, "worst_class_accuracy", "candidate"),
+                cfg.min_class_accuracy,
+                upper=False,
+            )
+        )
     return rules
 
 
@@ -240,7 +261,10 @@ def majority_baseline(class_support: tuple[int, ...] | list[int]) -> dict[str, f
 def _beats_majority(candidate: GateInput, margin: float) -> RuleOutcome:
     if candidate.class_support is None:
         return RuleOutcome(
-            RULE_BEATS_MAJORITY, None, None, None,
+            RULE_BEATS_MAJORITY,
+            None,
+            None,
+            None,
             "no per-class test support: the majority-class baseline was not checked",
         )
     base = majority_baseline(candidate.class_support)

@@ -27,8 +27,9 @@ class RxVisionPyfunc(mlflow.pyfunc.PythonModel):
     def load_context(self, context: Any) -> None:
         from rxvision.serving import Predictor
 
-        self._predictor = Predictor.from_bundle(Path(context.artifacts[BUNDLE_ARTIFACT]),
-                                                runtime="auto")
+        self._predictor = Predictor.from_bundle(
+            Path(context.artifacts[BUNDLE_ARTIFACT]), runtime="auto"
+        )
 
     # no type hints here: MLflow would derive a second signature from them
     def predict(self, context, model_input, params=None):
@@ -39,9 +40,13 @@ class RxVisionPyfunc(mlflow.pyfunc.PythonModel):
         column = model_input["image"] if isinstance(model_input, pd.DataFrame) else model_input
         images = [decode_image(_as_bytes(v), ImageLimits()) for v in list(column)]
         rows = [p.to_dict() for p in self._predictor.predict(images)]
-        return pd.DataFrame({"label": [r["label"] for r in rows],
-                             "confidence": [float(r["confidence"]) for r in rows],
-                             "top_k": [json.dumps(r["top_k"]) for r in rows]})
+        return pd.DataFrame(
+            {
+                "label": [r["label"] for r in rows],
+                "confidence": [float(r["confidence"]) for r in rows],
+                "top_k": [json.dumps(r["top_k"]) for r in rows],
+            }
+        )
 
 
 def _as_bytes(value: Any) -> bytes:
@@ -72,9 +77,11 @@ def log_pyfunc(bundle_dir: Path, registered_model_name: str | None = None) -> An
     example = pd.DataFrame({"image": [example_image()]})
     output = pd.DataFrame({"label": ["label"], "confidence": [1.0], "top_k": ["[]"]})
     return mlflow.pyfunc.log_model(
-        name=PYFUNC_NAME, python_model=RxVisionPyfunc(),
+        name=PYFUNC_NAME,
+        python_model=RxVisionPyfunc(),
         artifacts={BUNDLE_ARTIFACT: str(bundle_dir)},
-        signature=infer_signature(example, output), input_example=example,
+        signature=infer_signature(example, output),
+        input_example=example,
         registered_model_name=registered_model_name,
         pip_requirements=_requirements(),
     )

@@ -32,42 +32,66 @@ def _metric_rows(metrics: dict[str, Any], num_classes: int | None) -> str:
         if name == "top3_accuracy" and num_classes is not None and num_classes <= 3:
             continue  # top-3 of three classes or fewer says nothing
         low, high = metrics.get(f"{name}_ci_low"), metrics.get(f"{name}_ci_high")
-        interval = f"{float(low):.3f} to {float(high):.3f}" if low is not None and high is not None else ""
-        rows.append(f"<tr><td>{_e(name)}</td><td>{float(metrics[name]):.4f}</td><td>{interval}</td></tr>")
+        interval = (
+            f"{float(low):.3f} to {float(high):.3f}" if low is not None and high is not None else ""
+        )
+        rows.append(
+            f"<tr><td>{_e(name)}</td><td>{float(metrics[name]):.4f}</td><td>{interval}</td></tr>"
+        )
     return "".join(rows)
 
 
-def render_model_card(*, model: str, version: str, stage: str | None, metrics: dict[str, Any],
-                      gate_rules: list[dict[str, Any]], stage_history: list[dict[str, Any]],
-                      dataset_fingerprint: str, test_fingerprint: str, lineage: dict[str, Any],
-                      classes: list[str] | None = None, backbone: str | None = None) -> str:
+def render_model_card(
+    *,
+    model: str,
+    version: str,
+    stage: str | None,
+    metrics: dict[str, Any],
+    gate_rules: list[dict[str, Any]],
+    stage_history: list[dict[str, Any]],
+    dataset_fingerprint: str,
+    test_fingerprint: str,
+    lineage: dict[str, Any],
+    classes: list[str] | None = None,
+    backbone: str | None = None,
+) -> str:
     """The card's HTML (self-contained, script-free)."""
     n = len(classes) if classes else None
     rules = "".join(
         f"<tr><td class='{ {True: 'pass', False: 'fail'}.get(r.get('passed'), 'na') }'>"
         f"{ {True: 'pass', False: 'FAIL'}.get(r.get('passed'), 'n/a') }</td>"
-        f"<td>{_e(r.get('rule'))}</td><td>{_e(r.get('message'))}</td></tr>" for r in gate_rules)
+        f"<td>{_e(r.get('rule'))}</td><td>{_e(r.get('message'))}</td></tr>"
+        for r in gate_rules
+    )
     history = "".join(
         f"<tr><td>{_e(h.get('at', ''))}</td><td>{_e(h.get('from', ''))} &rarr; {_e(h.get('to', ''))}</td>"
         f"<td>{_e(h.get('by', ''))}</td><td>{'forced: ' + _e(h.get('reason', '')) if h.get('forced') else ''}"
-        f"</td></tr>" for h in stage_history)
-    chain = [("dataset", dataset_fingerprint[:12]), ("test split", test_fingerprint[:12]),
-             ("training run", lineage.get("pipeline_run", "?")),
-             ("git", str(lineage.get("git_commit", "?"))[:12]),
-             (f"{model} v{version}", stage or "no stage")]
+        f"</td></tr>"
+        for h in stage_history
+    )
+    chain = [
+        ("dataset", dataset_fingerprint[:12]),
+        ("test split", test_fingerprint[:12]),
+        ("training run", lineage.get("pipeline_run", "?")),
+        ("git", str(lineage.get("git_commit", "?"))[:12]),
+        (f"{model} v{version}", stage or "no stage"),
+    ]
     if lineage.get("mlflow_version"):
         chain.append(("MLflow", f"version {lineage['mlflow_version']}"))
     nodes = "<span class='arrow'>&rarr;</span>".join(
-        f"<span class='node'><b>{_e(a)}</b><br><code>{_e(b)}</code></span>" for a, b in chain)
+        f"<span class='node'><b>{_e(a)}</b><br><code>{_e(b)}</code></span>" for a, b in chain
+    )
     about = ", ".join(x for x in (backbone and f"backbone {backbone}", n and f"{n} classes") if x)
-    return (f"<!doctype html><html><head><meta charset='utf-8'><style>{_STYLE}</style></head><body>"
-            f"<h1>{_e(model)} version {_e(version)}: {_e(stage or 'no stage')}</h1>"
-            f"<p>{_e(about)}</p>"
-            f"<h2>Test metrics (95% intervals where computed)</h2><table><tr><th>metric</th>"
-            f"<th>value</th><th>interval</th></tr>{_metric_rows(metrics, n)}</table>"
-            f"<h2>Quality gate</h2><table>{rules}</table>"
-            f"<h2>Stage history</h2><table><tr><th>when (UTC)</th><th>change</th><th>by</th><th></th>"
-            f"</tr>{history}</table>"
-            f"<h2>Lineage</h2><div class='chain'>{nodes}</div>"
-            f"<p>dataset <code>{_e(dataset_fingerprint)}</code><br>test split "
-            f"<code>{_e(test_fingerprint)}</code></p></body></html>")
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><style>{_STYLE}</style></head><body>"
+        f"<h1>{_e(model)} version {_e(version)}: {_e(stage or 'no stage')}</h1>"
+        f"<p>{_e(about)}</p>"
+        f"<h2>Test metrics (95% intervals where computed)</h2><table><tr><th>metric</th>"
+        f"<th>value</th><th>interval</th></tr>{_metric_rows(metrics, n)}</table>"
+        f"<h2>Quality gate</h2><table>{rules}</table>"
+        f"<h2>Stage history</h2><table><tr><th>when (UTC)</th><th>change</th><th>by</th><th></th>"
+        f"</tr>{history}</table>"
+        f"<h2>Lineage</h2><div class='chain'>{nodes}</div>"
+        f"<p>dataset <code>{_e(dataset_fingerprint)}</code><br>test split "
+        f"<code>{_e(test_fingerprint)}</code></p></body></html>"
+    )

@@ -32,12 +32,17 @@ class PromotionDecision:
     gate: GateDecision | None = None
     messages: list[str] = field(default_factory=list)
 
-    def history_entry(self, at: datetime | None = None, source: str = "promotion") -> dict[str, Any]:
+    def history_entry(
+        self, at: datetime | None = None, source: str = "promotion"
+    ) -> dict[str, Any]:
         """One line of the version's stage history (JSON-safe)."""
         at = at or datetime.now(timezone.utc)
         entry: dict[str, Any] = {
-            "at": at.isoformat(timespec="seconds"), "from": self.current_stage or "none",
-            "to": self.target, "by": source, "forced": self.forced,
+            "at": at.isoformat(timespec="seconds"),
+            "from": self.current_stage or "none",
+            "to": self.target,
+            "by": source,
+            "forced": self.forced,
         }
         if self.reason:
             entry["reason"] = self.reason
@@ -49,10 +54,16 @@ class PromotionDecision:
         return entry
 
     def to_dict(self) -> dict[str, Any]:
-        return {"version": self.version, "current_stage": self.current_stage, "target": self.target,
-                "allowed": self.allowed, "forced": self.forced, "reason": self.reason,
-                "messages": list(self.messages),
-                "gate": self.gate.to_dict() if self.gate is not None else None}
+        return {
+            "version": self.version,
+            "current_stage": self.current_stage,
+            "target": self.target,
+            "allowed": self.allowed,
+            "forced": self.forced,
+            "reason": self.reason,
+            "messages": list(self.messages),
+            "gate": self.gate.to_dict() if self.gate is not None else None,
+        }
 
 
 def decide_promotion(
@@ -72,19 +83,32 @@ def decide_promotion(
         raise RxVisionError(f"unknown stage '{target}'", f"choose one of: {', '.join(STAGES)}")
     reason = (reason or "").strip() or None
     if force and reason is None:
-        raise RxVisionError("--force needs --reason", 'say why, e.g. --reason "hotfix for label bug"')
+        raise RxVisionError(
+            "--force needs --reason", 'say why, e.g. --reason "hotfix for label bug"'
+        )
     if current_stage == target:
         raise RxVisionError(f"version {version} is already in {target}")
     if target == "archived":
-        return PromotionDecision(version, current_stage, target, True, False, reason,
-                                 messages=[f"version {version} is archived"])
+        return PromotionDecision(
+            version,
+            current_stage,
+            target,
+            True,
+            False,
+            reason,
+            messages=[f"version {version} is archived"],
+        )
     if candidate is None:
-        raise RxVisionError(f"version {version} has no evaluation to check against the gate",
-                            "retrain it with the current training pipeline, or archive it")
+        raise RxVisionError(
+            f"version {version} has no evaluation to check against the gate",
+            "retrain it with the current training pipeline, or archive it",
+        )
     gate = decide(candidate, champion, cfg)
     if gate.needs_champion_reevaluation:
-        raise RxVisionError("the production model was not scored on the candidate's test split",
-                            "re-score it on the same split before deciding (a bug if seen here)")
+        raise RxVisionError(
+            "the production model was not scored on the candidate's test split",
+            "re-score it on the same split before deciding (a bug if seen here)",
+        )
     ok = gate.stage == "production" if target == "production" else gate.passed_floors
     failed = [r.message for r in gate.failed_rules]
     if ok:
@@ -95,8 +119,9 @@ def decide_promotion(
         messages = [f"FORCED to {target} despite: " + "; ".join(failed), f"reason: {reason}"]
     elif not ok:
         messages = failed or [f"version {version} does not meet the gate's rules for {target}"]
-    return PromotionDecision(version, current_stage, target, ok or force, not ok and force, reason,
-                             gate, messages)
+    return PromotionDecision(
+        version, current_stage, target, ok or force, not ok and force, reason, gate, messages
+    )
 
 
 def append_history(history: Any, entry: dict[str, Any]) -> list[dict[str, Any]]:

@@ -131,25 +131,33 @@ def _open(data: bytes, limits: ImageLimits) -> Image.Image:
             img = Image.open(io.BytesIO(data), formats=_plugins(limits.allowed_formats))
     except Image.DecompressionBombError as exc:
         raise InvalidImage(
-            "decompression_bomb", f"the image declares too many pixels ({exc})", "send a smaller image"
+            "decompression_bomb",
+            f"the image declares too many pixels ({exc})",
+            "send a smaller image",
         ) from None
     except UnidentifiedImageError:
         other = _format_name(data)
         if other:
             raise InvalidImage(
-                "unsupported_format", f"image format {other} is not accepted", f"send one of: {allowed}"
+                "unsupported_format",
+                f"image format {other} is not accepted",
+                f"send one of: {allowed}",
             ) from None
         raise InvalidImage(
             "not_an_image", "the upload is not a recognisable image", f"send one of: {allowed}"
         ) from None
     except Exception as exc:  # noqa: BLE001 - PIL raises assorted error types on corrupt headers
         raise InvalidImage(
-            "not_an_image", f"the upload could not be read as an image ({exc})", f"send one of: {allowed}"
+            "not_an_image",
+            f"the upload could not be read as an image ({exc})",
+            f"send one of: {allowed}",
         ) from None
     fmt = (img.format or "unknown").upper()
     if fmt not in limits.allowed_formats:  # e.g. MPO, which Pillow's JPEG plugin opens
         img.close()
-        raise InvalidImage("unsupported_format", f"image format {fmt} is not accepted", f"send one of: {allowed}")
+        raise InvalidImage(
+            "unsupported_format", f"image format {fmt} is not accepted", f"send one of: {allowed}"
+        )
     width, height = img.size
     if width * height > limits.max_pixels:
         img.close()

@@ -94,10 +94,18 @@ def capture_rng(device_type: str) -> dict[str, Any]:
     version, mt, gauss = random.getstate()
     name, keys, pos, has_gauss, cached = np.random.get_state()
     return {
-        "python": {"version": version, "state": torch.tensor(mt, dtype=torch.int64),
-                   "gauss": gauss},
-        "numpy": {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": pos,
-                  "has_gauss": has_gauss, "cached": cached},
+        "python": {
+            "version": version,
+            "state": torch.tensor(mt, dtype=torch.int64),
+            "gauss": gauss,
+        },
+        "numpy": {
+            "name": name,
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "pos": pos,
+            "has_gauss": has_gauss,
+            "cached": cached,
+        },
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if device_type == "cuda" else None,
     }
@@ -107,8 +115,13 @@ def restore_rng(state: dict[str, Any]) -> None:
     py, npy = state["python"], state["numpy"]
     random.setstate((py["version"], tuple(int(v) for v in py["state"].tolist()), py["gauss"]))
     np.random.set_state(
-        (npy["name"], npy["keys"].numpy().astype(np.uint32), int(npy["pos"]),
-         int(npy["has_gauss"]), float(npy["cached"]))
+        (
+            npy["name"],
+            npy["keys"].numpy().astype(np.uint32),
+            int(npy["pos"]),
+            int(npy["has_gauss"]),
+            float(npy["cached"]),
+        )
     )
     torch.set_rng_state(state["torch"])
     if state.get("cuda") is not None and torch.cuda.is_available():

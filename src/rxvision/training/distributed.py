@@ -80,8 +80,9 @@ def spawn(entry: Callable[..., None], world: int, args: tuple[Any, ...], run_dir
     for stale in run_dir.glob(".rank*.error"):
         stale.unlink()
     try:
-        mp.spawn(_worker, args=(world, init, entry, args, run_dir, os.getpid()), nprocs=world,
-                 join=True)
+        mp.spawn(
+            _worker, args=(world, init, entry, args, run_dir, os.getpid()), nprocs=world, join=True
+        )
     except mp.ProcessRaisedException:
         for path in sorted(run_dir.glob(".rank*.error")):
             problem, hint = json.loads(path.read_text())
@@ -90,8 +91,13 @@ def spawn(entry: Callable[..., None], world: int, args: tuple[Any, ...], run_dir
 
 
 def _worker(
-    rank: int, world: int, init: str, entry: Callable[..., None], args: tuple[Any, ...],
-    run_dir: Path, parent: int,
+    rank: int,
+    world: int,
+    init: str,
+    entry: Callable[..., None],
+    args: tuple[Any, ...],
+    run_dir: Path,
+    parent: int,
 ) -> None:
     die_with_parent()
     if os.getppid() != parent:  # the parent died before prctl took effect
@@ -106,8 +112,9 @@ def _worker(
 def init_group(rv: Rendezvous, device_type: str) -> None:
     if rv.distributed:
         backend = "nccl" if device_type == "cuda" else "gloo"
-        dist.init_process_group(backend, init_method=rv.init_method, rank=rv.rank,
-                                world_size=rv.world)
+        dist.init_process_group(
+            backend, init_method=rv.init_method, rank=rv.rank, world_size=rv.world
+        )
 
 
 def end_group(rv: Rendezvous) -> None:

@@ -244,8 +244,11 @@ def train_process(rv: ddp.Rendezvous, job: Job) -> None:
     )
     if device_type == "cuda":
         torch.cuda.set_device(device)
-    on_node = int(os.environ.get("LOCAL_WORLD_SIZE", rv.world)) if rv.init_method == "env://" \
+    on_node = (
+        int(os.environ.get("LOCAL_WORLD_SIZE", rv.world))
+        if rv.init_method == "env://"
         else rv.world
+    )
     threads = threads_per_process(tcfg, device_type, on_node)
     caller_threads = torch.get_num_threads()
     if threads is not None:
@@ -257,8 +260,9 @@ def train_process(rv: ddp.Rendezvous, job: Job) -> None:
             check_resumable(resume, config_digest(job.cfg), job.classes, job.run_dir)
         if resume is not None and resume.finished:
             if rv.rank == 0:
-                log.info("%s already finished (%d epochs): nothing to train", job.run_dir,
-                         resume.epoch)
+                log.info(
+                    "%s already finished (%d epochs): nothing to train", job.run_dir, resume.epoch
+                )
         else:
             Trainer(job, rv, device, precision, resume).run()
     finally:

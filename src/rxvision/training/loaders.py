@@ -100,8 +100,9 @@ def build_loaders(
         sampler = BalancedSampler(labels, rank, world, seed)
     else:
         # a DistributedSampler even for one process: its order depends only on (seed, epoch)
-        sampler = DistributedSampler(train_set, num_replicas=world, rank=rank, shuffle=True,
-                                     seed=seed)
+        sampler = DistributedSampler(
+            train_set, num_replicas=world, rank=rank, shuffle=True, seed=seed
+        )
     common = {
         "num_workers": lcfg.num_workers,
         "pin_memory": bool(lcfg.pin_memory and device_type == "cuda"),

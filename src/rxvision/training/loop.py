@@ -118,15 +118,18 @@ class Trainer:
         seed_all(tcfg.seed + 1000 * self.rank)  # ranks differ in dropout / mixup draws
 
         self.loaders = build_loaders(
-            self.cfg, job.train_set, job.val_set, job.train_labels, self.rank, self.world,
+            self.cfg,
+            job.train_set,
+            job.val_set,
+            job.train_labels,
+            self.rank,
+            self.world,
             device.type,
         )
         self.optimizer = build_optimizer(model, tcfg)
         self.upe = updates_per_epoch(len(self.loaders.train), tcfg.accumulate_grad_batches)
         self.scaler = torch.amp.GradScaler(device.type) if precision.use_scaler else None
-        self.class_weights = resolve_class_weights(
-            tcfg, job.train_labels or [], self.num_classes
-        )
+        self.class_weights = resolve_class_weights(tcfg, job.train_labels or [], self.num_classes)
         weights = (
             balanced_class_weights(job.train_labels or [], self.num_classes).to(device)
             if self.class_weights == "balanced"
@@ -225,8 +228,12 @@ class Trainer:
         tcfg, rank = self.tcfg, self.rank
         if rank == 0:
             if self.epoch:
-                log.info("resuming %s from epoch %d of %d", self.job.run_dir, self.epoch,
-                         self.planned_epochs)
+                log.info(
+                    "resuming %s from epoch %d of %d",
+                    self.job.run_dir,
+                    self.epoch,
+                    self.planned_epochs,
+                )
             call_hooks(self.job.hooks, "on_train_start", self._start_info())
         started = time.perf_counter()
         while self.epoch < self.planned_epochs and not self.stopped_early:
@@ -244,8 +251,9 @@ class Trainer:
                 self._fit_to_budget()
             stop = False
             if self.early is not None:
-                stop = self.early.update(self._selected(row, self.early.monitor,
-                                                        self.early.mode)[0])
+                stop = self.early.update(
+                    self._selected(row, self.early.monitor, self.early.mode)[0]
+                )
             self.stopped_early = bool(stop and self.epoch < self.planned_epochs)
             if rank == 0:
                 self._save(row)
@@ -254,8 +262,12 @@ class Trainer:
             ddp_utils.barrier(self.world)
         if self.stopped_early and rank == 0:
             es = tcfg.early_stopping
-            log.info("early stopping after epoch %d: %s did not improve for %d epochs",
-                     self.epoch, es.monitor, es.patience)
+            log.info(
+                "early stopping after epoch %d: %s did not improve for %d epochs",
+                self.epoch,
+                es.monitor,
+                es.patience,
+            )
         summary = self._summary(time.perf_counter() - started)
         if rank == 0:
             call_hooks(self.job.hooks, "on_train_end", summary)
@@ -280,9 +292,7 @@ class Trainer:
         return row
 
     @staticmethod
-    def _selected(
-        row: dict[str, float], monitor: str, mode: str
-    ) -> tuple[dict[str, float], str]:
+    def _selected(row: dict[str, float], monitor: str, mode: str) -> tuple[dict[str, float], str]:
         """The monitored value of the better weights this epoch: the EMA's where it scores
         better than the raw weights, else the model's."""
         value, weights = row[monitor], "model"
@@ -307,8 +317,13 @@ class Trainer:
             if self.scheduler is not None and spans_run(self.tcfg.scheduler):
                 self._rebuild_scheduler()
         if self.rank == 0:
-            log.info("time budget %.0fs: epoch 1 took %.1fs, so %d epoch(s) (at most %d)",
-                     budget, self.time_budget["measured_epoch_s"], planned, self.tcfg.epochs)
+            log.info(
+                "time budget %.0fs: epoch 1 took %.1fs, so %d epoch(s) (at most %d)",
+                budget,
+                self.time_budget["measured_epoch_s"],
+                planned,
+                self.tcfg.epochs,
+            )
 
     def _rebuild_scheduler(self) -> None:
         for group in self.optimizer.param_groups:
@@ -330,10 +345,17 @@ class Trainer:
         log.info(
             "epoch %d/%d  train_loss %.4f  train_acc %.3f  val_loss %.4f  val_acc %.3f  "
             "val_macro_f1 %.3f%s  lr %.2e  %.1f img/s  %.1fs",
-            self.epoch, self.planned_epochs, row["train_loss"], row["train_accuracy"],
-            row["val_loss"], row["val_accuracy"], row["val_macro_f1"],
+            self.epoch,
+            self.planned_epochs,
+            row["train_loss"],
+            row["train_accuracy"],
+            row["val_loss"],
+            row["val_accuracy"],
+            row["val_macro_f1"],
             f"  ema_val_acc {row['ema_val_accuracy']:.3f}" if self.ema is not None else "",
-            row["lr"], row["images_per_s"], row["epoch_time_s"],
+            row["lr"],
+            row["images_per_s"],
+            row["epoch_time_s"],
         )
 
     def _start_info(self) -> dict[str, Any]:
@@ -379,8 +401,14 @@ class Trainer:
         n_batches = len(loader)
         totals = torch.zeros(3, dtype=torch.float64)  # loss sum, correct, count
         self.optimizer.zero_grad(set_to_none=True)
-        bar = tqdm(total=n_batches, desc=f"epoch {epoch + 1}/{self.planned_epochs}",
-                   disable=rank != 0, leave=False, mininterval=1.0, dynamic_ncols=True)
+        bar = tqdm(
+            total=n_batches,
+            desc=f"epoch {epoch + 1}/{self.planned_epochs}",
+            disable=rank != 0,
+            leave=False,
+            mininterval=1.0,
+            dynamic_ncols=True,
+        )
         updates = epoch * self.upe
         start = time.perf_counter()
         for i, (x, y) in enumerate(loader):
@@ -388,28 +416,33 @@ class Trainer:
             if tcfg.channels_last and x.ndim == 4:
                 x = x.contiguous(memory_format=torch.channels_last)
             y = y.to(self.device, non_blocking=True)
-            group_len, last_in_group = accumulation_group(i, n_batches,
-                                                          tcfg.accumulate_grad_batches)
+            group_len, last_in_group = accumulation_group(
+                i, n_batches, tcfg.accumulate_grad_batches
+            )
             if self.mixup is not None and len(x) % 2 == 0:  # timm's batch mixup pairs samples
                 x, target = self.mixup(x, y)
                 loss_fn = self.soft_criterion
             else:
                 target, loss_fn = y, self.criterion
-            no_sync = self.ddp.no_sync() if (world > 1 and not last_in_group) \
+            no_sync = (
+                self.ddp.no_sync()
+                if (world > 1 and not last_in_group)
                 else contextlib.nullcontext()
+            )
             with no_sync:
                 logits, loss = backward_micro_batch(
                     self.ddp, x, target, loss_fn, self.precision, self.scaler, group_len
                 )
             if not torch.isfinite(loss):
-                raise non_finite_error("loss", float(loss.detach()), epoch, i, n_batches, tcfg,
-                                       self.precision.name)
+                raise non_finite_error(
+                    "loss", float(loss.detach()), epoch, i, n_batches, tcfg, self.precision.name
+                )
             if last_in_group:
-                norm = optimizer_step(self.model, self.optimizer, self.scaler,
-                                      tcfg.grad_clip_norm)
+                norm = optimizer_step(self.model, self.optimizer, self.scaler, tcfg.grad_clip_norm)
                 if self.scaler is None and not math.isfinite(norm):
-                    raise non_finite_error("gradient norm", norm, epoch, i, n_batches, tcfg,
-                                           self.precision.name)
+                    raise non_finite_error(
+                        "gradient norm", norm, epoch, i, n_batches, tcfg, self.precision.name
+                    )
                 updates += 1
                 if self.ema is not None:
                     self.ema.update(self.model, step=updates)
@@ -417,17 +450,22 @@ class Trainer:
                     self.scheduler.step()
             with torch.no_grad():
                 n = y.shape[0]
-                totals += torch.stack([
-                    loss.detach().double().cpu() * n,
-                    (logits.argmax(1) == y).sum().double().cpu(),
-                    torch.tensor(float(n), dtype=torch.float64),
-                ])
+                totals += torch.stack(
+                    [
+                        loss.detach().double().cpu() * n,
+                        (logits.argmax(1) == y).sum().double().cpu(),
+                        torch.tensor(float(n), dtype=torch.float64),
+                    ]
+                )
             bar.update(1)
             if rank == 0 and (i % 10 == 0 or i == n_batches - 1):
                 elapsed = max(time.perf_counter() - start, 1e-9)
-                bar.set_postfix(loss=f"{totals[0] / totals[2]:.4f}",
-                                acc=f"{totals[1] / totals[2]:.3f}",
-                                img_s=f"{totals[2] * world / elapsed:.1f}", refresh=False)
+                bar.set_postfix(
+                    loss=f"{totals[0] / totals[2]:.4f}",
+                    acc=f"{totals[1] / totals[2]:.3f}",
+                    img_s=f"{totals[2] * world / elapsed:.1f}",
+                    refresh=False,
+                )
         bar.close()
         train_time = ddp_utils.max_across(time.perf_counter() - start, world)
         ddp_utils.sum_across(totals, world)
@@ -466,9 +504,15 @@ class Trainer:
         return {
             "val_loss": loss_sum / n,
             "val_accuracy": float((pred == true).mean()) if len(true) else 0.0,
-            "val_macro_f1": float(f1_score(true, pred, average="macro",
-                                           labels=list(range(self.num_classes)),
-                                           zero_division=0)),
+            "val_macro_f1": float(
+                f1_score(
+                    true,
+                    pred,
+                    average="macro",
+                    labels=list(range(self.num_classes)),
+                    zero_division=0,
+                )
+            ),
         }
 
 

@@ -179,8 +179,13 @@ def _one_cycle(
     final_div = max(1.0, start / cfg.eta_min) if cfg.eta_min > 0 else 1e4
     return torch.optim.lr_scheduler.OneCycleLR(
         # one step more than updates: the lr after the last update's step is the minimum
-        optimizer, max_lr=peaks, total_steps=total + 1, pct_start=cfg.pct_start,
-        anneal_strategy="cos", div_factor=25.0, final_div_factor=final_div,
+        optimizer,
+        max_lr=peaks,
+        total_steps=total + 1,
+        pct_start=cfg.pct_start,
+        anneal_strategy="cos",
+        div_factor=25.0,
+        final_div_factor=final_div,
         cycle_momentum=False,
     )
 

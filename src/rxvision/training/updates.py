@@ -70,7 +70,12 @@ def optimizer_step(
 
 
 def non_finite_error(
-    what: str, value: float, epoch: int, batch: int, n_batches: int, tcfg: Any,
+    what: str,
+    value: float,
+    epoch: int,
+    batch: int,
+    n_batches: int,
+    tcfg: Any,
     precision: str | None = None,
 ) -> RxVisionError:
     """The run stops rather than train on NaN/inf: say where, under which precision (the

@@ -22,8 +22,7 @@ _NOT_WRITTEN = ("profile", "tuning")
 
 
 def _placeholder(title: str, reason: str) -> str:
-    return (f"<html><body><h3>{html.escape(title)}</h3><p>{html.escape(reason)}</p>"
-            "</body></html>")
+    return f"<html><body><h3>{html.escape(title)}</h3><p>{html.escape(reason)}</p></body></html>"
 
 
 def study_plots(study: optuna.Study) -> dict[str, str]:
@@ -77,8 +76,10 @@ def best_config_yaml(base: RxVisionConfig, outcome: dict[str, Any]) -> str:
     best = outcome["best"]
     sections = best_run_config(base, best["params"])
     lines = [
-        (f"# Best trial {best['number']} of Optuna study '{outcome['study_name']}' "
-         f"({outcome['metric']} {best['value']:.4f} on the validation split)."),
+        (
+            f"# Best trial {best['number']} of Optuna study '{outcome['study_name']}' "
+            f"({outcome['metric']} {best['value']:.4f} on the validation split)."
+        ),
         "# Tuned:",
         *(f"#   {key}: {value!r}" for key, value in best["params"].items()),
         "# A ZenML run config: RxVision sections on top of the profile under parameters.config.",

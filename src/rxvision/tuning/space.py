@@ -24,8 +24,18 @@ AUGMENTATION_STRENGTH = "augmentation_strength"
 # augmentation fields that a strength factor multiplies (probabilities and magnitudes);
 # scale_min (the smallest crop share) moves towards 1 instead: less cropping when weaker
 _SCALED = (
-    "hflip", "vflip", "rotate90", "affine", "shift_limit", "scale_limit", "rotate_limit",
-    "color_jitter", "brightness", "contrast", "saturation", "hue",
+    "hflip",
+    "vflip",
+    "rotate90",
+    "affine",
+    "shift_limit",
+    "scale_limit",
+    "rotate_limit",
+    "color_jitter",
+    "brightness",
+    "contrast",
+    "saturation",
+    "hue",
 )
 _NOT_TUNABLE = ("profile", "tuning")
 
@@ -48,8 +58,9 @@ class Param:
             return trial.suggest_categorical(self.name, list(self.choices))
         if self.kind == "int":
             step = int(self.step) if self.step is not None else 1
-            return trial.suggest_int(self.name, int(self.low), int(self.high), step=step,
-                                     log=self.log)
+            return trial.suggest_int(
+                self.name, int(self.low), int(self.high), step=step, log=self.log
+            )
         return trial.suggest_float(self.name, self.low, self.high, step=self.step, log=self.log)
 
 
@@ -57,8 +68,10 @@ def _field_annotation(key: str) -> Any:
     """The schema annotation of a dotted config key; a bad key is a user error naming it."""
     parts = key.split(".")
     if parts[0] in _NOT_TUNABLE:
-        raise RxVisionError(f"search-space key '{key}' cannot be tuned",
-                            "tune data, model, training or evaluation keys")
+        raise RxVisionError(
+            f"search-space key '{key}' cannot be tuned",
+            "tune data, model, training or evaluation keys",
+        )
     model: type[BaseModel] = RxVisionConfig
     for depth, part in enumerate(parts):
         field = model.model_fields.get(part)
@@ -71,19 +84,26 @@ def _field_annotation(key: str) -> Any:
         ann = field.annotation
         if isinstance(ann, type) and issubclass(ann, BaseModel):
             if depth == len(parts) - 1:
-                raise RxVisionError(f"search-space key '{key}' names a section, not a value",
-                                    f"use one of its keys: {', '.join(sorted(ann.model_fields))}")
+                raise RxVisionError(
+                    f"search-space key '{key}' names a section, not a value",
+                    f"use one of its keys: {', '.join(sorted(ann.model_fields))}",
+                )
             model = ann
         elif depth < len(parts) - 1:
-            raise RxVisionError(f"unknown search-space key '{key}'",
-                                f"'{'.'.join(parts[: depth + 1])}' is a value, not a section")
+            raise RxVisionError(
+                f"unknown search-space key '{key}'",
+                f"'{'.'.join(parts[: depth + 1])}' is a value, not a section",
+            )
     return ann
 
 
 def _numeric_kind(annotation: Any) -> str | None:
     """'int' or 'float' for numeric fields (``int | None`` counts as int), else None."""
-    args = typing.get_args(annotation) if isinstance(
-        annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union else ()
+    args = (
+        typing.get_args(annotation)
+        if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union
+        else ()
+    )
     members = set(args or (annotation,)) - {type(None)}
     if members == {int}:
         return "int"
@@ -101,13 +121,17 @@ def resolve_param(key: str, spec: SearchParamConfig) -> Param:
     if spec.choices is not None:
         return Param(key, "categorical", choices=tuple(spec.choices))
     if kind is None:
-        raise RxVisionError(f"search-space key '{key}' is not a number, so it cannot have a range",
-                            "give it `choices: [...]` instead of low/high")
+        raise RxVisionError(
+            f"search-space key '{key}' is not a number, so it cannot have a range",
+            "give it `choices: [...]` instead of low/high",
+        )
     if kind == "int":
         for name, value in (("low", spec.low), ("high", spec.high), ("step", spec.step)):
             if value is not None and float(value) != int(value):
-                raise RxVisionError(f"search-space key '{key}' is an integer setting, but its "
-                                    f"{name} is {value}", "give whole numbers")
+                raise RxVisionError(
+                    f"search-space key '{key}' is an integer setting, but its {name} is {value}",
+                    "give whole numbers",
+                )
     return Param(key, kind, spec.low, spec.high, spec.log, spec.step)  # type: ignore[arg-type]
 
 
@@ -161,8 +185,10 @@ def parse_space(base: RxVisionConfig) -> list[Param]:
     first trial instead of in the tenth."""
     space = base.tuning.search_space
     if not space:
-        raise RxVisionError("tuning.search_space is empty",
-                            "give at least one key to search (see configs/tuning.yaml)")
+        raise RxVisionError(
+            "tuning.search_space is empty",
+            "give at least one key to search (see configs/tuning.yaml)",
+        )
     params = [resolve_param(key, spec) for key, spec in space.items()]
     for param in params:
         values = param.choices if param.kind == "categorical" else (param.low, param.high)
@@ -172,14 +198,19 @@ def parse_space(base: RxVisionConfig) -> list[Param]:
             try:
                 apply_params(base, {param.name: value})
             except RxVisionError as err:
-                raise RxVisionError(f"search-space key '{param.name}': value {value!r} is not "
-                                    f"allowed ({err.problem})", "fix its range or choices") from None
+                raise RxVisionError(
+                    f"search-space key '{param.name}': value {value!r} is not "
+                    f"allowed ({err.problem})",
+                    "fix its range or choices",
+                ) from None
     names = {p.name for p in params}
     for entry in base.tuning.enqueue:
         unknown = sorted(set(entry) - names)
         if unknown:
-            raise RxVisionError(f"tuning.enqueue names {unknown}, which the search space lacks",
-                                f"enqueue only searched keys: {', '.join(sorted(names))}")
+            raise RxVisionError(
+                f"tuning.enqueue names {unknown}, which the search space lacks",
+                f"enqueue only searched keys: {', '.join(sorted(names))}",
+            )
         apply_params(base, entry)
     _check_backbones(base, params)
     return params
@@ -194,8 +225,11 @@ def _check_backbones(base: RxVisionConfig, params: list[Param]) -> None:
     m = base.model
     if not choices or not m.pretrained:
         return
-    need_hub = [b for b in choices
-                if resolve_weights_source(str(b), m.pretrained, m.weights, m.weights_path) == "hub"]
+    need_hub = [
+        b
+        for b in choices
+        if resolve_weights_source(str(b), m.pretrained, m.weights, m.weights_path) == "hub"
+    ]
     if need_hub and not hub_reachable():
         raise RxVisionError(
             f"search-space backbones {need_hub} have no offline weights and the model hub "

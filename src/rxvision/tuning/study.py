@@ -41,8 +41,10 @@ def storage_url(tuning: TuningConfig, home: Path) -> str:
     if tuning.storage:
         url = os.path.expandvars(tuning.storage)
         if "${" in url:
-            raise RxVisionError(f"tuning.storage {tuning.storage!r} names an unset variable",
-                                "export it where the trials run (e.g. from a Kubernetes secret)")
+            raise RxVisionError(
+                f"tuning.storage {tuning.storage!r} names an unset variable",
+                "export it where the trials run (e.g. from a Kubernetes secret)",
+            )
         return url
     home.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{(home / 'optuna.db').resolve()}"
@@ -64,14 +66,18 @@ def open_study(tuning: TuningConfig, url: str) -> optuna.Study:
         with warnings.catch_warnings():  # heartbeats are "experimental" since Optuna 2.8
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             storage = optuna.storages.RDBStorage(
-                url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
+                url,
+                heartbeat_interval=HEARTBEAT_S,
+                grace_period=GRACE_S,
                 heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
-                    max_retry=1),
+                    max_retry=1
+                ),
             )
     except Exception as exc:  # noqa: BLE001 - bad URL, missing driver, unreachable server
-        raise RxVisionError(f"cannot open the tuning database {masked(url)}: {exc}",
-                            "check tuning.storage (an SQLAlchemy URL) and that its driver "
-                            "is installed") from None
+        raise RxVisionError(
+            f"cannot open the tuning database {masked(url)}: {exc}",
+            "check tuning.storage (an SQLAlchemy URL) and that its driver is installed",
+        ) from None
     try:
         previous = len(optuna.load_study(study_name=tuning.study_name, storage=storage).trials)
     except KeyError:
@@ -79,15 +85,25 @@ def open_study(tuning: TuningConfig, url: str) -> optuna.Study:
     # a fixed seed would redraw the first run's random trials on every resume
     sampler: optuna.samplers.BaseSampler = (
         optuna.samplers.TPESampler(seed=tuning.seed + previous, n_startup_trials=5)
-        if tuning.sampler == "tpe" else optuna.samplers.RandomSampler(seed=tuning.seed + previous)
+        if tuning.sampler == "tpe"
+        else optuna.samplers.RandomSampler(seed=tuning.seed + previous)
     )
     pruner: optuna.pruners.BasePruner = (
-        optuna.pruners.MedianPruner(n_startup_trials=tuning.pruner.n_startup_trials,
-                                    n_warmup_steps=tuning.pruner.n_warmup_steps)
-        if tuning.pruner.name == "median" else optuna.pruners.NopPruner()
+        optuna.pruners.MedianPruner(
+            n_startup_trials=tuning.pruner.n_startup_trials,
+            n_warmup_steps=tuning.pruner.n_warmup_steps,
+        )
+        if tuning.pruner.name == "median"
+        else optuna.pruners.NopPruner()
     )
-    study = optuna.create_study(storage=storage, study_name=tuning.study_name, sampler=sampler,
-                                pruner=pruner, direction=tuning.direction, load_if_exists=True)
+    study = optuna.create_study(
+        storage=storage,
+        study_name=tuning.study_name,
+        sampler=sampler,
+        pruner=pruner,
+        direction=tuning.direction,
+        load_if_exists=True,
+    )
     if study.direction.name.lower() != tuning.direction:
         raise RxVisionError(
             f"study '{tuning.study_name}' was created to {study.direction.name.lower()} its "
@@ -132,15 +148,18 @@ class PruningHook(TrainingHook):
             url, name, number, pruner = self._ref
             storage = optuna.storages.RDBStorage(url)
             trial_id = storage.get_trial_id_from_study_id_trial_number(
-                storage.get_study_id_from_name(name), number)
+                storage.get_study_id_from_name(name), number
+            )
             study = optuna.load_study(study_name=name, storage=storage, pruner=pruner)
             self.trial = optuna.trial.Trial(study, trial_id)
         return self.trial
 
     def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
         if self.metric not in metrics:
-            raise MetricMissing(f"tuning.metric '{self.metric}' is not in the training history",
-                                f"choose one of: {', '.join(sorted(metrics))}")
+            raise MetricMissing(
+                f"tuning.metric '{self.metric}' is not in the training history",
+                f"choose one of: {', '.join(sorted(metrics))}",
+            )
         value = float(metrics[self.metric])
         trial = self._live_trial()
         trial.report(value, step=epoch)
@@ -186,13 +205,21 @@ def best_value(history: list[dict[str, float]], metric: str, direction: str) -> 
     monitor on that metric keeps)."""
     values = [float(row[metric]) for row in history if metric in row]
     if not values:
-        raise MetricMissing(f"tuning.metric '{metric}' is not in the training history",
-                            f"choose one of: {', '.join(sorted(history[0])) if history else '-'}")
+        raise MetricMissing(
+            f"tuning.metric '{metric}' is not in the training history",
+            f"choose one of: {', '.join(sorted(history[0])) if history else '-'}",
+        )
     return max(values) if direction == "maximize" else min(values)
 
 
-def make_objective(base: RxVisionConfig, params: list[Param], splits: Any, runs_dir: Path,
-                   url: str, fit: Any = None) -> Any:
+def make_objective(
+    base: RxVisionConfig,
+    params: list[Param],
+    splits: Any,
+    runs_dir: Path,
+    url: str,
+    fit: Any = None,
+) -> Any:
     """The objective: draw parameters, train with them on train/val (never test), score."""
     if fit is None:
         from rxvision.training import fit
@@ -234,10 +261,19 @@ def _progress(total: int) -> Any:
             best = f"best so far: trial {study.best_trial.number}, {study.best_value:.4f}"
         except ValueError:
             best = "no completed trial yet"
-        what = (f"{record['value']:.4f}" if record["state"] == "complete"
-                else f"{record['state']} after epoch {record['epochs']}")
-        log.info("tuning: trial %d/%d (study #%d) %s; %s", callback.done, total,  # type: ignore[attr-defined]
-                 trial.number, what, best)
+        what = (
+            f"{record['value']:.4f}"
+            if record["state"] == "complete"
+            else f"{record['state']} after epoch {record['epochs']}"
+        )
+        log.info(
+            "tuning: trial %d/%d (study #%d) %s; %s",
+            callback.done,
+            total,  # type: ignore[attr-defined]
+            trial.number,
+            what,
+            best,
+        )
 
     callback.done = 0  # type: ignore[attr-defined]
     return callback
@@ -249,20 +285,24 @@ def _enqueue(study: optuna.Study, sets: list[dict[str, Any]]) -> None:
     would never try its baseline)."""
     state = optuna.trial.TrialState
     for values in sets:
+
         def same(params: dict[str, Any], values: dict[str, Any] = values) -> bool:
             return all(params.get(key) == value for key, value in values.items())
 
-        tried = study.get_trials(deepcopy=False, states=(state.COMPLETE, state.PRUNED,
-                                                          state.RUNNING))
+        tried = study.get_trials(
+            deepcopy=False, states=(state.COMPLETE, state.PRUNED, state.RUNNING)
+        )
         queued = study.get_trials(deepcopy=False, states=(state.WAITING,))
         if any(same(t.params) for t in tried) or any(
-                same(t.system_attrs.get("fixed_params", {})) for t in queued):
+            same(t.system_attrs.get("fixed_params", {})) for t in queued
+        ):
             continue
         study.enqueue_trial(values)
 
 
-def run_study(base: RxVisionConfig, splits: Any, runs_dir: Path, url: str,
-              fit: Any = None) -> StudyOutcome:
+def run_study(
+    base: RxVisionConfig, splits: Any, runs_dir: Path, url: str, fit: Any = None
+) -> StudyOutcome:
     """Add up to ``tuning.n_trials`` trials (within ``tuning.timeout_s``) to the study.
 
     A trial that fails with an RxVisionError (say training diverged) is recorded as failed
@@ -276,7 +316,9 @@ def run_study(base: RxVisionConfig, splits: Any, runs_dir: Path, url: str,
     started = time.perf_counter()
     study.optimize(
         make_objective(base, params, splits, runs_dir / tuning.study_name, url, fit),
-        n_trials=tuning.n_trials, timeout=tuning.timeout_s, catch=(TrialFailed,),
+        n_trials=tuning.n_trials,
+        timeout=tuning.timeout_s,
+        catch=(TrialFailed,),
         callbacks=[_progress(tuning.n_trials)],
     )
     trials = [trial_record(t) for t in study.trials]
@@ -291,7 +333,9 @@ def run_study(base: RxVisionConfig, splits: Any, runs_dir: Path, url: str,
         )
     best = study.best_trial
     return StudyOutcome(
-        study_name=tuning.study_name, storage=masked(url), metric=tuning.metric,
+        study_name=tuning.study_name,
+        storage=masked(url),
+        metric=tuning.metric,
         direction=tuning.direction,
         new_trials=[t["number"] for t in trials if t["number"] not in before],
         trials=trials,

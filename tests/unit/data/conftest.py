@@ -10,7 +10,9 @@ import pytest
 from PIL import Image
 
 
-def write_image(path: Path, size: int = 40, seed: int = 0, mode: str = "RGB", fmt: str | None = None) -> Path:
+def write_image(
+    path: Path, size: int = 40, seed: int = 0, mode: str = "RGB", fmt: str | None = None
+) -> Path:
     """A random-noise image (distinct per seed) saved in ``mode``/``fmt``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)

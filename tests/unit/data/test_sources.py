@@ -41,7 +41,10 @@ def test_manifest_resolves_relative_paths_and_reads_split(tmp_path: Path, make_i
     make_image(tmp_path / "img" / "b.png", seed=2)
     (tmp_path / "m.csv").write_text("path,label,split\nimg/a.png,x,train\nimg/b.png,y,test\n")
     index = load_source(DataConfig(source="csv", path=tmp_path / "m.csv"))
-    assert [s.path for s in index.samples] == [tmp_path / "img" / "a.png", tmp_path / "img" / "b.png"]
+    assert [s.path for s in index.samples] == [
+        tmp_path / "img" / "a.png",
+        tmp_path / "img" / "b.png",
+    ]
     assert [s.split for s in index.samples] == ["train", "test"]
     assert index.classes == ["x", "y"]
 
@@ -73,7 +76,9 @@ def test_manifest_bad_path_is_kept_for_validation_to_report(tmp_path: Path) -> N
 
 
 def test_known_class_list_overrides_found_classes(imagefolder: Path) -> None:
-    index = load_source(DataConfig(source="imagefolder", path=imagefolder, classes=["alpha", "beta"]))
+    index = load_source(
+        DataConfig(source="imagefolder", path=imagefolder, classes=["alpha", "beta"])
+    )
     assert index.classes == ["alpha", "beta"]
     assert index.counts()["gamma"] == 10  # still there, for validation to flag
 

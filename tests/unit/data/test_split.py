@@ -38,8 +38,10 @@ def test_duplicates_are_kept_in_one_split(imagefolder: Path) -> None:
     for seed in range(6):
         splits = stratified_split(index, SplitConfig(seed=seed))
         holders = {
-            name for name, part in splits.as_dict().items()
-            for s in part if s.label == "alpha" and (s.path.name == "00.jpg" or s.path.name.startswith("copy"))
+            name
+            for name, part in splits.as_dict().items()
+            for s in part
+            if s.label == "alpha" and (s.path.name == "00.jpg" or s.path.name.startswith("copy"))
         }
         assert len(holders) == 1
 
@@ -55,7 +57,9 @@ def test_tiny_class_keeps_a_training_sample(tmp_path: Path, make_image) -> None:
     make_image(tmp_path / "solo" / "a.png", seed=5)
     make_image(tmp_path / "pair" / "a.png", seed=6)
     make_image(tmp_path / "pair" / "b.png", seed=7)
-    splits = stratified_split(scan_imagefolder(tmp_path), SplitConfig(val_fraction=0.4, test_fraction=0.4))
+    splits = stratified_split(
+        scan_imagefolder(tmp_path), SplitConfig(val_fraction=0.4, test_fraction=0.4)
+    )
     assert {s.label for s in splits.train} == {"solo", "pair"}
 
 
@@ -64,7 +68,9 @@ def test_empty_index_cannot_be_split(tmp_path: Path) -> None:
         stratified_split(DatasetIndex([], ["x"]), SplitConfig())
 
 
-def test_fingerprint_ignores_location_but_sees_content_and_labels(imagefolder: Path, tmp_path: Path) -> None:
+def test_fingerprint_ignores_location_but_sees_content_and_labels(
+    imagefolder: Path, tmp_path: Path
+) -> None:
     moved = tmp_path / "elsewhere" / "deeper"
     shutil.copytree(imagefolder, moved)
     fp = fingerprint(scan_imagefolder(imagefolder))

@@ -85,8 +85,11 @@ def test_too_many_classes_is_an_error() -> None:
 
 def test_load_source_generates_into_the_configured_cache(tmp_path: Path) -> None:
     cfg = DataConfig.model_validate(
-        {"source": "synthetic", "cache_dir": str(tmp_path), "synthetic": {"num_classes": 2, "images_per_class": 4,
-                                                                           "image_size": 48, "workers": 1}}
+        {
+            "source": "synthetic",
+            "cache_dir": str(tmp_path),
+            "synthetic": {"num_classes": 2, "images_per_class": 4, "image_size": 48, "workers": 1},
+        }
     )
     index = load_source(cfg)
     assert len(index) == 8 and len(index.classes) == 2
@@ -94,9 +97,12 @@ def test_load_source_generates_into_the_configured_cache(tmp_path: Path) -> None
     assert index.ignored == []
 
 
-def test_rxvision_home_sets_the_default_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_rxvision_home_sets_the_default_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("RXVISION_HOME", str(tmp_path / "home"))
-    cfg = DataConfig.model_validate({"synthetic": {"num_classes": 2, "images_per_class": 4, "image_size": 48,
-                                                   "workers": 1}})
+    cfg = DataConfig.model_validate(
+        {"synthetic": {"num_classes": 2, "images_per_class": 4, "image_size": 48, "workers": 1}}
+    )
     index = load_source(cfg)
     assert all((tmp_path / "home" / "cache") in s.path.parents for s in index.samples)

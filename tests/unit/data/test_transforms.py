@@ -15,10 +15,17 @@ from rxvision.errors import RxVisionError
 
 
 @pytest.mark.parametrize("shape", [(64, 64), (100, 80), (50, 200), (333, 97), (31, 33)])
-@pytest.mark.parametrize("interpolation,crop_pct", [("bilinear", 1.0), ("bicubic", 0.875), ("area", 0.9)])
+@pytest.mark.parametrize(
+    "interpolation,crop_pct", [("bilinear", 1.0), ("bicubic", 0.875), ("area", 0.9)]
+)
 def test_preprocess_image_matches_the_eval_transform(shape, interpolation, crop_pct) -> None:
-    norm = Normalization(mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.3), image_size=48,
-                         interpolation=interpolation, crop_pct=crop_pct)
+    norm = Normalization(
+        mean=(0.5, 0.4, 0.3),
+        std=(0.2, 0.25, 0.3),
+        image_size=48,
+        interpolation=interpolation,
+        crop_pct=crop_pct,
+    )
     img = np.random.default_rng(0).integers(0, 256, (*shape, 3), dtype=np.uint8)
     expected = build_eval_transform(norm)(image=img)["image"].numpy()
     got = preprocess_image(img, norm)
@@ -45,8 +52,18 @@ def test_train_transform_outputs_tensor_and_repeats_with_a_seed() -> None:
 
 
 def test_train_transform_follows_augmentation_config() -> None:
-    cfg = DataConfig.model_validate({"augmentation": {"hflip": 0, "vflip": 0, "rotate90": 0, "affine": 0,
-                                                      "color_jitter": 0, "scale_min": 1.0}})
+    cfg = DataConfig.model_validate(
+        {
+            "augmentation": {
+                "hflip": 0,
+                "vflip": 0,
+                "rotate90": 0,
+                "affine": 0,
+                "color_jitter": 0,
+                "scale_min": 1.0,
+            }
+        }
+    )
     norm = Normalization(image_size=32, mean=(0, 0, 0), std=(1, 1, 1))
     img = np.random.default_rng(2).integers(0, 256, (32, 32, 3), dtype=np.uint8)
     out = build_train_transform(cfg, norm, seed=0)(image=img)["image"]

@@ -32,7 +32,11 @@ def _truncate(path: Path) -> Path:
 
 def test_clean_folder_passes(imagefolder: Path) -> None:
     report = validate_dataset(scan_imagefolder(imagefolder), _cfg())
-    assert report.passed and report.excluded == [] and report.class_counts == {"alpha": 10, "beta": 10, "gamma": 10}
+    assert (
+        report.passed
+        and report.excluded == []
+        and report.class_counts == {"alpha": 10, "beta": 10, "gamma": 10}
+    )
     assert "all checks passed" in report.summary()
 
 
@@ -60,15 +64,21 @@ def test_text_file_named_jpg_is_not_an_image(imagefolder: Path) -> None:
     _only_problem(validate_dataset(scan_imagefolder(imagefolder), _cfg()), "not_an_image", bad)
 
 
-@pytest.mark.parametrize("mode,fmt", [("L", "PNG"), ("RGBA", "PNG"), ("P", "PNG"), ("CMYK", "JPEG"),
-                                      ("I;16", "PNG"), ("LA", "PNG")])
-def test_colour_modes_are_flagged_or_converted(imagefolder: Path, make_image, mode: str, fmt: str) -> None:
+@pytest.mark.parametrize(
+    "mode,fmt",
+    [("L", "PNG"), ("RGBA", "PNG"), ("P", "PNG"), ("CMYK", "JPEG"), ("I;16", "PNG"), ("LA", "PNG")],
+)
+def test_colour_modes_are_flagged_or_converted(
+    imagefolder: Path, make_image, mode: str, fmt: str
+) -> None:
     path = make_image(imagefolder / "gamma" / f"odd.{fmt.lower()}", seed=99, mode=mode, fmt=fmt)
     index = scan_imagefolder(imagefolder)
     flagged = validate_dataset(index, _cfg(color_mode_policy="flag"))
     _only_problem(flagged, "color_mode", path)
     converted = validate_dataset(index, _cfg(color_mode_policy="convert"))
-    assert converted.passed and [p for ps in converted.converted.values() for p in ps] == [str(path)]
+    assert converted.passed and [p for ps in converted.converted.values() for p in ps] == [
+        str(path)
+    ]
     # a converted image must load for training: the loader converts it the same way
     x, _ = ImageDataset([Sample(path, "gamma")], LabelMap(index.classes))[0]
     assert x.shape[0] == 3
@@ -92,14 +102,20 @@ def test_exact_duplicate_is_reported_and_the_first_copy_kept(imagefolder: Path) 
 def test_missing_file_in_manifest_is_reported(tmp_path: Path, make_image) -> None:
     make_image(tmp_path / "a.png", seed=1)
     (tmp_path / "m.csv").write_text("path,label\na.png,x\ngone.png,x\n")
-    _only_problem(validate_dataset(read_manifest(tmp_path / "m.csv"), _cfg()), "missing_file", tmp_path / "gone.png")
+    _only_problem(
+        validate_dataset(read_manifest(tmp_path / "m.csv"), _cfg()),
+        "missing_file",
+        tmp_path / "gone.png",
+    )
 
 
 def test_same_image_in_two_splits_is_leakage(tmp_path: Path, make_image) -> None:
     make_image(tmp_path / "a.png", seed=1)
     make_image(tmp_path / "b.png", seed=2)
     shutil.copy(tmp_path / "a.png", tmp_path / "a_again.png")
-    (tmp_path / "m.csv").write_text("path,label,split\na.png,x,train\nb.png,x,train\na_again.png,x,test\n")
+    (tmp_path / "m.csv").write_text(
+        "path,label,split\na.png,x,train\nb.png,x,train\na_again.png,x,test\n"
+    )
     report = validate_dataset(read_manifest(tmp_path / "m.csv"), _cfg(policy="skip"))
     _only_problem(report, "leakage", tmp_path / "a_again.png")
     assert report.excluded == [tmp_path / "a_again.png"]
@@ -133,7 +149,10 @@ def test_moderate_class_imbalance_is_a_warning_not_a_refusal(imagefolder: Path) 
     assert report.imbalance_ratio == 5.0
     assert report.warnings["class_imbalance"]["smallest"] == "gamma (2)"
     assert "imbalanced 5:1" in report.summary()
-    assert "Warnings" in report.to_html() and report.to_dict()["warnings"]["class_imbalance"]["ratio"] == 5.0
+    assert (
+        "Warnings" in report.to_html()
+        and report.to_dict()["warnings"]["class_imbalance"]["ratio"] == 5.0
+    )
     assert apply_policy(index, report, cfg) is index  # the run goes on with every image
 
 
@@ -226,6 +245,11 @@ def test_skip_that_leaves_nothing_is_an_error(tmp_path: Path) -> None:
 
 def test_index_with_no_split_column_never_reports_leakage(imagefolder: Path) -> None:
     shutil.copy(imagefolder / "alpha" / "01.jpg", imagefolder / "beta" / "same.jpg")
-    report = validate_dataset(DatasetIndex(scan_imagefolder(imagefolder).samples, ["alpha", "beta", "gamma"]), _cfg())
+    report = validate_dataset(
+        DatasetIndex(scan_imagefolder(imagefolder).samples, ["alpha", "beta", "gamma"]), _cfg()
+    )
     assert report.failed_checks == ["duplicate"]
-    assert "labels differ" in report.checks["duplicate"].reasons[str(imagefolder / "beta" / "same.jpg")]
+    assert (
+        "labels differ"
+        in report.checks["duplicate"].reasons[str(imagefolder / "beta" / "same.jpg")]
+    )

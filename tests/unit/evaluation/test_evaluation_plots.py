@@ -112,7 +112,10 @@ def test_html_report_without_history_has_no_training_curves(small):
 
 
 def test_html_report_shows_nested_context_as_tables_escaped_once(small):
-    gate = {"stage": "staging", "rules": [{"rule": "min_accuracy", "passed": True, "message": "a < b"}]}
+    gate = {
+        "stage": "staging",
+        "rules": [{"rule": "min_accuracy", "passed": True, "message": "a < b"}],
+    }
     page = render_html_report(small, None, title="t", extra={"gate": gate})
     assert "<th>rule</th>" in page and "<td>min_accuracy</td>" in page
     assert "a &lt; b" in page and "&amp;lt;" not in page

@@ -44,17 +44,27 @@ def test_onnx_accepts_any_batch_size(loaded, tmp_path: Path) -> None:
         assert runner(np.zeros((n, 3, 32, 32), np.float32)).shape == (n, 3)
 
 
-def test_export_model_checks_parity_reports_int8_and_profiles(loaded, test_set, tmp_path: Path) -> None:
+def test_export_model_checks_parity_reports_int8_and_profiles(
+    loaded, test_set, tmp_path: Path
+) -> None:
     images, labels = test_set
     cfg = ExportConfig(profile_batch_sizes=[1, 4], profile_iterations=2, profile_warmup=1)
     result = export_model(loaded.model, tmp_path, cfg, image_size=32, images=images, labels=labels)
-    assert set(result.artifacts) == {"onnx", "torchscript"} and all(p.is_file() for p in result.artifacts.values())
+    assert set(result.artifacts) == {"onnx", "torchscript"} and all(
+        p.is_file() for p in result.artifacts.values()
+    )
     for name in ("onnx", "torchscript"):
         report = result.parity[name]
-        assert report.passed and report.top1_agreement == 1.0 and report.max_abs_diff <= cfg.parity_atol
+        assert (
+            report.passed
+            and report.top1_agreement == 1.0
+            and report.max_abs_diff <= cfg.parity_atol
+        )
     int8 = result.parity["int8"]
     assert int8.accuracy_reference is not None and int8.accuracy_change is not None
-    assert {(s.format, s.batch_size) for s in result.profile} >= {(f, b) for f in ("torch", "onnx", "torchscript", "int8") for b in (1, 4)}
+    assert {(s.format, s.batch_size) for s in result.profile} >= {
+        (f, b) for f in ("torch", "onnx", "torchscript", "int8") for b in (1, 4)
+    }
     data = json.loads(json.dumps(result.to_dict()))  # JSON-safe
     assert data["passed"] is True and data["int8_accuracy_change"] == int8.accuracy_change
     if not torch.cuda.is_available():

@@ -18,8 +18,8 @@ from rxvision.monitoring.profiles import (
     traffic_profile,
     window_profiles,
 )
-from tests.support.simulate import traffic
 from rxvision.monitoring.traffic_log import LOGGED_AT
+from tests.support.simulate import traffic
 
 
 def _logged(n: int, seed: int, start: float, shift: str = "none") -> pd.DataFrame:

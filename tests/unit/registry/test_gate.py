@@ -228,7 +228,11 @@ def test_model_better_than_the_majority_class_passes_that_rule():
     probs[np.arange(80), labels] = 0.9
     probs[:3] = [0.1, 0.9]  # three mistakes on the large class
     res = evaluate(probs, labels, ["ok", "defect"], EvaluationConfig(bootstrap_samples=0))
-    d = decide(GateInput.from_evaluation(res, "fp"), None, GateConfig(min_accuracy=0.5, min_macro_f1=0.5, max_ece=1.0))
+    d = decide(
+        GateInput.from_evaluation(res, "fp"),
+        None,
+        GateConfig(min_accuracy=0.5, min_macro_f1=0.5, max_ece=1.0),
+    )
     assert rule(d, "beats_majority").passed is True and d.stage == "production"
 
 

@@ -7,18 +7,48 @@ from rxvision.registry.model_card import render_model_card
 
 def _card(classes):
     return render_model_card(
-        model="rxvision-classifier", version="4", stage="production",
-        metrics={"accuracy": 0.9, "accuracy_ci_low": 0.85, "accuracy_ci_high": 0.94,
-                 "macro_f1": 0.88, "top3_accuracy": 1.0, "ece": 0.03},
-        gate_rules=[{"rule": "min_accuracy", "passed": True, "message": "accuracy 0.9 >= 0.8"},
-                    {"rule": "min_gain", "passed": False, "message": "gain <b>-0.1</b>"}],
-        stage_history=[{"at": "2026-01-01T00:00:00+00:00", "from": "none", "to": "staging",
-                        "by": "quality_gate", "forced": False},
-                       {"at": "2026-01-02T00:00:00+00:00", "from": "staging", "to": "production",
-                        "by": "promotion", "forced": True, "reason": "hotfix"}],
-        dataset_fingerprint="a" * 64, test_fingerprint="b" * 64,
-        lineage={"pipeline_run": "rxvision_training-1", "git_commit": "c" * 40, "mlflow_version": "7"},
-        classes=classes, backbone="tf_efficientnet_lite0")
+        model="rxvision-classifier",
+        version="4",
+        stage="production",
+        metrics={
+            "accuracy": 0.9,
+            "accuracy_ci_low": 0.85,
+            "accuracy_ci_high": 0.94,
+            "macro_f1": 0.88,
+            "top3_accuracy": 1.0,
+            "ece": 0.03,
+        },
+        gate_rules=[
+            {"rule": "min_accuracy", "passed": True, "message": "accuracy 0.9 >= 0.8"},
+            {"rule": "min_gain", "passed": False, "message": "gain <b>-0.1</b>"},
+        ],
+        stage_history=[
+            {
+                "at": "2026-01-01T00:00:00+00:00",
+                "from": "none",
+                "to": "staging",
+                "by": "quality_gate",
+                "forced": False,
+            },
+            {
+                "at": "2026-01-02T00:00:00+00:00",
+                "from": "staging",
+                "to": "production",
+                "by": "promotion",
+                "forced": True,
+                "reason": "hotfix",
+            },
+        ],
+        dataset_fingerprint="a" * 64,
+        test_fingerprint="b" * 64,
+        lineage={
+            "pipeline_run": "rxvision_training-1",
+            "git_commit": "c" * 40,
+            "mlflow_version": "7",
+        },
+        classes=classes,
+        backbone="tf_efficientnet_lite0",
+    )
 
 
 def test_model_card_is_script_free_and_shows_history_metrics_rules_lineage():

@@ -26,31 +26,43 @@ def scored(metrics: dict, wrong: int, name: str) -> GateInput:
 
 
 def test_a_better_model_may_go_to_production():
-    d = decide_promotion("4", "staging", "production", scored(GOOD, 10, "v4"),
-                         scored(OK, 30, "v3"), CFG)
+    d = decide_promotion(
+        "4", "staging", "production", scored(GOOD, 10, "v4"), scored(OK, 30, "v3"), CFG
+    )
     assert d.allowed and not d.forced
     assert d.gate.stage == "production"
 
 
 def test_a_model_worse_than_production_is_refused_and_says_why():
-    d = decide_promotion("5", "staging", "production", scored(OK, 30, "v5"),
-                         scored(GOOD, 10, "v4"), CFG)
+    d = decide_promotion(
+        "5", "staging", "production", scored(OK, 30, "v5"), scored(GOOD, 10, "v4"), CFG
+    )
     assert not d.allowed
-    assert any("production model" in m or "mcnemar" in m.lower() or "macro_f1" in m
-               for m in d.messages), d.messages
+    assert any(
+        "production model" in m or "mcnemar" in m.lower() or "macro_f1" in m for m in d.messages
+    ), d.messages
 
 
 def test_staging_needs_only_the_floors():
-    assert decide_promotion("5", None, "staging", scored(OK, 30, "v5"), scored(GOOD, 10, "v4"),
-                            CFG).allowed
+    assert decide_promotion(
+        "5", None, "staging", scored(OK, 30, "v5"), scored(GOOD, 10, "v4"), CFG
+    ).allowed
     refused = decide_promotion("6", None, "staging", scored(BAD, 100, "v6"), None, CFG)
     assert not refused.allowed
     assert any("below the floor" in m for m in refused.messages)
 
 
 def test_force_overrides_with_a_recorded_reason():
-    d = decide_promotion("6", None, "production", scored(BAD, 100, "v6"), scored(GOOD, 10, "v4"),
-                         CFG, force=True, reason="customer demo")
+    d = decide_promotion(
+        "6",
+        None,
+        "production",
+        scored(BAD, 100, "v6"),
+        scored(GOOD, 10, "v4"),
+        CFG,
+        force=True,
+        reason="customer demo",
+    )
     assert d.allowed and d.forced
     entry = d.history_entry(datetime(2026, 1, 2, tzinfo=timezone.utc))
     assert entry["forced"] is True and entry["reason"] == "customer demo"
@@ -61,8 +73,9 @@ def test_force_overrides_with_a_recorded_reason():
 
 def test_force_without_a_reason_is_an_error():
     with pytest.raises(RxVisionError, match="--force needs --reason"):
-        decide_promotion("6", None, "production", scored(BAD, 100, "v6"), None, CFG,
-                         force=True, reason="  ")
+        decide_promotion(
+            "6", None, "production", scored(BAD, 100, "v6"), None, CFG, force=True, reason="  "
+        )
 
 
 def test_archiving_needs_no_evaluation_but_the_same_stage_twice_is_an_error():

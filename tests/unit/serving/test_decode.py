@@ -142,7 +142,9 @@ def test_grayscale_is_converted_to_three_equal_channels() -> None:
     gray = Image.fromarray(np.arange(0, 256, dtype=np.uint8).reshape(16, 16))
     out = decode_image(encode(gray, "PNG"))
     assert out.shape == (16, 16, 3)
-    assert np.array_equal(out[..., 0], np.asarray(gray)) and np.array_equal(out[..., 0], out[..., 2])
+    assert np.array_equal(out[..., 0], np.asarray(gray)) and np.array_equal(
+        out[..., 0], out[..., 2]
+    )
 
 
 def test_sixteen_bit_grayscale_keeps_its_range() -> None:

@@ -51,7 +51,9 @@ def exported_bundle(tiny_bundle: Path, tmp_path_factory: pytest.TempPathFactory)
 
     bundle = Path(shutil.copytree(tiny_bundle, tmp_path_factory.mktemp("exported") / "b"))
     loaded = load_bundle(bundle, verify=True)
-    onnx_path = export_onnx(loaded.model, bundle / ONNX_FILE, int(loaded.info.normalization["image_size"]))
+    onnx_path = export_onnx(
+        loaded.model, bundle / ONNX_FILE, int(loaded.info.normalization["image_size"])
+    )
     write_export_manifest(bundle, onnx_path)
     return bundle
 
@@ -75,7 +77,9 @@ def test_onnx_serving_path_imports_no_torch_timm_torchvision_or_sklearn(
     assert result["runtime"] == "onnx"
     assert not result["pandas"], "the ONNX serving path imported pandas"
     # same answer as a Predictor loaded in this (torch-importing) process
-    expected = Predictor.from_bundle(exported_bundle, runtime="onnx").predict(list(images))[0].to_dict()
+    expected = (
+        Predictor.from_bundle(exported_bundle, runtime="onnx").predict(list(images))[0].to_dict()
+    )
     assert result["prediction"]["label"] == expected["label"]
     assert result["prediction"]["model_version"] == expected["model_version"]
     assert result["prediction"]["confidence"] == pytest.approx(expected["confidence"], abs=1e-6)
@@ -92,7 +96,9 @@ def test_hidden_gpus_are_not_present(monkeypatch: pytest.MonkeyPatch, visible: s
     assert predictor_module.cuda_present() is False
 
 
-def test_changed_weights_are_refused_on_the_onnx_path(exported_bundle: Path, tmp_path: Path) -> None:
+def test_changed_weights_are_refused_on_the_onnx_path(
+    exported_bundle: Path, tmp_path: Path
+) -> None:
     copy = Path(shutil.copytree(exported_bundle, tmp_path / "bundle"))
     assert (copy / ONNX_FILE).is_file()
     Predictor.from_bundle(copy, runtime="onnx", verify=True)  # intact: loads

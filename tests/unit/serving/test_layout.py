@@ -18,7 +18,9 @@ def test_cpu_defaults_one_worker_per_core(cores, expected) -> None:
 def test_set_values_win_and_threads_split_the_cores() -> None:
     got = worker_layout(ServingConfig(runtime="onnx", workers=2), cores=8)
     assert (got.workers, got.threads, got.concurrent_batches) == (2, 4, 2)
-    got = worker_layout(ServingConfig(runtime="onnx", workers=3, threads=2, concurrent_batches=1), cores=8)
+    got = worker_layout(
+        ServingConfig(runtime="onnx", workers=3, threads=2, concurrent_batches=1), cores=8
+    )
     assert (got.workers, got.threads, got.concurrent_batches) == (3, 2, 1)
 
 

@@ -49,7 +49,8 @@ def test_run_key_follows_what_is_trained_not_how() -> None:
 
 def test_a_finished_run_folder_is_cleared_for_a_new_pipeline_run(tmp_path: Path) -> None:
     cfg = tiny_config(epochs=1)
-    fit_datasets(cfg, colour_dataset(24, seed=0), colour_dataset(12, seed=1), ["a", "b", "c"],
-                 tmp_path)
+    fit_datasets(
+        cfg, colour_dataset(24, seed=0), colour_dataset(12, seed=1), ["a", "b", "c"], tmp_path
+    )
     assert prepare_run_dir(tmp_path, resume=True) is None
     assert not (tmp_path / "last.ckpt").exists()

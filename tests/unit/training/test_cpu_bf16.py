@@ -18,9 +18,7 @@ from rxvision.training.cpu_bf16 import _taps_see_only_padding, guard_cpu_bf16, p
 
 def _brute_force(size: int, k: int, s: int, p: int, d: int) -> bool:
     out = (size + 2 * p - d * (k - 1) - 1) // s + 1
-    return any(
-        not any(0 <= o * s - p + tap * d < size for o in range(out)) for tap in range(k)
-    )
+    return any(not any(0 <= o * s - p + tap * d < size for o in range(out)) for tap in range(k))
 
 
 def test_padding_only_rule_matches_an_explicit_count_of_taps() -> None:

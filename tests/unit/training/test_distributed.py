@@ -76,9 +76,20 @@ def test_the_engine_trains_under_torchrun_with_two_gloo_ranks(tmp_path: Path) ->
     script.write_text(TORCHRUN_SCRIPT.format(tests=str(TESTS)))
     info = tmp_path / "start.json"
     proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-         str(script), str(tmp_path / "run"), str(info)],
-        capture_output=True, text=True, timeout=300, check=False,
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node=2",
+            str(script),
+            str(tmp_path / "run"),
+            str(info),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
@@ -103,8 +114,9 @@ def _alive(pid: int) -> bool:
 def test_spawned_workers_end_when_their_parent_is_killed(tmp_path: Path) -> None:
     script = tmp_path / "parent.py"
     script.write_text(SPAWN_SCRIPT)
-    parent = subprocess.Popen([sys.executable, str(script), str(tmp_path)],
-                              stderr=subprocess.DEVNULL)
+    parent = subprocess.Popen(
+        [sys.executable, str(script), str(tmp_path)], stderr=subprocess.DEVNULL
+    )
     deadline = time.monotonic() + 120
     while len(list(tmp_path.glob("*.pid"))) < 2 and time.monotonic() < deadline:
         time.sleep(0.1)

@@ -63,15 +63,19 @@ def test_ema_weights_are_validated_checkpointed_and_returned_when_best(
     tmp_path: Path, data3
 ) -> None:
     train, val = data3
-    cfg = tiny_config(epochs=3, ema={"enabled": True, "decay": 0.9}, early_stopping={
-        "enabled": False})
+    cfg = tiny_config(
+        epochs=3, ema={"enabled": True, "decay": 0.9}, early_stopping={"enabled": False}
+    )
     result = fit_datasets(cfg, train, val, CLASSES, tmp_path)
     row = result.history[-1]
     assert {"ema_val_loss", "ema_val_accuracy", "ema_val_macro_f1"} <= set(row)
     best = _load(result.best_checkpoint)
     assert best["ema"] is not None
-    assert any(not torch.equal(best["ema"][k], best["model"][k]) for k in best["model"]
-               if best["model"][k].is_floating_point())
+    assert any(
+        not torch.equal(best["ema"][k], best["model"][k])
+        for k in best["model"]
+        if best["model"][k].is_floating_point()
+    )
     kept = _load(tmp_path / "last.ckpt")["checkpoints"]["kept"][0]
     assert kept["weights"] == result.best_weights
     source = best["ema"] if result.best_weights == "ema" else best["model"]
@@ -125,8 +129,12 @@ def test_time_budget_cuts_epochs_rebuilds_the_schedule_and_survives_resume(
     tmp_path: Path, data3, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     train, val = data3
-    cfg = tiny_config(epochs=6, time_budget_s=60.0, early_stopping={"enabled": False},
-                      scheduler={"name": "onecycle", "eta_min": 1e-6})
+    cfg = tiny_config(
+        epochs=6,
+        time_budget_s=60.0,
+        early_stopping={"enabled": False},
+        scheduler={"name": "onecycle", "eta_min": 1e-6},
+    )
     monkeypatch.setattr(loop_module, "plan_epochs", lambda *a, **k: 3)  # "3 epochs fit"
     with pytest.raises(KeyboardInterrupt):
         fit_datasets(cfg, train, val, CLASSES, tmp_path, hooks=[_StopAfter(2)])
@@ -177,8 +185,9 @@ def test_imbalanced_data_trains_with_balanced_sampler_and_auto_weights(tmp_path:
     x, y = full.tensors
     keep = torch.cat([torch.nonzero(y == 0).flatten(), torch.nonzero(y != 0).flatten()[:12]])
     train = torch.utils.data.TensorDataset(x[keep], y[keep])
-    cfg = tiny_config(epochs=3, sampler="balanced", class_weights="auto",
-                      early_stopping={"enabled": False})
+    cfg = tiny_config(
+        epochs=3, sampler="balanced", class_weights="auto", early_stopping={"enabled": False}
+    )
     result = fit_datasets(cfg, train, colour_dataset(24, seed=1), CLASSES, tmp_path)
     assert result.history[-1]["val_macro_f1"] > 0.6
 
@@ -187,12 +196,14 @@ def test_frozen_bn_statistics_stay_as_initialised_and_momentum_is_applied(
     tmp_path: Path, data3
 ) -> None:
     train, val = data3
-    result = fit_datasets(tiny_config(epochs=1, freeze_bn_stats=True), train, val, CLASSES,
-                          tmp_path / "frozen")
+    result = fit_datasets(
+        tiny_config(epochs=1, freeze_bn_stats=True), train, val, CLASSES, tmp_path / "frozen"
+    )
     bns = [m for m in result.model.modules() if isinstance(m, nn.BatchNorm2d)]
     assert bns and all(torch.equal(m.running_mean, torch.zeros_like(m.running_mean)) for m in bns)
-    moved = fit_datasets(tiny_config(epochs=1, bn_momentum=0.01), train, val, CLASSES,
-                         tmp_path / "momentum")
+    moved = fit_datasets(
+        tiny_config(epochs=1, bn_momentum=0.01), train, val, CLASSES, tmp_path / "momentum"
+    )
     bns = [m for m in moved.model.modules() if isinstance(m, nn.BatchNorm2d)]
     assert any(not torch.equal(m.running_mean, torch.zeros_like(m.running_mean)) for m in bns)
 
@@ -215,8 +226,14 @@ def test_no_resume_starts_an_interrupted_run_over(tmp_path: Path, data3) -> None
         def on_train_start(self, info: dict[str, Any]) -> None:
             starts.append(info["start_epoch"])
 
-    fit_datasets(tiny_config(epochs=3, resume=False, early_stopping={"enabled": False}),
-                 train, val, CLASSES, tmp_path, hooks=[Record()])
+    fit_datasets(
+        tiny_config(epochs=3, resume=False, early_stopping={"enabled": False}),
+        train,
+        val,
+        CLASSES,
+        tmp_path,
+        hooks=[Record()],
+    )
     assert starts == [0]
 
 

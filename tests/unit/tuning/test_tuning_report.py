@@ -21,8 +21,10 @@ def test_best_config_holds_the_tuned_keys_and_the_base_configs_own_changes() -> 
     base = load_config("demo", None, ["training.epochs=5", "tuning.n_trials=3"])
     params = {"training.optimizer.lr": 0.0123, "data.image_size": 96}
     sections = best_run_config(base, params)
-    assert sections == {"data": {"image_size": 96},
-                        "training": {"epochs": 5, "optimizer": {"lr": 0.0123}}}
+    assert sections == {
+        "data": {"image_size": 96},
+        "training": {"epochs": 5, "optimizer": {"lr": 0.0123}},
+    }
 
 
 def test_best_config_yaml_is_a_zenml_run_config_that_round_trips_through_read_run_config(
@@ -32,8 +34,11 @@ def test_best_config_yaml_is_a_zenml_run_config_that_round_trips_through_read_ru
 
     base = load_config("demo", None, ["data.synthetic.num_classes=3"])
     params = {"training.optimizer.lr": 0.004, "augmentation_strength": 0.5}
-    outcome = {"study_name": "s", "metric": "val_macro_f1",
-               "best": {"number": 7, "value": 0.91, "params": params}}
+    outcome = {
+        "study_name": "s",
+        "metric": "val_macro_f1",
+        "best": {"number": 7, "value": 0.91, "params": params},
+    }
     text = best_config_yaml(base, outcome)
     assert text.startswith("# Best trial 7 of Optuna study 's' (val_macro_f1 0.9100")
     assert "python run.py --pipeline training --config" in text
@@ -56,9 +61,14 @@ def test_best_config_names_the_base_profile_so_training_uses_it_without_a_flag(t
     from pipelines import read_run_config
 
     base = load_config("full", None, ["data.path=/tmp/pills"])
-    text = best_config_yaml(base, {"study_name": "s", "metric": "m",
-                                   "best": {"number": 1, "value": 0.5,
-                                            "params": {"training.optimizer.lr": 0.002}}})
+    text = best_config_yaml(
+        base,
+        {
+            "study_name": "s",
+            "metric": "m",
+            "best": {"number": 1, "value": 0.5, "params": {"training.optimizer.lr": 0.002}},
+        },
+    )
     path = tmp_path / "best.yaml"
     path.write_text(text)
     profile, sections, _ = read_run_config(path)
@@ -69,7 +79,12 @@ def test_best_config_names_the_base_profile_so_training_uses_it_without_a_flag(t
 def test_a_best_trial_equal_to_the_profile_writes_only_the_profile() -> None:
     base = load_config("demo")
     lr = base.training.optimizer.lr
-    text = best_config_yaml(base, {"study_name": "s", "metric": "m",
-                                   "best": {"number": 0, "value": 1.0,
-                                            "params": {"training.optimizer.lr": lr}}})
+    text = best_config_yaml(
+        base,
+        {
+            "study_name": "s",
+            "metric": "m",
+            "best": {"number": 0, "value": 1.0, "params": {"training.optimizer.lr": lr}},
+        },
+    )
     assert yaml.safe_load(text) == {"parameters": {"config": {"profile": "demo"}}}

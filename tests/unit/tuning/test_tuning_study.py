@@ -34,8 +34,15 @@ class FakeFit:
 
     def __call__(self, cfg, splits, run_dir: Path, hooks=()):
         lr = cfg.training.optimizer.lr
-        self.calls.append({"lr": lr, "test": len(splits.test), "train": len(splits.train),
-                           "val": len(splits.val), "run_dir": run_dir})
+        self.calls.append(
+            {
+                "lr": lr,
+                "test": len(splits.test),
+                "train": len(splits.train),
+                "val": len(splits.val),
+                "run_dir": run_dir,
+            }
+        )
         if lr >= 0.5:
             raise RxVisionError("training diverged: the loss is nan at epoch 1, step 2 of 3")
         quality = max(0.0, 1.0 - abs(math.log10(lr) + 3.0) / 3.0)
@@ -56,9 +63,13 @@ def _splits() -> DatasetSplits:
 
 
 def _cfg(**tuning):
-    base = {"study_name": "unit", "n_trials": 3, "timeout_s": None,
-            "search_space": {LR: {"low": 1e-5, "high": 1e-1, "log": True}},
-            "pruner": {"name": "median", "n_startup_trials": 1, "n_warmup_steps": 0}}
+    base = {
+        "study_name": "unit",
+        "n_trials": 3,
+        "timeout_s": None,
+        "search_space": {LR: {"low": 1e-5, "high": 1e-1, "log": True}},
+        "pruner": {"name": "median", "n_startup_trials": 1, "n_warmup_steps": 0},
+    }
     return load_config("demo", {"tuning": {**base, **tuning}})
 
 
@@ -96,8 +107,12 @@ def test_same_study_name_continues_the_study_in_the_database(url, tmp_path) -> N
 
 
 def test_a_diverging_trial_fails_with_its_message_and_the_study_goes_on(url, tmp_path) -> None:
-    cfg = _cfg(n_trials=2, search_space={LR: {"low": 1e-5, "high": 0.9, "log": True}},
-               enqueue=[{LR: 0.8}, {LR: 1e-3}], pruner={"name": "none"})
+    cfg = _cfg(
+        n_trials=2,
+        search_space={LR: {"low": 1e-5, "high": 0.9, "log": True}},
+        enqueue=[{LR: 0.8}, {LR: 1e-3}],
+        pruner={"name": "none"},
+    )
     outcome = run_study(cfg, _splits(), tmp_path, url, fit=FakeFit())
     failed, done = outcome.trials
     assert failed["state"] == "fail" and failed["error"].startswith("training diverged")
@@ -108,8 +123,9 @@ def test_a_study_without_a_completed_trial_is_a_user_error(url, tmp_path) -> Non
     cfg = _cfg(n_trials=1, search_space={LR: {"low": 0.6, "high": 0.9}})
     with pytest.raises(RxVisionError) as err:
         run_study(cfg, _splits(), tmp_path, url, fit=FakeFit())
-    assert err.value.problem.startswith("no trial of study 'unit' completed; the first error: "
-                                        "training diverged")
+    assert err.value.problem.startswith(
+        "no trial of study 'unit' completed; the first error: training diverged"
+    )
 
 
 def test_a_metric_missing_from_the_history_stops_the_study_at_once(url, tmp_path) -> None:
