@@ -131,6 +131,16 @@ def run_outputs(run: Any) -> dict[str, Any]:
     }
 
 
+HEADLINE = ("accuracy", "macro_f1", "ece", "coverage", "mean_set_size")
+
+
+def _with_interval(metrics: dict[str, Any], key: str) -> str:
+    """``accuracy 0.9850 [0.9700, 0.9950]`` where the evaluation computed an interval."""
+    low, high = metrics.get(f"{key}_ci_low"), metrics.get(f"{key}_ci_high")
+    interval = f" [{low:.4f}, {high:.4f}]" if low is not None and high is not None else ""
+    return f"{key} {metrics[key]:.4f}{interval}"
+
+
 def print_summary(out: dict[str, Any], dashboard: str) -> None:
     """One screen: dataset, validation, metrics, gate, model version + stage, dashboard."""
     from rich.console import Console
@@ -148,10 +158,8 @@ def print_summary(out: dict[str, Any], dashboard: str) -> None:
         f"{f', {len(excluded)} file(s) excluded' if excluded else ''}",
     )
     m = reg.get("metrics", {})
-    table.add_row(
-        "test metrics",
-        ", ".join(f"{k} {m[k]:.4f}" for k in ("accuracy", "macro_f1", "ece") if k in m),
-    )
+    for i, key in enumerate(k for k in HEADLINE if k in m):  # one metric a line: no wrapping
+        table.add_row("test metrics (95% CI)" if i == 0 else "", _with_interval(m, key))
     table.add_row("quality gate", reg["stage"] or "REJECTED")
     for reason in reg["reasons"]:
         table.add_row("", reason)
