@@ -59,7 +59,8 @@ def main() -> int:
     reference = list(closure(PREVIOUS, exclude=frozenset()))  # torch pulls NVIDIA's CUDA wheels
     lean_b, ref_b = installed_bytes(lean), installed_bytes(reference)
     print(
-        f"reference (previous list, with torch): {len(reference)} packages, {ref_b / 2**20:,.0f} MiB"
+        f"reference (previous list, with torch): {len(reference)} packages, "
+        f"{ref_b / 2**20:,.0f} MiB"
     )
     print(f"pinned CPU requirements (no torch):    {len(lean)} packages, {lean_b / 2**20:,.0f} MiB")
     print(f"ratio lean / reference: {lean_b / ref_b:.3f}  ({ref_b / lean_b:.1f}x smaller)")

@@ -212,7 +212,8 @@ def main(argv: list[str] | None = None) -> int:
     load_after = os.getloadavg()
     machine = (
         f"{platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}, "
-        f"torch {torch.__version__}; load average {load_before[0]:.1f} before, {load_after[0]:.1f} after "
+        f"torch {torch.__version__}; load average {load_before[0]:.1f} before, "
+        f"{load_after[0]:.1f} after "
         f"(other jobs shared the machine when this is above 0)"
     )
     command = (
@@ -224,13 +225,17 @@ def main(argv: list[str] | None = None) -> int:
         "## Data layer",
         "",
         (
-            "images/s is wall clock (it falls when other jobs share the CPU); CPU ms per image is the"
-            " process's own CPU time, measured where the work runs in-process, and holds up better under load."
+            "images/s is wall clock (it falls when other jobs share the CPU); CPU ms per image"
+            " is the process's own CPU time, measured where the work runs in-process, and holds"
+            " up better under load."
         ),
         "",
         f"Reproduce: `{command.strip()}`",
         "",
-        f"Machine: {machine}. {n} synthetic {args.size}px JPEGs ({args.classes} classes x {args.per_class}).",
+        (
+            f"Machine: {machine}. {n} synthetic {args.size}px JPEGs "
+            f"({args.classes} classes x {args.per_class})."
+        ),
         "",
     ]
     if gen:
@@ -247,7 +252,8 @@ def main(argv: list[str] | None = None) -> int:
     if load:
         parts.append(
             _table(
-                f"DataLoader with the train transforms ({args.image_size}px, batch {args.batch_size}, "
+                f"DataLoader with the train transforms ({args.image_size}px, "
+                f"batch {args.batch_size}, "
                 "second epoch, persistent workers, 1 torch thread)",
                 "images/s",
                 load,
@@ -257,7 +263,8 @@ def main(argv: list[str] | None = None) -> int:
     if learn:
         parts.append(
             _table(
-                "Learnability: demo data (12 x 150, 160 px), pretrained tf_efficientnet_lite0 @128, "
+                "Learnability: demo data (12 x 150, 160 px), pretrained tf_efficientnet_lite0 "
+                "@128, "
                 "test accuracy %",
                 "accuracy %",
                 learn,

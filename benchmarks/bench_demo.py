@@ -84,17 +84,21 @@ def main() -> None:
     print(f"epochs run: {result.epochs_run} (stopped early: {result.stopped_early})")
     for row in result.history:
         print(
-            f"  epoch {row['epoch']}: train_loss {row['train_loss']:.3f} val_acc {row['val_accuracy']:.4f} "
-            f"val_macro_f1 {row['val_macro_f1']:.4f} {row['images_per_s']:.1f} img/s {row['epoch_time_s']:.1f}s"
+            f"  epoch {row['epoch']}: train_loss {row['train_loss']:.3f} "
+            f"val_acc {row['val_accuracy']:.4f} "
+            f"val_macro_f1 {row['val_macro_f1']:.4f} {row['images_per_s']:.1f} img/s "
+            f"{row['epoch_time_s']:.1f}s"
         )
     hist_s = sum(row["epoch_time_s"] for row in result.history)
     print(f"epochs' time (history, all sessions of this run dir): {hist_s:.1f} s")
     print(
-        f"training time: {train_s:.1f} s (goal <= {GOAL_TRAIN_S:.0f} s; ratio to goal {train_s / GOAL_TRAIN_S:.2f})"
+        f"training time: {train_s:.1f} s (goal <= {GOAL_TRAIN_S:.0f} s; "
+        f"ratio to goal {train_s / GOAL_TRAIN_S:.2f})"
     )
     print(
         f"test accuracy: {acc:.4f} [{metrics.get('accuracy_ci_low', float('nan')):.4f}, "
-        f"{metrics.get('accuracy_ci_high', float('nan')):.4f}]  macro_f1 {metrics['macro_f1']:.4f}  ece {metrics['ece']:.4f}"
+        f"{metrics.get('accuracy_ci_high', float('nan')):.4f}]  "
+        f"macro_f1 {metrics['macro_f1']:.4f}  ece {metrics['ece']:.4f}"
     )
     print(f"reference (majority class): {baseline:.4f}  -> ratio {acc / max(baseline, 1e-9):.1f}x")
     print(

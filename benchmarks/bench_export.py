@@ -1,6 +1,7 @@
 """ONNX Runtime against PyTorch eager (and TorchScript, int8) for one model, in one run.
 
-    python benchmarks/bench_export.py [--backbone tf_efficientnet_lite0] [--size 128] [--iterations 30]
+    python benchmarks/bench_export.py [--backbone tf_efficientnet_lite0] [--size 128] \\
+        [--iterations 30]
 
 Random weights are fine: speed does not depend on them. Prints p50/p95/p99 per batch and
 format, and the ratio of each format's throughput to PyTorch eager measured in this run.
@@ -61,10 +62,12 @@ def main() -> None:
         ]
     base = {s.batch_size: s.throughput_ips for s in stats if s.format == "torch_eager"}
     print(
-        f"{args.backbone} @{args.size}px, threads={args.threads or torch.get_num_threads()}, {args.iterations} iterations"
+        f"{args.backbone} @{args.size}px, threads={args.threads or torch.get_num_threads()}, "
+        f"{args.iterations} iterations"
     )
     print(
-        f"{'format':<20}{'batch':>6}{'p50 ms':>10}{'p95 ms':>10}{'p99 ms':>10}{'img/s':>10}{'x eager':>9}"
+        f"{'format':<20}{'batch':>6}{'p50 ms':>10}{'p95 ms':>10}{'p99 ms':>10}"
+        f"{'img/s':>10}{'x eager':>9}"
     )
     rows = []
     for s in stats:

@@ -59,7 +59,8 @@ def bench_features(predictor) -> None:
         img = np.kron(pill_image(rng, 64), np.ones((side // 64, side // 64, 1), dtype=np.uint8))
         t = _timeit(lambda img=img: image_features(img, 12345), 200)
         print(
-            f"features {side:>4}x{side:<4}: {t * 1e3:.3f} ms/img  ({t / t_model:.3f} x model inference)"
+            f"features {side:>4}x{side:<4}: {t * 1e3:.3f} ms/img  "
+            f"({t / t_model:.3f} x model inference)"
         )
 
 
@@ -90,7 +91,8 @@ def bench_serving_path(predictor, rounds: int, tmp: Path) -> None:
         return len(blobs) / (time.perf_counter() - w), len(blobs) / (time.process_time() - c)
 
     print(
-        f"\n## 2. in-process serving path, {len(blobs)} JPEG uploads (160 px): decode -> preprocess -> "
+        f"\n## 2. in-process serving path, {len(blobs)} JPEG uploads (160 px): "
+        f"decode -> preprocess -> "
         f"ONNX predict [-> log_prediction]; {rounds} interleaved rounds, medians"
     )
     print(
@@ -122,9 +124,8 @@ def bench_serving_path(predictor, rounds: int, tmp: Path) -> None:
         f"log_prediction alone: {statistics.median(per_img) * 1e3:.3f} ms CPU per image (batch 8)"
     )
     assert tl.errors == 0, tl.errors
-    print(
-        f"(rows logged: {tl.rows}; log files: {sum(f.stat().st_size for f in (tmp / 'log').rglob('data.*')) / 1e6:.1f} MB)"
-    )
+    log_bytes = sum(f.stat().st_size for f in (tmp / "log").rglob("data.*"))
+    print(f"(rows logged: {tl.rows}; log files: {log_bytes / 1e6:.1f} MB)")
 
 
 def _rows(n: int, base: pd.DataFrame, seed: int, shift: float = 0.0) -> pd.DataFrame:
@@ -273,7 +274,8 @@ def main() -> None:
             bundle, runtime="onnx", threads=args.threads, onnx_dir=tmp / "onnx"
         )
         print(
-            f"model: tf_efficientnet_lite0 @128 (untrained; timing only), runtime {predictor.runtime}, "
+            f"model: tf_efficientnet_lite0 @128 (untrained; timing only), "
+            f"runtime {predictor.runtime}, "
             f"embedding output: {predictor.has_embedding}"
         )
         bench_features(predictor)

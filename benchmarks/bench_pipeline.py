@@ -127,7 +127,8 @@ def main() -> int:
             label = key.split("_")[1]
             line += (
                 f"   vs library_{'cold' if label == 'clean' else 'warm'}: "
-                f"{figures[f'ratio_{label}_s']:.2f}x wall, {figures[f'ratio_{label}_cpu_s']:.2f}x CPU"
+                f"{figures[f'ratio_{label}_s']:.2f}x wall, "
+                f"{figures[f'ratio_{label}_cpu_s']:.2f}x CPU"
             )
         print(line)
     if args.json:

@@ -110,7 +110,8 @@ def bench_engine(args: argparse.Namespace) -> None:
         engine.append(engine_loop(cfg, data, val, classes))
     b, e = statistics.median(bare), statistics.median(engine)
     print(
-        f"\n== (1) engine vs bare PyTorch loop: {args.model} @{args.image_size}px, batch {args.batch_size}, "
+        f"\n== (1) engine vs bare PyTorch loop: {args.model} @{args.image_size}px, "
+        f"batch {args.batch_size}, "
         f"{args.images} in-memory images, {args.threads} threads, fp32 =="
     )
     print("bare   img/s: " + ", ".join(f"{v:.1f}" for v in bare) + f"  (median {b:.1f})")
@@ -165,7 +166,8 @@ def bench_loader(args: argparse.Namespace) -> None:
     model_rate = steps * args.batch_size / (time.perf_counter() - start)
     print(
         f"\n== (2) data loader vs model: demo pills, albumentations train pipeline, "
-        f"{cfg.data.loader.num_workers} workers, {cfg.model.backbone} @{cfg.data.image_size}px train step =="
+        f"{cfg.data.loader.num_workers} workers, {cfg.model.backbone} @{cfg.data.image_size}px "
+        f"train step =="
     )
     print(
         f"loader: {loader_rate:.1f} img/s   model consumes: {model_rate:.1f} img/s   "

@@ -68,8 +68,10 @@ def resolve_model_version(model_version: str | None = None) -> Any:
         return Client().get_model_version(MODEL_NAME, wanted)
     except KeyError:
         raise RxVisionError(
-            f"no {'production' if model_version is None else repr(model_version)} version of the model '{MODEL_NAME}'",
-            "run `python run.py --pipeline training` first (a model that passes the gate becomes production), "
+            f"no {'production' if model_version is None else repr(model_version)} version "
+            f"of the model '{MODEL_NAME}'",
+            "run `python run.py --pipeline training` first "
+            "(a model that passes the gate becomes production), "
             "or name an existing version with --model-version",
         ) from None
 

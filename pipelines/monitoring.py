@@ -60,7 +60,8 @@ def production_reference(model_version: str | None = None) -> tuple[Any, Any]:
     except KeyError:
         raise RxVisionError(
             f"no {wanted} version of the model '{MODEL_NAME}' to monitor",
-            "run `python run.py --pipeline training` first (a model that passes the gate becomes production)",
+            "run `python run.py --pipeline training` first "
+            "(a model that passes the gate becomes production)",
         ) from None
     artifact = mv.get_artifact(REFERENCE_FEATURES)
     if artifact is None:

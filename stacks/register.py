@@ -5,7 +5,8 @@
 A stack file names the stack and, per component type, a component name, flavor and
 configuration, and optionally ``secrets:`` (ZenML secrets created when missing, for
 ``{{secret.key}}`` references in configurations) and ``flavors:`` (custom flavors
-registered first: ``{type: alerter, source: module.FlavorClass}``); ``${VAR}`` / ``${VAR:-default}`` are read from the environment. Registration
+registered first: ``{type: alerter, source: module.FlavorClass}``); ``${VAR}`` /
+``${VAR:-default}`` are read from the environment. Registration
 is idempotent: components and a stack that already exist under the same names are kept (use
 ``--replace`` to delete and re-create the stack's components from the file).
 """
@@ -114,7 +115,8 @@ def register_stack(path: Path, activate: bool = False, replace: bool = False) ->
                     )
                 except (KeyError, ValueError) as exc:
                     raise RxVisionError(
-                        f"cannot register {type_name} '{comp['name']}' (flavor {comp['flavor']}): {exc}",
+                        f"cannot register {type_name} '{comp['name']}' "
+                        f"(flavor {comp['flavor']}): {exc}",
                         "check the flavor name and its configuration keys (`zenml "
                         f"{type_name.replace('_', '-')} flavor describe {comp['flavor']}`)",
                     ) from None

@@ -24,7 +24,10 @@ PANELS = [
         [
             (
                 "{{http_response_code}}",
-                f"sum by (http_response_code) (rate(bentoml_service_request_total{{{CLASSIFY}}}[5m]))",
+                (
+                    "sum by (http_response_code) "
+                    f"(rate(bentoml_service_request_total{{{CLASSIFY}}}[5m]))"
+                ),
             )
         ],
         12,

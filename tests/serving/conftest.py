@@ -23,7 +23,8 @@ SERVER_OVERRIDES = (
     "serving.max_latency_ms=200",
     "serving.threads=1",
     "serving.workers=1",
-    "serving.concurrent_batches=1",  # one model call at a time, so concurrent requests must queue and merge
+    # one model call at a time, so concurrent requests must queue and merge
+    "serving.concurrent_batches=1",
     "serving.max_request_bytes=1500000",
     "serving.body_timeout_s=2",
 )

@@ -92,7 +92,8 @@ def build_loader(
         if not torch.distributed.is_available() or not torch.distributed.is_initialized():
             raise RxVisionError(
                 "distributed=True but no torch.distributed process group is initialised",
-                "call build_loader(distributed=True) inside the DDP worker after init_process_group",
+                "call build_loader(distributed=True) inside the DDP worker "
+                "after init_process_group",
             )
         sampler = DistributedSampler(dataset, shuffle=train, seed=seed, drop_last=drop_last)
     if isinstance(dataset, ImageDataset) and cfg.num_workers == 0:

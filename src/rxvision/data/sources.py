@@ -165,7 +165,8 @@ def scan_imagefolder(root: Path, classes: list[str] | None = None) -> DatasetInd
     if not root.is_dir():
         raise RxVisionError(
             f"data.path {root} is a file, not a folder",
-            "for a CSV manifest set data.source=csv; for an ImageFolder point data.path at the folder",
+            "for a CSV manifest set data.source=csv; "
+            "for an ImageFolder point data.path at the folder",
         )
     samples: list[Sample] = []
     ignored: list[Path] = []
@@ -213,7 +214,8 @@ def read_manifest(path: Path, classes: list[str] | None = None) -> DatasetIndex:
         missing = [c for c in ("path", "label") if c not in columns]
         if missing:
             raise RxVisionError(
-                f"manifest {path} lacks column(s) {', '.join(missing)} (found: {', '.join(columns) or 'none'})",
+                f"manifest {path} lacks column(s) {', '.join(missing)} "
+                f"(found: {', '.join(columns) or 'none'})",
                 "the first row must be a header with path,label and optionally split",
             )
         reader.fieldnames = columns

@@ -374,16 +374,16 @@ def generate_synthetic_pills(
     its path. Same parameters -> the same files byte for byte, whatever ``workers`` is."""
     if num_classes < 2 or images_per_class < 1 or image_size < 16:
         raise RxVisionError(
-            f"bad synthetic parameters: num_classes={num_classes}, images_per_class={images_per_class}, "
+            f"bad synthetic parameters: num_classes={num_classes}, "
+            f"images_per_class={images_per_class}, "
             f"image_size={image_size}",
             "need num_classes >= 2, images_per_class >= 1 and image_size >= 16",
         )
     specs = class_catalog(num_classes)
     out_dir = Path(out_dir).expanduser()
     key = _cache_key(num_classes, images_per_class, image_size, seed)
-    final = (
-        out_dir
-        / f"pills-v{GENERATOR_VERSION}-{num_classes}x{images_per_class}-{image_size}px-s{seed}-{key}"
+    final = out_dir / (
+        f"pills-v{GENERATOR_VERSION}-{num_classes}x{images_per_class}-{image_size}px-s{seed}-{key}"
     )
     if (final / ".synthetic.json").is_file():
         log.info("synthetic pills: reusing %s", final)

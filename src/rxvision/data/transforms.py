@@ -168,7 +168,8 @@ def preprocess_image(rgb_uint8: np.ndarray, norm: Normalization) -> np.ndarray:
     img = np.asarray(rgb_uint8)
     if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
         raise RxVisionError(
-            f"preprocess_image needs an HxWx3 uint8 RGB array, got dtype {img.dtype} shape {img.shape}",
+            "preprocess_image needs an HxWx3 uint8 RGB array, "
+            f"got dtype {img.dtype} shape {img.shape}",
             "decode with rxvision.data.images.to_rgb first",
         )
     height, width = img.shape[:2]

@@ -50,9 +50,11 @@ FIX_HINTS: dict[str, str] = {
     "low_resolution": "replace them with larger images or lower data.validation.min_resolution",
     "unknown_label": "fix the labels or add the classes to data.classes",
     "duplicate": "delete the extra copies",
-    "leakage": "keep each image in one split only (or drop the split column to split automatically)",
+    "leakage": "keep each image in one split only "
+    "(or drop the split column to split automatically)",
     "too_few_images": "add images to those classes or lower data.validation.min_images_per_class",
-    "class_imbalance": "check the labels of the smallest class and add images to it; if the classes "
+    "class_imbalance": "check the labels of the smallest class and add images to it; "
+    "if the classes "
     "really are that rare, raise data.validation.max_imbalance_ratio (checkpoints are chosen by "
     "macro-F1 and the gate compares the model against always answering the majority class)",
 }
@@ -184,7 +186,8 @@ class ValidationReport:
             if not c.failed:
                 continue
             items = "".join(
-                f"<li><code>{e(p)}</code>{' &mdash; ' + e(c.reasons[p]) if p in c.reasons else ''}</li>"
+                f"<li><code>{e(p)}</code>"
+                f"{' &mdash; ' + e(c.reasons[p]) if p in c.reasons else ''}</li>"
                 for p in c.paths[:max_paths]
             )
             more = (
@@ -194,13 +197,15 @@ class ValidationReport:
             )
             extra = "".join(f"<li>{e(str(k))}: {e(str(v))}</li>" for k, v in c.details.items())
             sections.append(
-                f"<h3><code>{e(name)}</code> ({c.count})</h3><p>{e(c.description)}. Fix: {e(FIX_HINTS[name])}.</p>"
+                f"<h3><code>{e(name)}</code> ({c.count})</h3>"
+                f"<p>{e(c.description)}. Fix: {e(FIX_HINTS[name])}.</p>"
                 + (f"<ul>{extra}</ul>" if extra else "")
                 + (f"<ol>{items}</ol>{more}" if items else "")
             )
         top = max(self.class_counts.values(), default=1) or 1
         bars = "".join(
-            f"<tr><td>{e(cls)}</td><td class='n'>{n}</td><td><div class='bar' style='width:{300 * n / top:.0f}px'>"
+            f"<tr><td>{e(cls)}</td><td class='n'>{n}</td>"
+            f"<td><div class='bar' style='width:{300 * n / top:.0f}px'>"
             f"</div></td></tr>"
             for cls, n in self.class_counts.items()
         )
@@ -228,7 +233,8 @@ class ValidationReport:
 <html lang="en"><head><meta charset="utf-8"><title>RxVision data validation: {verdict}</title>
 <style>
 body{{font-family:system-ui,sans-serif;margin:2em;max-width:70em;color:#222}}
-table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;padding:.3em .6em;text-align:left}}
+table{{border-collapse:collapse;margin:1em 0}}
+td,th{{border:1px solid #ccc;padding:.3em .6em;text-align:left}}
 .n{{text-align:right}}.ok{{color:#17701f;font-weight:bold}}.bad{{color:#b00020;font-weight:bold}}
 .bar{{background:#4a78c2;height:.9em}}code{{font-size:.9em}}li{{margin:.1em 0}}
 </style></head><body>

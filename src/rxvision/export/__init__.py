@@ -91,7 +91,10 @@ def tensorrt_status() -> tuple[bool, str]:
     if "TensorrtExecutionProvider" not in ort.get_available_providers():
         return (
             False,
-            "unavailable: this onnxruntime build has no TensorrtExecutionProvider (install onnxruntime-gpu with TensorRT)",
+            (
+                "unavailable: this onnxruntime build has no TensorrtExecutionProvider "
+                "(install onnxruntime-gpu with TensorRT)"
+            ),
         )
     try:
         import tensorrt  # noqa: F401
@@ -214,11 +217,13 @@ def export_model(
     failed = {k: v for k, v in result.parity.items() if k in EXACT_FORMATS and not v.passed}
     if failed:
         detail = "; ".join(
-            f"{k}: max|diff| {v.max_abs_diff:.2e} (atol {v.atol:g}), top-1 agreement {v.top1_agreement:.3f}"
+            f"{k}: max|diff| {v.max_abs_diff:.2e} (atol {v.atol:g}), "
+            f"top-1 agreement {v.top1_agreement:.3f}"
             for k, v in failed.items()
         )
         raise RxVisionError(
             f"exported model disagrees with PyTorch: {detail}",
-            "check the export opset/exporter (export.opset, export.onnx_exporter) or raise export.parity_atol",
+            "check the export opset/exporter (export.opset, export.onnx_exporter) "
+            "or raise export.parity_atol",
         )
     return result

@@ -81,7 +81,8 @@ def export_onnx(
         except Exception as exc:
             raise RxVisionError(
                 f"ONNX export ({exporter} exporter, opset {opset}) failed: {exc}",
-                "try export.onnx_exporter=dynamo or another opset, or drop onnx from export.formats",
+                "try export.onnx_exporter=dynamo or another opset, "
+                "or drop onnx from export.formats",
             ) from exc
     onnx.checker.check_model(str(out_path))
     log.info("exported ONNX (%s exporter, opset %d) to %s", exporter, opset, out_path)

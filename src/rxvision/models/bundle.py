@@ -207,7 +207,8 @@ def verify_bundle(directory: Path, verify: bool = True) -> BundleInfo:
         actual = sha256_file(info.weights_path)
         if actual != info.sha256:
             raise RxVisionError(
-                f"bundle {directory}: {WEIGHTS_FILE} sha256 {actual[:12]}... does not match the recorded "
+                f"bundle {directory}: {WEIGHTS_FILE} sha256 {actual[:12]}... "
+                "does not match the recorded "
                 f"{info.sha256[:12]}... (file changed or damaged)",
                 "re-create or re-download the bundle; do not edit weights.pt by hand",
             )

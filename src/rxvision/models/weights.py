@@ -152,7 +152,8 @@ def _load_file(backbone_module: nn.Module, backbone: str, path: Path | None) -> 
             f"cannot read weights file {path}: {exc}", "give a torch.save'd state dict"
         ) from None
     state = dict(_extract_state_dict(raw))
-    # accept a bare timm backbone, a DDP-saved one (module.) or a whole RxVision classifier (backbone.)
+    # accept a bare timm backbone, a DDP-saved one (module.)
+    # or a whole RxVision classifier (backbone.)
     for prefix in ("module.", "backbone."):
         if state and all(k.startswith(prefix) for k in state if not k.startswith("head.")):
             state = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}

@@ -183,7 +183,8 @@ class EmbeddingProjector:
         x = np.asarray(embeddings, dtype=np.float64)
         if x.ndim != 2 or len(x) < 2:
             raise RxVisionError(
-                f"fitting the embedding projection needs at least 2 embeddings (n x dim), got {x.shape}",
+                "fitting the embedding projection needs at least 2 embeddings (n x dim), "
+                f"got {x.shape}",
                 "pass the training set's embeddings from model.embed(...)",
             )
         from sklearn.decomposition import PCA

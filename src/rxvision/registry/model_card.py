@@ -11,7 +11,8 @@ from typing import Any
 _STYLE = """
 body{font:14px/1.4 system-ui,sans-serif;color:#1d2630;margin:1rem}
 h1{font-size:1.3rem;margin:0 0 .3rem} h2{font-size:1rem;margin:1.2rem 0 .4rem}
-table{border-collapse:collapse} td,th{padding:.2rem .8rem .2rem 0;text-align:left;vertical-align:top}
+table{border-collapse:collapse}
+td,th{padding:.2rem .8rem .2rem 0;text-align:left;vertical-align:top}
 th{color:#5b6670;font-weight:600} .pass{color:#1b7a35} .fail{color:#a11b1b} .na{color:#5b6670}
 .chain{display:flex;flex-wrap:wrap;align-items:center;gap:.3rem}
 .node{border:1px solid #9aa7b2;border-radius:.4rem;padding:.3rem .6rem;background:#f4f7f9}
@@ -64,8 +65,10 @@ def render_model_card(
         for r in gate_rules
     )
     history = "".join(
-        f"<tr><td>{_e(h.get('at', ''))}</td><td>{_e(h.get('from', ''))} &rarr; {_e(h.get('to', ''))}</td>"
-        f"<td>{_e(h.get('by', ''))}</td><td>{'forced: ' + _e(h.get('reason', '')) if h.get('forced') else ''}"
+        f"<tr><td>{_e(h.get('at', ''))}</td>"
+        f"<td>{_e(h.get('from', ''))} &rarr; {_e(h.get('to', ''))}</td>"
+        f"<td>{_e(h.get('by', ''))}</td>"
+        f"<td>{'forced: ' + _e(h.get('reason', '')) if h.get('forced') else ''}"
         f"</td></tr>"
         for h in stage_history
     )

@@ -37,7 +37,8 @@ image = np.load(sys.argv[2])  # one toy image (tests.support.tiny imports torch 
 prediction = predictor.predict([image])[0]
 image_features(image)
 heavy = sorted(m for m in sys.modules if m.split(".")[0] in {heavy!r})
-print(json.dumps({{"heavy": sorted({{m.split(".")[0] for m in heavy}}), "prediction": prediction.to_dict(),
+print(json.dumps({{"heavy": sorted({{m.split(".")[0] for m in heavy}}),
+                  "prediction": prediction.to_dict(),
                   "runtime": predictor.runtime, "pandas": "pandas" in sys.modules}}))
 """
 

@@ -206,9 +206,15 @@ RESUME_SCRIPT = textwrap.dedent(
             return self.inner[i]
 
     cfg = tiny_config(epochs=4, early_stopping={{"enabled": False}})
-    result = fit_datasets(cfg, Slow(colour_dataset(48, seed=0)), colour_dataset(24, seed=1), ["a", "b", "c"], Path(sys.argv[1]))
-    print(json.dumps({{"epochs_run": result.epochs_run, "epochs": [r["epoch"] for r in result.history],
-                      "weights": float(sum(v.double().sum() for v in result.model.state_dict().values()))}}))
+    result = fit_datasets(
+        cfg, Slow(colour_dataset(48, seed=0)), colour_dataset(24, seed=1), ["a", "b", "c"],
+        Path(sys.argv[1]),
+    )
+    print(json.dumps({{
+        "epochs_run": result.epochs_run,
+        "epochs": [r["epoch"] for r in result.history],
+        "weights": float(sum(v.double().sum() for v in result.model.state_dict().values())),
+    }}))
     """
 )
 
@@ -260,7 +266,8 @@ def test_training_killed_mid_epoch_resumes_to_the_full_epoch_count(tmp_path: Pat
     assert fresh.returncode == 0, fresh.stderr[-3000:]
     uninterrupted = json.loads(fresh.stdout.strip().splitlines()[-1])
     assert uninterrupted["epochs"] == resumed["epochs"]
-    # same data order, RNG and optimizer state: the resumed run ends where the uninterrupted one does
+    # same data order, RNG and optimizer state: the resumed run ends where the
+    # uninterrupted one does
     assert resumed["weights"] == pytest.approx(uninterrupted["weights"], rel=1e-5)
 
 
