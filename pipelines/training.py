@@ -159,7 +159,7 @@ def print_summary(out: dict[str, Any], dashboard: str) -> None:
     )
     m = reg.get("metrics", {})
     for i, key in enumerate(k for k in HEADLINE if k in m):  # one metric a line: no wrapping
-        table.add_row("test metrics [interval]" if i == 0 else "", _with_interval(m, key))
+        table.add_row("test metrics" if i == 0 else "", _with_interval(m, key))
     table.add_row("quality gate", reg["stage"] or "REJECTED")
     for reason in reg["reasons"]:
         table.add_row("", reason)
