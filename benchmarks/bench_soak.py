@@ -48,15 +48,21 @@ async def soak(url: str, pid: int, uploads: list[bytes], args: argparse.Namespac
     connector = aiohttp.TCPConnector(limit=args.clients)
     bad_every = round(1 / args.bad_share) if args.bad_share > 0 else 0
     end = time.perf_counter() + args.minutes * 60
-    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=120)) as session:
+    async with aiohttp.ClientSession(
+        connector=connector, timeout=aiohttp.ClientTimeout(total=120)
+    ) as session:
 
         async def client(i: int) -> None:
             k = i
             while time.perf_counter() < end:
                 bad = bool(bad_every) and k % bad_every == 0
                 form = aiohttp.FormData()
-                form.add_field("image", b"junk bytes" if bad else uploads[k % len(uploads)], filename="p.jpg",
-                               content_type="image/jpeg")
+                form.add_field(
+                    "image",
+                    b"junk bytes" if bad else uploads[k % len(uploads)],
+                    filename="p.jpg",
+                    content_type="image/jpeg",
+                )
                 k += args.clients
                 start = time.perf_counter()
                 try:
@@ -80,14 +86,19 @@ async def soak(url: str, pid: int, uploads: list[bytes], args: argparse.Namespac
                 row = {
                     "t_s": round(time.perf_counter() - t0, 1),
                     "rss_mb": round(await asyncio.to_thread(tree_rss_mb, pid), 1),
-                    "codes": done["codes"], "bad_codes": done["bad_codes"],
+                    "codes": done["codes"],
+                    "bad_codes": done["bad_codes"],
                     "ok_per_s": len(done["ms"]) / args.interval,
-                    "p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99)),
+                    "p50_ms": float(np.percentile(ms, 50)),
+                    "p99_ms": float(np.percentile(ms, 99)),
                 }
                 rows.append(row)
-                print(f"  t={row['t_s']:6.0f} s  RSS {row['rss_mb']:7.1f} MB  {row['ok_per_s']:6.1f} ok/s  "
-                      f"p50 {row['p50_ms']:6.1f}  p99 {row['p99_ms']:7.1f} ms  codes {row['codes']}  "
-                      f"bad uploads {row['bad_codes']}", flush=True)
+                print(
+                    f"  t={row['t_s']:6.0f} s  RSS {row['rss_mb']:7.1f} MB  {row['ok_per_s']:6.1f} ok/s  "
+                    f"p50 {row['p50_ms']:6.1f}  p99 {row['p99_ms']:7.1f} ms  codes {row['codes']}  "
+                    f"bad uploads {row['bad_codes']}",
+                    flush=True,
+                )
 
         await asyncio.gather(sampler(), *(client(i) for i in range(args.clients)))
     return rows
@@ -98,11 +109,15 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, default=10.0)
     ap.add_argument("--clients", type=int, default=32)
     ap.add_argument("--interval", type=float, default=30.0, help="seconds per reported row")
-    ap.add_argument("--bad-share", type=float, default=0.05, help="share of junk uploads (answered 415)")
+    ap.add_argument(
+        "--bad-share", type=float, default=0.05, help="share of junk uploads (answered 415)"
+    )
     ap.add_argument("--backbone", default="tf_efficientnet_lite0")
     ap.add_argument("--size", type=int, default=128)
     ap.add_argument("--max-latency-ms", type=int, default=1000)
-    ap.add_argument("--override", nargs="*", default=[], help="extra config overrides, e.g. serving.workers=1")
+    ap.add_argument(
+        "--override", nargs="*", default=[], help="extra config overrides, e.g. serving.workers=1"
+    )
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
 
@@ -116,13 +131,20 @@ def main() -> None:
     from tests.support.launch import serve
     from tests.support.tiny import make_tiny_bundle
 
-    bundle = make_tiny_bundle(work / "bundle", backbone=args.backbone, image_size=args.size, num_classes=8, train_steps=0)
+    bundle = make_tiny_bundle(
+        work / "bundle", backbone=args.backbone, image_size=args.size, num_classes=8, train_steps=0
+    )
     tag = str(save_bundle_to_bentoml(bundle).tag)
     uploads = make_uploads(64, 160)
-    overrides = [f"serving.max_latency_ms={args.max_latency_ms}", f"serving.log_dir={work / 'traffic'}",
-                 *args.override]
-    print(f"soak: {args.minutes:g} min, {args.clients} closed-loop clients, {args.backbone} @{args.size}px, "
-          f"{args.bad_share:.0%} junk uploads, cores={os.cpu_count()}, traffic logging on")
+    overrides = [
+        f"serving.max_latency_ms={args.max_latency_ms}",
+        f"serving.log_dir={work / 'traffic'}",
+        *args.override,
+    ]
+    print(
+        f"soak: {args.minutes:g} min, {args.clients} closed-loop clients, {args.backbone} @{args.size}px, "
+        f"{args.bad_share:.0%} junk uploads, cores={os.cpu_count()}, traffic logging on"
+    )
     with serve(work / "bentoml", work / "serve.log", overrides=overrides, model_tag=tag) as server:
         rows = asyncio.run(soak(server.url, server.process.pid, uploads, args))
     codes: dict[int, int] = {}
@@ -136,16 +158,28 @@ def main() -> None:
     growth = (rows[-1]["rss_mb"] - reference) / reference
     unexpected = {k: v for k, v in codes.items() if not (200 <= k < 300 or k == 503)}
     bad_5xx = {k: v for k, v in bad_codes.items() if k >= 500 or k == 0}
-    print(f"\nanswers to good uploads by status: {dict(sorted(codes.items()))}; to junk uploads: "
-          f"{dict(sorted(bad_codes.items()))}")
-    print(f"p50 {np.median([r['p50_ms'] for r in rows]):.1f} ms, p99 (worst interval) "
-          f"{max(r['p99_ms'] for r in rows):.1f} ms; RSS {reference:.0f} MB after the first interval -> "
-          f"{rows[-1]['rss_mb']:.0f} MB at the end ({growth:+.1%}; peak {max(r['rss_mb'] for r in rows):.0f} MB)")
+    print(
+        f"\nanswers to good uploads by status: {dict(sorted(codes.items()))}; to junk uploads: "
+        f"{dict(sorted(bad_codes.items()))}"
+    )
+    print(
+        f"p50 {np.median([r['p50_ms'] for r in rows]):.1f} ms, p99 (worst interval) "
+        f"{max(r['p99_ms'] for r in rows):.1f} ms; RSS {reference:.0f} MB after the first interval -> "
+        f"{rows[-1]['rss_mb']:.0f} MB at the end ({growth:+.1%}; peak {max(r['rss_mb'] for r in rows):.0f} MB)"
+    )
     ok = not unexpected and not bad_5xx and growth < 0.05
-    print("goal (only 2xx/503 to good uploads, no 5xx to junk, RSS growth < 5%): " + ("met" if ok else "NOT met"))
+    print(
+        "goal (only 2xx/503 to good uploads, no 5xx to junk, RSS growth < 5%): "
+        + ("met" if ok else "NOT met")
+    )
     if args.json:
-        args.json.write_text(json.dumps({"rows": rows, "codes": codes, "bad_codes": bad_codes,
-                                         "rss_growth": growth}, indent=2, default=str))
+        args.json.write_text(
+            json.dumps(
+                {"rows": rows, "codes": codes, "bad_codes": bad_codes, "rss_growth": growth},
+                indent=2,
+                default=str,
+            )
+        )
 
 
 if __name__ == "__main__":

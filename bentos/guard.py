@@ -78,13 +78,20 @@ def error_body(reason: str, message: str, hint: str | None = None) -> bytes:
     return json.dumps({"error": body}).encode()
 
 
-async def _respond(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]] = ()) -> None:
-    await send({
-        "type": "http.response.start",
-        "status": status,
-        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                    *headers],
-    })
+async def _respond(
+    send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]] = ()
+) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                *headers,
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
@@ -110,9 +117,16 @@ class RequestGuard:
             await self.app(scope, receive, send)
             return
         if image_route is not None and self.in_flight >= self.s.max_in_flight:
-            await self._refuse(send, Refused(503, "overloaded", f"{self.in_flight} requests already in flight",
-                                             f"retry after {self.s.retry_after_s} s"),
-                               [(b"retry-after", str(self.s.retry_after_s).encode())])
+            await self._refuse(
+                send,
+                Refused(
+                    503,
+                    "overloaded",
+                    f"{self.in_flight} requests already in flight",
+                    f"retry after {self.s.retry_after_s} s",
+                ),
+                [(b"retry-after", str(self.s.retry_after_s).encode())],
+            )
             return
         self.in_flight += image_route is not None
         try:
@@ -129,11 +143,15 @@ class RequestGuard:
         finally:
             self.in_flight -= image_route is not None
 
-    async def _refuse(self, send: Send, exc: Refused, headers: list[tuple[bytes, bytes]] = ()) -> None:
+    async def _refuse(
+        self, send: Send, exc: Refused, headers: list[tuple[bytes, bytes]] = ()
+    ) -> None:
         if self.s.on_reject is not None:
             self.s.on_reject(exc.reason)
         extra = [(b"www-authenticate", b'Bearer realm="rxvision"')] if exc.status == 401 else []
-        await _respond(send, exc.status, error_body(exc.reason, exc.message, exc.hint), [*headers, *extra])
+        await _respond(
+            send, exc.status, error_body(exc.reason, exc.message, exc.hint), [*headers, *extra]
+        )
 
     def _check_access(self, scope: Scope, headers: dict[str, str], path: str) -> None:
         if path in OPEN_PATHS:
@@ -144,12 +162,24 @@ class RequestGuard:
             if auth.lower().startswith("bearer "):
                 given = auth[7:].strip()
             if not hmac.compare_digest(given.encode(), self.s.api_key.encode()):
-                raise Refused(401, "unauthorized", "this service needs an API key",
-                              "send it as 'Authorization: Bearer <key>' or 'X-API-Key: <key>'")
+                raise Refused(
+                    401,
+                    "unauthorized",
+                    "this service needs an API key",
+                    "send it as 'Authorization: Bearer <key>' or 'X-API-Key: <key>'",
+                )
         origin = headers.get("origin")
-        if origin and scope["method"] not in ("GET", "HEAD") and not self._origin_allowed(origin, headers):
-            raise Refused(403, "cross_origin", f"requests from the web page at {origin} are not allowed",
-                          "list the origin in serving.cors_origins to allow it")
+        if (
+            origin
+            and scope["method"] not in ("GET", "HEAD")
+            and not self._origin_allowed(origin, headers)
+        ):
+            raise Refused(
+                403,
+                "cross_origin",
+                f"requests from the web page at {origin} are not allowed",
+                "list the origin in serving.cors_origins to allow it",
+            )
 
     def _origin_allowed(self, origin: str, headers: dict[str, str]) -> bool:
         if origin in self.s.cors_origins or "*" in self.s.cors_origins:
@@ -162,10 +192,16 @@ class RequestGuard:
         declared = headers.get("content-length")
         if declared is not None:
             if not declared.strip().isdigit():
-                raise Refused(400, "bad_content_length", f"Content-Length {declared[:40]!r} is not a number")
+                raise Refused(
+                    400, "bad_content_length", f"Content-Length {declared[:40]!r} is not a number"
+                )
             if int(declared) > cap:
-                raise Refused(413, "body_too_large", f"the body declares {int(declared)} bytes; the limit is {cap}",
-                              "send fewer or smaller images per request")
+                raise Refused(
+                    413,
+                    "body_too_large",
+                    f"the body declares {int(declared)} bytes; the limit is {cap}",
+                    "send fewer or smaller images per request",
+                )
         chunks, size = [], 0
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.s.body_timeout_s
@@ -173,15 +209,25 @@ class RequestGuard:
             try:
                 message = await asyncio.wait_for(receive(), max(0.0, deadline - loop.time()))
             except asyncio.TimeoutError:
-                raise Refused(408, "body_timeout", f"the body took longer than {self.s.body_timeout_s:g} s",
-                              "send the request at once, on a faster connection") from None
+                raise Refused(
+                    408,
+                    "body_timeout",
+                    f"the body took longer than {self.s.body_timeout_s:g} s",
+                    "send the request at once, on a faster connection",
+                ) from None
             if message["type"] == "http.disconnect":
-                raise Refused(400, "client_disconnected", "the client went away before sending its body")
+                raise Refused(
+                    400, "client_disconnected", "the client went away before sending its body"
+                )
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > cap:
-                raise Refused(413, "body_too_large", f"the body is over the limit of {cap} bytes",
-                              "send fewer or smaller images per request")
+                raise Refused(
+                    413,
+                    "body_too_large",
+                    f"the body is over the limit of {cap} bytes",
+                    "send fewer or smaller images per request",
+                )
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return b"".join(chunks)
@@ -212,7 +258,12 @@ def _check_json(headers: dict[str, str], body: bytes) -> None:
     if not body.strip():
         return
     if not headers.get("content-type", "").lower().startswith("application/json"):
-        raise Refused(415, "unsupported_media_type", "this API takes a JSON body", "send Content-Type: application/json")
+        raise Refused(
+            415,
+            "unsupported_media_type",
+            "this API takes a JSON body",
+            "send Content-Type: application/json",
+        )
     try:
         value = json.loads(body)
     except ValueError as exc:
@@ -221,7 +272,9 @@ def _check_json(headers: dict[str, str], body: bytes) -> None:
         raise Refused(400, "bad_json", "the JSON body must be an object")
 
 
-def _check_image_form(headers: dict[str, str], body: bytes, route: ImageRoute, s: GuardSettings) -> None:
+def _check_image_form(
+    headers: dict[str, str], body: bytes, route: ImageRoute, s: GuardSettings
+) -> None:
     """Parse the multipart form from memory and refuse what BentoML would fail on."""
     ctype, options = parse_options_header(headers.get("content-type", ""))
     hint = f"send the image(s) as multipart/form-data files in the field '{route.field}'"
@@ -235,21 +288,31 @@ def _check_image_form(headers: dict[str, str], body: bytes, route: ImageRoute, s
         raise Refused(415, "unsupported_media_type", "images cannot be sent as JSON", hint)
     if ctype != b"multipart/form-data":
         shown = ctype.decode("latin-1")[:80] or "none"
-        raise Refused(415, "unsupported_media_type", f"Content-Type {shown} is not multipart/form-data", hint)
+        raise Refused(
+            415, "unsupported_media_type", f"Content-Type {shown} is not multipart/form-data", hint
+        )
     boundary = options.get(b"boundary", b"")
     if not boundary or len(boundary) > 200:
-        raise Refused(400, "bad_multipart", "the multipart Content-Type has no usable boundary", hint)
+        raise Refused(
+            400, "bad_multipart", "the multipart Content-Type has no usable boundary", hint
+        )
     parts = _parse_parts(body, boundary, route, s, hint)
     if not parts:
         if route.multiple:
             raise Refused(400, "empty_batch", "no images in the request", hint)
         raise Refused(400, "missing_field", f"no file in the field '{route.field}'", hint)
     if not route.multiple and len(parts) > 1:
-        raise Refused(400, "too_many_images", f"{len(parts)} files in '{route.field}'; this API takes one",
-                      "use /classify_batch for several images")
+        raise Refused(
+            400,
+            "too_many_images",
+            f"{len(parts)} files in '{route.field}'; this API takes one",
+            "use /classify_batch for several images",
+        )
 
 
-def _parse_parts(body: bytes, boundary: bytes, route: ImageRoute, s: GuardSettings, hint: str) -> list[int]:
+def _parse_parts(
+    body: bytes, boundary: bytes, route: ImageRoute, s: GuardSettings, hint: str
+) -> list[int]:
     """Sizes of the file parts; raises Refused on the first part that is wrong."""
     sizes: list[int] = []
     state: dict[str, Any] = {"field": b"", "value": b"", "headers": {}, "size": 0}
@@ -268,7 +331,9 @@ def _parse_parts(body: bytes, boundary: bytes, route: ImageRoute, s: GuardSettin
         state.update(field=b"", value=b"")
 
     def on_headers_finished() -> None:
-        disposition, params = parse_options_header(state["headers"].get(b"content-disposition", b""))
+        disposition, params = parse_options_header(
+            state["headers"].get(b"content-disposition", b"")
+        )
         name = params.get(b"name", b"").decode("latin-1")
         if disposition != b"form-data" or not name:
             raise Refused(400, "bad_multipart", "a part of the form has no form-data name", hint)
@@ -276,28 +341,47 @@ def _parse_parts(body: bytes, boundary: bytes, route: ImageRoute, s: GuardSettin
             raise Refused(400, "unknown_field", f"unexpected form field {name[:60]!r}", hint)
         filename = params.get(b"filename")
         if filename is None:
-            raise Refused(400, "not_a_file", f"the field '{name}' holds a text value, not a file", hint)
+            raise Refused(
+                400, "not_a_file", f"the field '{name}' holds a text value, not a file", hint
+            )
         if len(filename) > MAX_FILENAME:
-            raise Refused(400, "bad_filename", f"a file name of {len(filename)} characters (the limit is "
-                          f"{MAX_FILENAME})", "rename the file")
+            raise Refused(
+                400,
+                "bad_filename",
+                f"a file name of {len(filename)} characters (the limit is {MAX_FILENAME})",
+                "rename the file",
+            )
         if len(sizes) >= s.max_images:
-            raise Refused(413, "too_many_images", f"more than {s.max_images} images in one request; the limit is "
-                          f"{s.max_images}", "split the images over several requests")
+            raise Refused(
+                413,
+                "too_many_images",
+                f"more than {s.max_images} images in one request; the limit is {s.max_images}",
+                "split the images over several requests",
+            )
 
     def on_part_data(data: bytes, start: int, end: int) -> None:
         state["size"] += end - start
         if state["size"] > s.max_image_bytes:
-            raise Refused(413, "too_large", f"image {len(sizes)} is over the limit of {s.max_image_bytes} bytes",
-                          "send a smaller (resized or recompressed) image")
+            raise Refused(
+                413,
+                "too_large",
+                f"image {len(sizes)} is over the limit of {s.max_image_bytes} bytes",
+                "send a smaller (resized or recompressed) image",
+            )
 
     def on_part_end() -> None:
         sizes.append(state["size"])
 
     done = {"end": False}
     callbacks = {
-        "on_part_begin": on_part_begin, "on_header_field": on_header_field, "on_header_value": on_header_value,
-        "on_header_end": on_header_end, "on_headers_finished": on_headers_finished, "on_part_data": on_part_data,
-        "on_part_end": on_part_end, "on_end": lambda: done.update(end=True),
+        "on_part_begin": on_part_begin,
+        "on_header_field": on_header_field,
+        "on_header_value": on_header_value,
+        "on_header_end": on_header_end,
+        "on_headers_finished": on_headers_finished,
+        "on_part_data": on_part_data,
+        "on_part_end": on_part_end,
+        "on_end": lambda: done.update(end=True),
     }
     try:
         parser = MultipartParser(boundary, callbacks, max_header_count=8, max_header_size=4224)
@@ -306,9 +390,15 @@ def _parse_parts(body: bytes, boundary: bytes, route: ImageRoute, s: GuardSettin
     except Refused:
         raise
     except Exception as exc:  # noqa: BLE001 - python-multipart raises several error types
-        raise Refused(400, "bad_multipart", f"the multipart body could not be parsed ({str(exc)[:120]})", hint) \
-            from None
+        raise Refused(
+            400, "bad_multipart", f"the multipart body could not be parsed ({str(exc)[:120]})", hint
+        ) from None
     if not done["end"]:
-        raise Refused(400, "bad_multipart", "the multipart body does not end with its closing boundary "
-                      "(wrong boundary, or truncated)", hint)
+        raise Refused(
+            400,
+            "bad_multipart",
+            "the multipart body does not end with its closing boundary "
+            "(wrong boundary, or truncated)",
+            hint,
+        )
     return sizes

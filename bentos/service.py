@@ -104,7 +104,9 @@ def service_config(model_path: Path | None = None) -> RxVisionConfig:
     extra = _stored_sections(model_path)
     if os.environ.get("RXVISION_CONFIG"):
         for section, values in read_yaml(Path(os.environ["RXVISION_CONFIG"])).items():
-            extra[section] = {**extra.get(section, {}), **values} if isinstance(values, dict) else values
+            extra[section] = (
+                {**extra.get(section, {}), **values} if isinstance(values, dict) else values
+            )
     overrides = shlex.split(os.environ.get("RXVISION_OVERRIDES", ""))
     return load_config(os.environ.get("RXVISION_PROFILE", "demo"), extra or None, overrides)
 
@@ -117,8 +119,10 @@ def api_key() -> str | None:
         try:
             key = path.read_text().strip()
         except OSError as exc:
-            raise RxVisionError(f"cannot read the API key file {path} ({exc})",
-                                "point RXVISION_API_KEY_FILE at a readable file") from None
+            raise RxVisionError(
+                f"cannot read the API key file {path} ({exc})",
+                "point RXVISION_API_KEY_FILE at a readable file",
+            ) from None
     return key or None
 
 
@@ -137,7 +141,9 @@ LAYOUT = worker_layout(SERVING)
 
 # refusals by the guard and by the APIs, in one counter (created lazily by BentoML per worker)
 REJECTED = bentoml.metrics.Counter(
-    name="rxvision_rejected_inputs", documentation="Requests refused, by reason", labelnames=["reason"]
+    name="rxvision_rejected_inputs",
+    documentation="Requests refused, by reason",
+    labelnames=["reason"],
 )
 
 
@@ -180,39 +186,63 @@ class RxVision:
         for name, folder, version in candidates:
             try:
                 models.append(self._load(name, folder, version))
-            except Exception as exc:  # noqa: BLE001 - a model that cannot load is skipped for the next
+            except Exception as exc:  # noqa: BLE001 - a model that cannot load gives way to the next
                 load_errors[name] = f"{type(exc).__name__}: {exc}"[:500]
                 log.error("model %s (%s) could not be loaded: %s", name, folder, load_errors[name])
                 self.m_failures.labels(model=name).inc()
         if not models:
-            raise RxVisionError("no model could be loaded: " + "; ".join(f"{k}: {v}" for k, v in load_errors.items()),
-                                "re-run the deployment pipeline to store the model again")
+            raise RxVisionError(
+                "no model could be loaded: "
+                + "; ".join(f"{k}: {v}" for k, v in load_errors.items()),
+                "re-run the deployment pipeline to store the model again",
+            )
         self.models = ModelChain(models, load_errors, listener=self._on_model_event)
         self._show_active()
         primary = self.models.models[0].predictor
         self.info = primary.info
-        projector = EmbeddingProjector.load(path / PROJECTOR_FILE) if (path / PROJECTOR_FILE).is_file() else None
+        projector = (
+            EmbeddingProjector.load(path / PROJECTOR_FILE)
+            if (path / PROJECTOR_FILE).is_file()
+            else None
+        )
         self.traffic = TrafficLogger(
-            self.info.classes, model_version=primary.model_version, projector=projector,
-            enabled=SERVING.monitoring, sample_rate=CFG.monitoring.traffic_sample_rate,
+            self.info.classes,
+            model_version=primary.model_version,
+            projector=projector,
+            enabled=SERVING.monitoring,
+            sample_rate=CFG.monitoring.traffic_sample_rate,
         )
         self.ready = True
         log.info(
-            "model %s ready (%s; %s runtime; %d worker(s) x %s thread(s), %d batch(es) in flight, batching %s)",
-            self.model_version, self.models.active.name, primary.runtime, LAYOUT.workers,
-            LAYOUT.threads or "default", LAYOUT.concurrent_batches, "on" if SERVING.batching else "off",
+            "model %s ready (%s; %s runtime; %d worker(s) x %s thread(s), %d batch(es) in flight, "
+            "batching %s)",
+            self.model_version,
+            self.models.active.name,
+            primary.runtime,
+            LAYOUT.workers,
+            LAYOUT.threads or "default",
+            LAYOUT.concurrent_batches,
+            "on" if SERVING.batching else "off",
         )
 
     def _load(self, name: str, folder: Path, version: str) -> ServedModel:
         predictor = Predictor.from_bundle(
-            folder, runtime=SERVING.runtime, top_k=SERVING.top_k, model_version=version,
-            threads=LAYOUT.threads, verify=True, spin_wait=SERVING.spin_wait,
+            folder,
+            runtime=SERVING.runtime,
+            top_k=SERVING.top_k,
+            model_version=version,
+            threads=LAYOUT.threads,
+            verify=True,
+            spin_wait=SERVING.spin_wait,
         )
         predictor.warmup()
         if SERVING.batching:
             batcher = AdaptiveBatcher(
-                predictor.infer, max_batch_size=SERVING.max_batch_size, max_latency_ms=SERVING.max_latency_ms,
-                on_batch=self.m_batch_size.observe, concurrent_batches=LAYOUT.concurrent_batches,
+                predictor.infer,
+                max_batch_size=SERVING.max_batch_size,
+                max_latency_ms=SERVING.max_latency_ms,
+                on_batch=self.m_batch_size.observe,
+                concurrent_batches=LAYOUT.concurrent_batches,
             )
             infer = batcher.__call__
         else:
@@ -227,7 +257,9 @@ class RxVision:
 
     def _metrics(self) -> None:
         self.m_predictions = bentoml.metrics.Counter(
-            name="rxvision_predictions", documentation="Predictions served, by top-1 class", labelnames=["label"]
+            name="rxvision_predictions",
+            documentation="Predictions served, by top-1 class",
+            labelnames=["label"],
         )
         self.m_confidence = bentoml.metrics.Histogram(
             name="rxvision_prediction_confidence",
@@ -238,18 +270,24 @@ class RxVision:
         self.m_batch_size = bentoml.metrics.Histogram(
             name="rxvision_batch_size",
             documentation="Images per model call (adaptive batching merges concurrent requests)",
-            buckets=tuple(float(2**i) for i in range(max(1, SERVING.max_batch_size.bit_length()) + 1)),
+            buckets=tuple(
+                float(2**i) for i in range(max(1, SERVING.max_batch_size.bit_length()) + 1)
+            ),
         )
         self.m_active = bentoml.metrics.Gauge(
-            name="rxvision_model_active", documentation="1 for the model (primary/fallback) now serving",
-            labelnames=["model"], multiprocess_mode="max",
+            name="rxvision_model_active",
+            documentation="1 for the model (primary/fallback) now serving",
+            labelnames=["model"],
+            multiprocess_mode="max",
         )
         self.m_failures = bentoml.metrics.Counter(
-            name="rxvision_model_failures", documentation="Model load or inference failures, by model",
+            name="rxvision_model_failures",
+            documentation="Model load or inference failures, by model",
             labelnames=["model"],
         )
         self.m_served_by = bentoml.metrics.Counter(
-            name="rxvision_model_answers", documentation="Requests answered, by model (primary/fallback)",
+            name="rxvision_model_answers",
+            documentation="Requests answered, by model (primary/fallback)",
             labelnames=["model"],
         )
 
@@ -269,7 +307,9 @@ class RxVision:
         return self.ready
 
     # ------------------------------------------------------------------ helpers
-    def _error(self, ctx: bentoml.Context, reason: str, message: str, hint: str | None = None) -> dict:
+    def _error(
+        self, ctx: bentoml.Context, reason: str, message: str, hint: str | None = None
+    ) -> dict:
         self.m_rejected.labels(reason=reason).inc()
         ctx.response.status_code = STATUS_BY_REASON.get(reason, 400)
         body = {"reason": reason, "message": message}
@@ -286,10 +326,13 @@ class RxVision:
     async def _classify(self, ctx: bentoml.Context, files: list[Path]) -> dict:
         # counts, sizes and the in-flight limit were checked by the guard before parsing
         if not files:
-            return self._error(ctx, "empty_batch", "no images in the request", "send one or more files as 'images'")
+            return self._error(
+                ctx, "empty_batch", "no images in the request", "send one or more files as 'images'"
+            )
         if len(files) > SERVING.max_images_per_request:
             return self._error(
-                ctx, "too_many_images",
+                ctx,
+                "too_many_images",
                 f"{len(files)} images in one request; the limit is {SERVING.max_images_per_request}",
                 "split the images over several requests",
             )
@@ -301,10 +344,16 @@ class RxVision:
             ctx.response.status_code = STATUS_BY_REASON.get(exc.reason, 400)
             return {"error": exc.to_dict()}
         except ModelBusy:
-            return self._unavailable(ctx, "overloaded", "the model is busy (its batch queue cannot meet "
-                                     "max_latency_ms)", f"retry after {SERVING.retry_after_s} s")
+            return self._unavailable(
+                ctx,
+                "overloaded",
+                "the model is busy (its batch queue cannot meet max_latency_ms)",
+                f"retry after {SERVING.retry_after_s} s",
+            )
         except ModelUnavailable as exc:
-            return self._unavailable(ctx, "model_unavailable", exc.problem, exc.hint or "retry later")
+            return self._unavailable(
+                ctx, "model_unavailable", exc.problem, exc.hint or "retry later"
+            )
         self.m_served_by.labels(model=result.model.name).inc()
         for p in result.predictions:
             self.m_predictions.labels(label=p.label).inc()
@@ -313,8 +362,11 @@ class RxVision:
             import asyncio
 
             await asyncio.to_thread(
-                self.traffic.log_prediction, result.images, result.output.probs,
-                file_sizes=result.file_sizes, embeddings=result.output.embeddings,
+                self.traffic.log_prediction,
+                result.images,
+                result.output.probs,
+                file_sizes=result.file_sizes,
+                embeddings=result.output.embeddings,
             )
         return result.to_dict()
 
@@ -327,7 +379,8 @@ class RxVision:
 
     @bentoml.api(route="/classify_batch")
     async def classify_batch(self, images: list[Path], ctx: bentoml.Context) -> dict:
-        """Several images (multipart field ``images``, repeated) -> one prediction each, in order."""
+        """Several images (multipart field ``images``, repeated) -> one prediction each, in
+        order."""
         return await self._classify(ctx, images)
 
     @bentoml.api(route="/model_info")
@@ -358,8 +411,10 @@ def _count_refusal(reason: str) -> None:
 RxVision.add_asgi_middleware(
     RequestGuard,
     settings=GuardSettings(
-        image_routes={"/classify": ImageRoute("image", multiple=False),
-                      "/classify_batch": ImageRoute("images", multiple=True)},
+        image_routes={
+            "/classify": ImageRoute("image", multiple=False),
+            "/classify_batch": ImageRoute("images", multiple=True),
+        },
         json_routes=frozenset({"/model_info"}),
         max_request_bytes=SERVING.max_request_bytes,
         max_image_bytes=SERVING.max_image_bytes,

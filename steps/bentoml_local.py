@@ -36,8 +36,13 @@ class RxVisionBentoMLLocalService(BentoMLLocalDeploymentService):
         svc = bentoml.load(self.config.bento_tag, working_dir=working_dir)
         svc.inject_config()
         try:
-            serve_http(self.config.bento_tag, working_dir=working_dir, host=self.config.host or "127.0.0.1",
-                       port=self.config.port, backlog=self.config.backlog)
+            serve_http(
+                self.config.bento_tag,
+                working_dir=working_dir,
+                host=self.config.host or "127.0.0.1",
+                port=self.config.port,
+                backlog=self.config.backlog,
+            )
         except KeyboardInterrupt:
             logger.info("stopping the BentoML service")
 
@@ -56,10 +61,18 @@ def deploy_with_service_class(config: BentoMLLocalDeploymentConfig, timeout: int
         return service
 
     if not hasattr(deployer, "_create_new_service"):  # guard: the private hook moved upstream
-        raise RuntimeError("ZenML's BentoMLModelDeployer has no _create_new_service; update steps/bentoml_local.py")
-    deployer._create_new_service = functools.partial(create, deployer)  # only the service class differs
+        raise RuntimeError(
+            "ZenML's BentoMLModelDeployer has no _create_new_service; update steps/bentoml_local.py"
+        )
+    deployer._create_new_service = functools.partial(
+        create, deployer
+    )  # only the service class differs
     try:
-        return deployer.deploy_model(config=config, service_type=RxVisionBentoMLLocalService.SERVICE_TYPE,
-                                     replace=True, timeout=timeout)
+        return deployer.deploy_model(
+            config=config,
+            service_type=RxVisionBentoMLLocalService.SERVICE_TYPE,
+            replace=True,
+            timeout=timeout,
+        )
     finally:
         del deployer._create_new_service

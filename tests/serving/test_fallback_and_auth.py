@@ -23,8 +23,12 @@ def png(colour: tuple[int, int, int] = (200, 30, 30)) -> bytes:
 
 
 def one(url: str, headers: dict[str, str] | None = None) -> httpx.Response:
-    return httpx.post(f"{url}/classify", files={"image": ("p.png", png(), "image/png")}, headers=headers,
-                      timeout=60)
+    return httpx.post(
+        f"{url}/classify",
+        files={"image": ("p.png", png(), "image/png")},
+        headers=headers,
+        timeout=60,
+    )
 
 
 def samples(url: str, name: str) -> dict[str, float]:
@@ -34,7 +38,9 @@ def samples(url: str, name: str) -> dict[str, float]:
         if fam.name == name:
             for s in fam.samples:
                 if not s.name.endswith("_created"):
-                    out[s.labels.get("model", "")] = max(out.get(s.labels.get("model", ""), 0.0), s.value)
+                    out[s.labels.get("model", "")] = max(
+                        out.get(s.labels.get("model", ""), 0.0), s.value
+                    )
     return out
 
 
@@ -48,9 +54,15 @@ def serve_kind(bentoml_home: Path, tmp_path: Path):
 
         def start(kind: str, overrides: tuple[str, ...] = (), env: dict[str, str] | None = None):
             tag = store_model(bentoml_home, kind, tmp_path / kind)
-            return stack.enter_context(serve(bentoml_home, tmp_path / f"{kind}.log",
-                                             overrides=(*SERVER_OVERRIDES, *overrides), model_tag=tag,
-                                             extra_env=env))
+            return stack.enter_context(
+                serve(
+                    bentoml_home,
+                    tmp_path / f"{kind}.log",
+                    overrides=(*SERVER_OVERRIDES, *overrides),
+                    model_tag=tag,
+                    extra_env=env,
+                )
+            )
 
         yield start
 
@@ -70,7 +82,9 @@ def test_a_model_failing_its_sha256_check_is_replaced_by_the_fallback(serve_kind
 
 
 def test_a_model_that_raises_at_inference_trips_its_breaker_to_the_fallback(serve_kind) -> None:
-    srv = serve_kind("fallback_raises", ("serving.breaker_failures=1", "serving.breaker_reset_s=600"))
+    srv = serve_kind(
+        "fallback_raises", ("serving.breaker_failures=1", "serving.breaker_reset_s=600")
+    )
     assert one(srv.url).json()["model_version"] == "7"  # batches of one still work on the primary
     files = [("images", (f"{i}.png", png(), "image/png")) for i in range(2)]
     resp = httpx.post(f"{srv.url}/classify_batch", files=files, timeout=60)

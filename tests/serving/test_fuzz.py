@@ -28,7 +28,12 @@ def test_schema_fuzzing_finds_no_5xx(server) -> None:
         operation = result.ok()
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
 
-            @settings(max_examples=EXAMPLES, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+            @settings(
+                max_examples=EXAMPLES,
+                deadline=None,
+                database=None,
+                suppress_health_check=list(HealthCheck),
+            )
             @given(case=operation.as_strategy(generation_mode=mode))
             def probe(case) -> None:
                 response = case.call(base_url=server.url, timeout=60)
@@ -42,7 +47,9 @@ def test_schema_fuzzing_finds_no_5xx(server) -> None:
                 probe()
             except Unsatisfiable:  # e.g. no invalid body exists for an operation without inputs
                 stats[f"no cases: {operation.label} {mode.value}"] += 1
-    print(f"\nschemathesis: {stats['probes']} probes of {server.url}/docs.json, by class {dict(sorted(stats.items()))}")
+    print(
+        f"\nschemathesis: {stats['probes']} probes of {server.url}/docs.json, by class {dict(sorted(stats.items()))}"
+    )
     assert stats["probes"] >= EXAMPLES  # the schema had operations and they were probed
     assert not failures, failures[:5]
     assert httpx.get(f"{server.url}/readyz", timeout=10).status_code == 200

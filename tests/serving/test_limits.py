@@ -17,8 +17,11 @@ from tests.serving.conftest import SERVER_OVERRIDES
 pytestmark = pytest.mark.serving
 
 # a normal image in these tests is 48 x 48; the budget below is a small multiple of it
-OVERRIDES = (*[o for o in SERVER_OVERRIDES if "max_images_per_request" not in o],
-             "serving.max_images_per_request=32", "serving.max_image_pixels=40000000")
+OVERRIDES = (
+    *[o for o in SERVER_OVERRIDES if "max_images_per_request" not in o],
+    "serving.max_images_per_request=32",
+    "serving.max_image_pixels=40000000",
+)
 
 
 def png(width: int, height: int) -> bytes:
@@ -45,7 +48,9 @@ def tree_peak_kb(root_pid: int) -> dict[int, int]:
 
 
 @pytest.fixture(scope="module")
-def limits_server(bentoml_home: Path, served_model_tag: str, tmp_path_factory: pytest.TempPathFactory):
+def limits_server(
+    bentoml_home: Path, served_model_tag: str, tmp_path_factory: pytest.TempPathFactory
+):
     from tests.support.launch import serve
 
     log = tmp_path_factory.mktemp("logs") / "serve.log"
@@ -74,7 +79,9 @@ def test_tiny_long_images_are_refused_and_peak_memory_stays_bounded(limits_serve
     after = tree_peak_kb(pid)
     growth_mb = max(after.get(p, 0) - before.get(p, 0) for p in after) / 1024
     print(f"\npeak memory growth of the busiest process: {growth_mb:.1f} MB")
-    assert growth_mb < 150, f"a worker's peak memory grew by {growth_mb:.0f} MB"  # was 5.1 GB per image
+    assert growth_mb < 150, (
+        f"a worker's peak memory grew by {growth_mb:.0f} MB"
+    )  # was 5.1 GB per image
 
 
 def test_a_request_over_the_pixel_budget_is_refused_before_decoding(limits_server) -> None:

@@ -42,9 +42,19 @@ def store(kind: str, work: Path) -> str:
         onnx_file = export_onnx(load_bundle(primary).model, work / "static" / ONNX_FILE, 32)
         _static_batch(onnx_file)
     # config sections as a deployment stores them (the corrupt case checks they reach the service)
-    stored = {"serving": {"top_k": 2}, "monitoring": {"traffic_sample_rate": 0.25}} if kind == "fallback_corrupt" else None
-    model = save_bundle_to_bentoml(primary, labels=LABELS, onnx_file=onnx_file, fallback=spare,
-                                   fallback_version="6", service_config=stored)
+    stored = (
+        {"serving": {"top_k": 2}, "monitoring": {"traffic_sample_rate": 0.25}}
+        if kind == "fallback_corrupt"
+        else None
+    )
+    model = save_bundle_to_bentoml(
+        primary,
+        labels=LABELS,
+        onnx_file=onnx_file,
+        fallback=spare,
+        fallback_version="6",
+        service_config=stored,
+    )
     if kind == "fallback_corrupt":
         import bentoml
 

@@ -79,15 +79,20 @@ def test_a_failing_primary_is_answered_by_the_fallback_and_retried_later() -> No
     clock = Clock()
     primary, fallback = FakePredictor("2", fail=True), FakePredictor("1")
     events: list[tuple[str, str]] = []
-    chain = ModelChain([served("primary", primary, clock), served("fallback", fallback, clock)],
-                       listener=lambda event, model, detail: events.append((event, model.name)))
+    chain = ModelChain(
+        [served("primary", primary, clock), served("fallback", fallback, clock)],
+        listener=lambda event, model, detail: events.append((event, model.name)),
+    )
     for _ in range(4):
         out = asyncio.run(classify([png()], chain, ImageLimits()))
         assert out.model.name == "fallback" and out.predictions[0].model_version == "1"
     assert primary.calls == 2  # the breaker opened after two failures
     assert chain.active.name == "fallback" and ("breaker_open", "primary") in events
     status = chain.status()
-    assert status["models"]["primary"]["breaker"] == "open" and "exploded" in status["models"]["primary"]["last_error"]
+    assert (
+        status["models"]["primary"]["breaker"] == "open"
+        and "exploded" in status["models"]["primary"]["last_error"]
+    )
     primary.fail = False
     clock.now = 5
     out = asyncio.run(classify([png()], chain, ImageLimits()))

@@ -19,9 +19,20 @@ B = "bnd"
 
 
 def settings(**kw) -> GuardSettings:
-    base = dict(image_routes={"/classify": ImageRoute("image", False), "/classify_batch": ImageRoute("images", True)},
-                json_routes=frozenset({"/model_info"}), max_request_bytes=10_000, max_image_bytes=2_000, max_images=3,
-                max_in_flight=4, body_timeout_s=1.0, retry_after_s=1)
+    routes = {
+        "/classify": ImageRoute("image", False),
+        "/classify_batch": ImageRoute("images", True),
+    }
+    base = {
+        "image_routes": routes,
+        "json_routes": frozenset({"/model_info"}),
+        "max_request_bytes": 10_000,
+        "max_image_bytes": 2_000,
+        "max_images": 3,
+        "max_in_flight": 4,
+        "body_timeout_s": 1.0,
+        "retry_after_s": 1,
+    }
     return GuardSettings(**{**base, **kw})
 
 
@@ -33,8 +44,13 @@ def form(*parts: tuple[str, bytes, str | None]) -> bytes:
     return out + f"--{B}--\r\n".encode()
 
 
-def call(guard_settings: GuardSettings, body: bytes, path: str = "/classify", headers: dict | None = None,
-         chunks: int = 1) -> tuple[int, dict, bytes | None]:
+def call(
+    guard_settings: GuardSettings,
+    body: bytes,
+    path: str = "/classify",
+    headers: dict | None = None,
+    chunks: int = 1,
+) -> tuple[int, dict, bytes | None]:
     """(status, JSON body or {}, body the app received or None)."""
     seen: dict = {}
 
@@ -44,12 +60,23 @@ def call(guard_settings: GuardSettings, body: bytes, path: str = "/classify", he
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"{}"})
 
-    hdrs = {"content-type": f"multipart/form-data; boundary={B}", "host": "127.0.0.1:3000", **(headers or {})}
-    scope = {"type": "http", "method": "POST", "path": path,
-             "headers": [(k.encode(), v.encode()) for k, v in hdrs.items()]}
+    hdrs = {
+        "content-type": f"multipart/form-data; boundary={B}",
+        "host": "127.0.0.1:3000",
+        **(headers or {}),
+    }
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": path,
+        "headers": [(k.encode(), v.encode()) for k, v in hdrs.items()],
+    }
     size = max(1, -(-len(body) // chunks))
-    pieces = [body[i:i + size] for i in range(0, len(body), size)] or [b""]
-    queue = [{"type": "http.request", "body": p, "more_body": i < len(pieces) - 1} for i, p in enumerate(pieces)]
+    pieces = [body[i : i + size] for i in range(0, len(body), size)] or [b""]
+    queue = [
+        {"type": "http.request", "body": p, "more_body": i < len(pieces) - 1}
+        for i, p in enumerate(pieces)
+    ]
     sent: list[dict] = []
 
     async def receive():
@@ -74,15 +101,18 @@ def test_an_accepted_form_reaches_the_app_unchanged() -> None:
     assert status == 200 and seen == body
 
 
-@pytest.mark.parametrize("body,expected", [
-    (form(("picture", b"x", "p.png")), "unknown_field"),
-    (form(("image", b"x", None)), "not_a_file"),
-    (form(("image", b"x", "n" * 300)), "bad_filename"),
-    (form(), "missing_field"),
-    (form(("image", b"x", "a.png"), ("image", b"y", "b.png")), "too_many_images"),
-    (form(("image", b"x" * 3000, "p.png")), "too_large"),
-    (form(("image", b"x", "p.png"))[:-10], "bad_multipart"),
-])
+@pytest.mark.parametrize(
+    "body,expected",
+    [
+        (form(("picture", b"x", "p.png")), "unknown_field"),
+        (form(("image", b"x", None)), "not_a_file"),
+        (form(("image", b"x", "n" * 300)), "bad_filename"),
+        (form(), "missing_field"),
+        (form(("image", b"x", "a.png"), ("image", b"y", "b.png")), "too_many_images"),
+        (form(("image", b"x" * 3000, "p.png")), "too_large"),
+        (form(("image", b"x", "p.png"))[:-10], "bad_multipart"),
+    ],
+)
 def test_malformed_forms_are_named(body: bytes, expected: str) -> None:
     assert reason(call(settings(), body)) == expected
 
@@ -95,8 +125,10 @@ def test_counts_and_body_size_are_checked_before_the_app() -> None:
     assert result[0] == 413 and reason(result) == "body_too_large"
     declared = call(settings(), b"", headers={"content-length": "99999"})
     assert declared[0] == 413
-    assert reason(call(settings(), b"", headers={"content-type": "application/x-www-form-urlencoded"})) \
+    assert (
+        reason(call(settings(), b"", headers={"content-type": "application/x-www-form-urlencoded"}))
         == "unsupported_media_type"
+    )
 
 
 def test_api_key_and_cross_site_posts() -> None:
@@ -105,7 +137,9 @@ def test_api_key_and_cross_site_posts() -> None:
     assert call(keyed, body)[0] == 401
     assert call(keyed, body, headers={"authorization": "Bearer k"})[0] == 200
     assert call(keyed, body, headers={"x-api-key": "k"})[0] == 200
-    assert reason(call(settings(), body, headers={"origin": "http://evil.example"})) == "cross_origin"
+    assert (
+        reason(call(settings(), body, headers={"origin": "http://evil.example"})) == "cross_origin"
+    )
     assert call(settings(), body, headers={"origin": "http://127.0.0.1:3000"})[0] == 200
     allowed = settings(cors_origins=("https://pharmacy.example",))
     assert call(allowed, body, headers={"origin": "https://pharmacy.example"})[0] == 200
