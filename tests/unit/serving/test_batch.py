@@ -56,7 +56,7 @@ def test_every_file_gets_a_row_and_broken_ones_name_the_reason(folder, tiny_bund
     predictor = Predictor.from_bundle(tiny_bundle, runtime="onnx", onnx_dir=tmp_path)
     batches = []
     rows = classify_items(list_inputs(root), predictor, ImageLimits(), batch_size=4,
-                          on_batch=lambda imgs, probs, sizes, emb: batches.append((len(imgs), probs.shape, len(sizes))),
+                          on_batch=lambda imgs, probs, sizes, emb, preds: batches.append((len(imgs), probs.shape, len(sizes))),
                           progress=False)
     assert len(rows) == 6
     broken = [r for r in rows if r.get("error")]
