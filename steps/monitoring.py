@@ -54,12 +54,16 @@ def check_drift(
     from rxvision.monitoring.drift import detect_drift
     from rxvision.monitoring.profiles import traffic_profile
 
+    from zenml.client import Client
+
     cfg = to_config(config)
-    result = detect_drift(reference, traffic, cfg.monitoring)
+    # the evaluation's uncertain_rate / unknown_rate, recorded on the version at registration
+    evaluated = Client().get_model_version(UUID(model_version_id)).run_metadata.get("metrics")
+    result = detect_drift(reference, traffic, cfg.monitoring, reference_rates=evaluated if isinstance(evaluated, dict) else None)
     summary = result.to_dict()
     meta = {k: summary[k] for k in ("outcome", "drifted", "reason", "n_current", "drifted_columns",
-                                    "share", "prediction_drift", "confidence_drop")}
-    meta = {"drift": {k: v for k, v in meta.items() if v is not None}}
+                                    "share", "prediction_drift", "confidence_drop", "rates")}
+    meta = {"drift": {k: v for k, v in meta.items() if v not in (None, {})}}
     log_metadata(meta)
     log_metadata(meta, run_id_name_or_prefix=get_step_context().pipeline_run.id)
     log_metadata(meta, model_version_id=UUID(model_version_id))
