@@ -38,6 +38,7 @@ import bentoml
 import numpy as np
 
 from rxvision.config import ServingConfig
+from rxvision.monitoring.drift import TRUST_FLAGS
 from rxvision.monitoring.features import (
     CATEGORICAL_FEATURES,
     IMAGE_FEATURES,
@@ -47,7 +48,6 @@ from rxvision.monitoring.features import (
     image_features,
     prediction_features,
 )
-from rxvision.monitoring.drift import TRUST_FLAGS
 from rxvision.monitoring.traffic_log import LOGGED_AT, MODEL_VERSION, MONITOR_NAME, resolve_log_dir
 
 logger = logging.getLogger(__name__)

@@ -51,10 +51,10 @@ def check_drift(
 ]:
     """Evidently report + whylogs comparison; the decision goes to the step, the run and the
     model version as metadata."""
+    from zenml.client import Client
+
     from rxvision.monitoring.drift import detect_drift
     from rxvision.monitoring.profiles import traffic_profile
-
-    from zenml.client import Client
 
     cfg = to_config(config)
     # the evaluation's uncertain_rate / unknown_rate, recorded on the version at registration
