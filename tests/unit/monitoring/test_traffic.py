@@ -16,7 +16,6 @@ from bentos.traffic import TrafficLogger, monitoring_options, monitoring_service
 from rxvision.config import ServingConfig
 from rxvision.errors import RxVisionError
 from rxvision.monitoring import EmbeddingProjector, feature_columns
-from tests.support.simulate import encoded_size, traffic
 from rxvision.monitoring.traffic_log import (
     LOGGED_AT,
     data_files,
@@ -24,6 +23,7 @@ from rxvision.monitoring.traffic_log import (
     read_traffic_log,
     write_traffic_rows,
 )
+from tests.support.simulate import encoded_size, traffic
 
 CLASSES = ["aspirin", "ibuprofen", "metformin"]
 
