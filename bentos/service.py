@@ -177,8 +177,9 @@ class RxVision:
         from rxvision.monitoring import EmbeddingProjector
 
         self.ready = False
-        self._explain: Explainer | None = None
         path = Path(self.bento_model.path)
+        # cheap: the torch model is loaded by the first /explain call, never when it is off
+        self.explainer = Explainer(bundle_dir(path)) if SERVING.explain else None
         self.labels = dict(self.bento_model.info.labels or {})
         self.model_version = _model_version(self.bento_model)
         self.limits = ImageLimits.from_config(SERVING)
@@ -409,7 +410,7 @@ class RxVision:
         class (and the attention map for the attention head). Off unless ``serving.explain``."""
         import asyncio
 
-        if not SERVING.explain:
+        if self.explainer is None:
             self.m_rejected.labels(reason="explain_disabled").inc()
             ctx.response.status_code = 404
             return {"error": {"reason": "explain_disabled",
@@ -421,14 +422,8 @@ class RxVision:
             self.m_rejected.labels(reason=exc.reason).inc()
             ctx.response.status_code = STATUS_BY_REASON.get(exc.reason, 400)
             return {"error": exc.to_dict()}
-        png = await asyncio.to_thread(self._explainer().explain, rgb)
+        png = await asyncio.to_thread(self.explainer.explain, rgb)
         return starlette.responses.Response(png, media_type="image/png")
-
-    def _explainer(self) -> Explainer:
-        # torch and the torch model only once /explain is first called with it enabled
-        if self._explain is None:
-            self._explain = Explainer(bundle_dir(Path(self.bento_model.path)))
-        return self._explain
 
     @bentoml.api(route="/model_info")
     def model_info(self) -> dict:
