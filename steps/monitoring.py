@@ -58,8 +58,11 @@ def check_drift(
 
     cfg = to_config(config)
     # the evaluation's uncertain_rate / unknown_rate, recorded on the version at registration
-    evaluated = Client().get_model_version(UUID(model_version_id)).run_metadata.get("metrics")
-    result = detect_drift(reference, traffic, cfg.monitoring, reference_rates=evaluated if isinstance(evaluated, dict) else None)
+    version = Client().get_model_version(model_version_name_or_number_or_id=UUID(model_version_id))
+    evaluated = version.run_metadata.get("metrics")
+    rates = {k: evaluated.get(k) for k in ("uncertain_rate", "unknown_rate")} if isinstance(evaluated, dict) else {}
+    logger.info("evaluation rates of version %s: %s", version.number, rates or "none (uncalibrated)")
+    result = detect_drift(reference, traffic, cfg.monitoring, reference_rates=rates)
     summary = result.to_dict()
     meta = {k: summary[k] for k in ("outcome", "drifted", "reason", "n_current", "drifted_columns",
                                     "share", "prediction_drift", "confidence_drop", "rates")}
