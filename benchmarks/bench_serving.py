@@ -5,6 +5,11 @@ best batch size). Also the time from `bentoml serve` start to ready.
     python benchmarks/bench_serving.py [--backbone tf_efficientnet_lite0] [--size 128] \
         [--concurrency 1 8 32 64] [--duration 10]
 
+What the calibrated answer (label set, uncertain, unknown) costs, in one run: the same model
+without and with a calibration in its bundle, served alternately, plus the in-process path:
+
+    python benchmarks/bench_serving.py --calibration [--concurrency 8] [--repeat 3]
+
 Closed-loop clients (each sends its next request when the previous answer arrives) run in this
 process with aiohttp, so on a small machine they share the CPU with the server.
 Random weights are fine for speed. Figures are printed with their ratio to the ceiling.
@@ -132,6 +137,67 @@ def run_server(
     return out
 
 
+def in_process_ab(plain: Path, calibrated: Path, uploads: list[bytes], batch: int, rounds: int,
+                  duration: float, threads: int | None) -> dict:
+    """decode + preprocess + predict + answers, uncalibrated vs calibrated bundle, alternated
+    in short slices so both see the same machine load; also the answer step alone."""
+    from rxvision.serving import ImageLimits, Predictor, decode_image
+
+    predictors = {k: Predictor.from_bundle(b, runtime="onnx", threads=threads)
+                  for k, b in (("plain", plain), ("calibrated", calibrated))}
+    for pr in predictors.values():
+        pr.warmup(batch)
+    limits = ImageLimits()
+    done = {k: 0 for k in predictors}
+    spent = {k: 0.0 for k in predictors}
+    for r in range(rounds):
+        for name, pr in predictors.items():
+            k, start = r, time.perf_counter()
+            while time.perf_counter() - start < duration / rounds:
+                blobs = [uploads[(k + j) % len(uploads)] for j in range(batch)]
+                k += batch
+                pr.predict([decode_image(b, limits) for b in blobs])
+                done[name] += batch
+            spent[name] += time.perf_counter() - start
+    rate = {k: done[k] / spent[k] for k in predictors}
+    # the answer step alone (top-k; with the calibration: temperature, set, OOD), per image
+    out = predictors["calibrated"].infer(predictors["calibrated"].preprocess(
+        [decode_image(uploads[j], limits) for j in range(batch)]))
+    answer_us = {}
+    for name, pr in predictors.items():
+        n, start = 0, time.perf_counter()
+        while time.perf_counter() - start < 1.0:
+            pr.to_predictions(out)
+            n += 1
+        answer_us[name] = 1e6 * (time.perf_counter() - start) / (n * batch)
+    return {"img_per_s": rate, "ratio": rate["calibrated"] / rate["plain"], "answer_us_per_img": answer_us}
+
+
+def calibration_cost(args, work: Path, bundle: Path, uploads: list[bytes], common: list[str]) -> None:
+    """The service with and without calibration, alternated over ``--repeat`` rounds."""
+    from bentos.store import save_bundle_to_bentoml
+    from tests.support.tiny import calibrate_tiny_bundle
+
+    calibrated = calibrate_tiny_bundle(bundle, work / "calibrated")
+    tags = {"plain": str(save_bundle_to_bentoml(bundle).tag),
+            "calibrated": str(save_bundle_to_bentoml(calibrated).tag)}
+    ab = in_process_ab(bundle, calibrated, uploads, 8, 10, 2 * args.duration, args.threads)
+    print(f"in process (decode+preprocess+predict+answer, batch 8): plain {ab['img_per_s']['plain']:.1f}, "
+          f"calibrated {ab['img_per_s']['calibrated']:.1f} img/s -> ratio {ab['ratio']:.3f}; answer step "
+          f"{ab['answer_us_per_img']['plain']:.1f} vs {ab['answer_us_per_img']['calibrated']:.1f} us/img")
+    ratios: dict[int, list[float]] = {c: [] for c in args.concurrency}
+    for r in range(args.repeat):
+        print(f"round {r + 1}")
+        res = {k: run_server(k, work / "bentoml", tag, common, uploads, args) for k, tag in tags.items()}
+        for i, c in enumerate(args.concurrency):
+            ratios[c].append(res["calibrated"]["levels"][i]["req_per_s"] / res["plain"]["levels"][i]["req_per_s"])
+    for c, values in ratios.items():
+        print(f"service throughput calibrated / plain at c={c}: median {np.median(values):.3f} "
+              f"[{min(values):.3f}-{max(values):.3f}] over {len(values)} round(s)")
+    if args.json:
+        args.json.write_text(json.dumps({"in_process": ab, "service_ratio": ratios}, indent=2, default=str))
+
+
 def worker_cpu_seconds(pid: int) -> dict[str, float]:
     """CPU seconds of each process in the server's tree, keyed by its BentoML worker id (the
     arbiter and other helpers under 'other')."""
@@ -167,6 +233,8 @@ def main() -> None:
     ap.add_argument("--no-http-floor", dest="http_floor", action="store_false",
                     help="skip the reference BentoML service that answers without a model")
     ap.add_argument("--repeat", type=int, default=1, help="rounds (both services + ceiling each); medians are reported")
+    ap.add_argument("--calibration", action="store_true",
+                    help="compare the model without and with a calibration (instead of batching)")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -180,12 +248,15 @@ def main() -> None:
     from tests.support.tiny import make_tiny_bundle
 
     bundle = make_tiny_bundle(work / "bundle", backbone=args.backbone, image_size=args.size, num_classes=8, train_steps=0)
-    tag = str(save_bundle_to_bentoml(bundle).tag)
     uploads = make_uploads(64, args.upload_size)
     common = ["serving.max_in_flight=1024", f"serving.max_latency_ms={args.max_latency_ms}", f"serving.monitoring={'true' if args.monitoring else 'false'}"]
     if args.threads:
         common.append(f"serving.threads={args.threads}")
     common += args.override
+    if args.calibration:
+        print(f"{args.backbone} @{args.size}px, calibration cost, cores={os.cpu_count()}")
+        return calibration_cost(args, work, bundle, uploads, common)
+    tag = str(save_bundle_to_bentoml(bundle).tag)
 
     print(f"{args.backbone} @{args.size}px, uploads {args.upload_size}px JPEG, {args.duration:.0f} s per level, "
           f"cores={os.cpu_count()}, {args.repeat} round(s)")

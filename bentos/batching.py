@@ -75,15 +75,19 @@ class AdaptiveBatcher:
 # travels as one record per image with named fields (no column offsets to slice by).
 def _to_records(out: ModelOutput) -> np.ndarray:
     fields = [("probs", np.float32, out.probs.shape[1:])]
-    if out.embeddings is not None:
-        fields.append(("embeddings", np.float32, out.embeddings.shape[1:]))
+    for name in ("embeddings", "logits"):
+        value = getattr(out, name)
+        if value is not None:
+            fields.append((name, np.float32, value.shape[1:]))
     records = np.empty(len(out.probs), dtype=fields)
-    records["probs"] = out.probs
-    if out.embeddings is not None:
-        records["embeddings"] = out.embeddings
+    for name, _, _ in fields:
+        records[name] = getattr(out, name)
     return records
 
 
 def _from_records(records: np.ndarray) -> ModelOutput:
-    emb = records["embeddings"] if "embeddings" in records.dtype.names else None
-    return ModelOutput(np.ascontiguousarray(records["probs"]), None if emb is None else np.ascontiguousarray(emb))
+    def field(name: str) -> np.ndarray | None:
+        names = records.dtype.names or ()
+        return np.ascontiguousarray(records[name]) if name in names else None
+
+    return ModelOutput(field("probs"), field("embeddings"), field("logits"))

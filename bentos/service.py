@@ -42,6 +42,7 @@ from rxvision.telemetry import disable_telemetry
 disable_telemetry()
 
 import bentoml
+import starlette.responses
 
 from bentos.batching import AdaptiveBatcher
 from bentos.guard import GuardSettings, ImageRoute, RequestGuard
@@ -66,8 +67,10 @@ from rxvision.serving import (
     Predictor,
     ServedModel,
     classify,
+    decode_image,
     direct_infer,
 )
+from rxvision.serving.explain import Explainer
 from rxvision.serving.layout import worker_layout
 
 log = logging.getLogger("rxvision.service")
@@ -168,7 +171,8 @@ def _fallback_version(folder: Path) -> str | None:
     monitoring=monitoring_service_config(SERVING),
 )
 class RxVision:
-    """Public API: /classify (one image), /classify_batch (several), /model_info."""
+    """Public API: /classify (one image), /classify_batch (several), /model_info and, when
+    ``serving.explain`` is on, /explain (a Grad-CAM PNG)."""
 
     bento_model = _BENTO_MODEL
 
@@ -177,6 +181,8 @@ class RxVision:
 
         self.ready = False
         path = Path(self.bento_model.path)
+        # cheap: the torch model is loaded by the first /explain call, never when it is off
+        self.explainer = Explainer(bundle_dir(path)) if SERVING.explain else None
         self.labels = dict(self.bento_model.info.labels or {})
         self.model_version = _model_version(self.bento_model)
         self.limits = ImageLimits.from_config(SERVING)
@@ -293,6 +299,15 @@ class RxVision:
             documentation="Requests answered, by model (primary/fallback)",
             labelnames=["model"],
         )
+        # calibrated answers only (an uncalibrated bundle answers neither)
+        self.m_uncertain = bentoml.metrics.Counter(
+            name="rxvision_uncertain_answers",
+            documentation="Answers whose label set holds several labels or whose confidence is low",
+        )
+        self.m_unknown = bentoml.metrics.Counter(
+            name="rxvision_unknown_answers",
+            documentation="Answers whose image looks like none of the known pills (OOD)",
+        )
 
     def _show_active(self) -> None:
         active = self.models.active.name
@@ -361,6 +376,10 @@ class RxVision:
         for p in result.predictions:
             self.m_predictions.labels(label=p.label).inc()
             self.m_confidence.observe(p.confidence)
+            if p.uncertain:
+                self.m_uncertain.inc()
+            if p.unknown:
+                self.m_unknown.inc()
         if SERVING.monitoring and result.model is self.models.models[0]:  # drift is the primary's
             import asyncio
 
@@ -370,6 +389,8 @@ class RxVision:
                 result.output.probs,
                 file_sizes=result.file_sizes,
                 embeddings=result.output.embeddings,
+                uncertain=[p.uncertain for p in result.predictions],
+                unknown=[p.unknown for p in result.predictions],
             )
         return result.to_dict()
 
@@ -385,6 +406,27 @@ class RxVision:
         """Several images (multipart field ``images``, repeated) -> one prediction each, in
         order."""
         return await self._classify(ctx, images)
+
+    @bentoml.api(route="/explain")
+    async def explain(self, image: Path, ctx: bentoml.Context) -> dict:
+        """One image (multipart field ``image``) -> PNG of the Grad-CAM map of the predicted
+        class (and the attention map for the attention head). Off unless ``serving.explain``."""
+        import asyncio
+
+        if self.explainer is None:
+            self.m_rejected.labels(reason="explain_disabled").inc()
+            ctx.response.status_code = 404
+            return {"error": {"reason": "explain_disabled",
+                              "message": "POST /explain is off in this deployment",
+                              "hint": "set serving.explain: true (it loads the model with torch)"}}
+        try:
+            rgb = await asyncio.to_thread(decode_image, Path(image).read_bytes(), self.limits)
+        except InvalidImage as exc:
+            self.m_rejected.labels(reason=exc.reason).inc()
+            ctx.response.status_code = STATUS_BY_REASON.get(exc.reason, 400)
+            return {"error": exc.to_dict()}
+        png = await asyncio.to_thread(self.explainer.explain, rgb)
+        return starlette.responses.Response(png, media_type="image/png")
 
     @bentoml.api(route="/model_info")
     def model_info(self) -> dict:
@@ -403,8 +445,16 @@ class RxVision:
             "workers": LAYOUT.workers,
             "serving": self.models.status(),
             "traffic_sample_rate": self.traffic.sample_rate,
+            # coverage, thresholds, temperature and version; None for an uncalibrated bundle
+            "calibration": _calibration(self.models.models[0].predictor),
+            "explain": SERVING.explain,
             "labels": self.labels,
         }
+
+
+def _calibration(predictor: Predictor) -> dict | None:
+    cal = predictor.calibration
+    return None if cal is None else cal.to_dict()
 
 
 def _count_refusal(reason: str) -> None:
@@ -417,6 +467,7 @@ RxVision.add_asgi_middleware(
         image_routes={
             "/classify": ImageRoute("image", multiple=False),
             "/classify_batch": ImageRoute("images", multiple=True),
+            "/explain": ImageRoute("image", multiple=False),
         },
         json_routes=frozenset({"/model_info"}),
         max_request_bytes=SERVING.max_request_bytes,

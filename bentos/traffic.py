@@ -38,6 +38,7 @@ import bentoml
 import numpy as np
 
 from rxvision.config import ServingConfig
+from rxvision.monitoring.drift import TRUST_FLAGS
 from rxvision.monitoring.features import (
     CATEGORICAL_FEATURES,
     IMAGE_FEATURES,
@@ -124,6 +125,7 @@ def _column_specs(n_components: int) -> list[tuple[str, str, str]]:
         for c in PREDICTION_FEATURES
     ]
     specs += [(c, "feature", "numerical") for c in embedding_columns(n_components)]
+    specs += [(c, "prediction", "numerical") for c in TRUST_FLAGS]
     specs += [(MODEL_VERSION, "feature", "categorical"), (LOGGED_AT, "feature", "numerical")]
     return specs
 
@@ -204,6 +206,7 @@ class TrafficLogger:
         probs: Any,
         file_sizes: Sequence[int | None] | None,
         embeddings: Any,
+        flags: dict[str, Sequence[bool | None]],
     ) -> dict[str, list[Any]]:
         n = len(images)
         p = np.asarray(probs, dtype=np.float64).reshape(n, -1) if n else np.zeros((0, len(self.classes)))
@@ -221,6 +224,13 @@ class TrafficLogger:
             else:
                 for row in rows:
                     row.update(dict.fromkeys(emb_cols, float("nan")))
+        for name in TRUST_FLAGS:  # 1.0/0.0, NaN where the bundle is uncalibrated
+            given = flags.get(name)
+            values = [None] * n if given is None else list(given)
+            if len(values) != n:
+                raise ValueError(f"{n} images but {len(values)} {name} flags")
+            for row, v in zip(rows, values):
+                row[name] = float("nan") if v is None else float(bool(v))
         stamp = time.time()
         for row in rows:
             row[MODEL_VERSION] = self.model_version
@@ -234,6 +244,8 @@ class TrafficLogger:
         *,
         file_sizes: Sequence[int | None] | None = None,
         embeddings: Any = None,
+        uncertain: Sequence[bool | None] | None = None,
+        unknown: Sequence[bool | None] | None = None,
     ) -> int:
         """Log one row per image of a served batch; returns the rows logged (0 on failure).
 
@@ -241,6 +253,7 @@ class TrafficLogger:
         probs: softmax probabilities, shape (len(images), len(classes)).
         file_sizes: upload sizes in bytes, one per image (None: unknown).
         embeddings: pooled model embeddings (len(images), dim), used only with a projector.
+        uncertain, unknown: the calibrated answers' flags, one per image (None: uncalibrated).
         Never raises.
         """
         if not self.enabled:
@@ -249,6 +262,7 @@ class TrafficLogger:
             images = list(images)
             if not images:
                 return 0
+            flags = {"uncertain": uncertain, "unknown": unknown}
             if self.sample_rate < 1.0:
                 n_in = len(images)
                 keep = np.flatnonzero(self._rng.random(n_in) < self.sample_rate)
@@ -260,7 +274,8 @@ class TrafficLogger:
                     file_sizes = [list(file_sizes)[i] for i in keep]
                 if embeddings is not None:
                     embeddings = np.asarray(embeddings).reshape(n_in, -1)[keep]
-            columns = self._columns(images, probs, file_sizes, embeddings)
+                flags = {k: None if v is None else [list(v)[i] for i in keep] for k, v in flags.items()}
+            columns = self._columns(images, probs, file_sizes, embeddings, flags)
         except Exception as exc:  # noqa: BLE001 - logging must never fail a request
             self.errors += 1
             logger.warning("traffic logging skipped a batch (%d errors so far): %s", self.errors, exc)

@@ -39,8 +39,10 @@ def batch_predict(
                             enabled=cfg.serving.monitoring, sample_rate=cfg.monitoring.traffic_sample_rate,
                             monitor_options=monitoring_options(cfg.serving))
 
-    def log_batch(images, probs, sizes, emb):
-        traffic.log_prediction(images, probs, file_sizes=sizes, embeddings=emb)
+    def log_batch(images, probs, sizes, emb, preds):
+        traffic.log_prediction(images, probs, file_sizes=sizes, embeddings=emb,
+                               uncertain=[p.uncertain for p in preds],
+                               unknown=[p.unknown for p in preds])
 
     rows = classify_items(list_inputs(Path(input_path)), predictor, ImageLimits.from_config(cfg.serving),
                           batch_size=cfg.serving.max_batch_size, on_batch=log_batch)

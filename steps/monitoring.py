@@ -52,15 +52,22 @@ def check_drift(
 ]:
     """Evidently report + whylogs comparison; the decision goes to the step, the run and the
     model version as metadata."""
+    from zenml.client import Client
+
     from rxvision.monitoring.drift import detect_drift
     from rxvision.monitoring.profiles import traffic_profile
 
     cfg = to_config(config)
-    result = detect_drift(reference, traffic, cfg.monitoring)
+    # the evaluation's uncertain_rate / unknown_rate, recorded on the version at registration
+    version = Client().get_model_version(model_version_name_or_number_or_id=UUID(model_version_id))
+    evaluated = version.run_metadata.get("metrics")
+    rates = {k: evaluated.get(k) for k in ("uncertain_rate", "unknown_rate")} if isinstance(evaluated, dict) else {}
+    logger.info("evaluation rates of version %s: %s", version.number, rates or "none (uncalibrated)")
+    result = detect_drift(reference, traffic, cfg.monitoring, reference_rates=rates)
     summary = result.to_dict()
     meta = {k: summary[k] for k in ("outcome", "drifted", "reason", "n_current", "drifted_columns",
-                                    "share", "prediction_drift", "confidence_drop")}
-    meta = {"drift": {k: v for k, v in meta.items() if v is not None}}
+                                    "share", "prediction_drift", "confidence_drop", "rates")}
+    meta = {"drift": {k: v for k, v in meta.items() if v not in (None, {})}}
     log_metadata(meta)
     log_metadata(meta, run_id_name_or_prefix=get_step_context().pipeline_run.id)
     if model_version_id:

@@ -372,6 +372,8 @@ class ServingConfig(_Strict):
     # fallback), and seconds before one call tries the primary again
     breaker_failures: int = Field(3, ge=1)
     breaker_reset_s: float = Field(30.0, gt=0)
+    # POST /explain (Grad-CAM PNG of one image): loads the bundle with torch in each worker
+    explain: bool = False
 
 
 # --------------------------------------------------------------------- monitoring
@@ -388,6 +390,10 @@ class MonitoringConfig(_Strict):
     drift_share: float = Field(0.3, gt=0, le=1)
     # confidence drop (mean confidence reference - current) that alone counts as drift
     max_confidence_drop: float = Field(0.1, gt=0, le=1)
+    # rise of the uncertain / unknown answer share over the evaluation's rates
+    # (uncertain_rate / unknown_rate of the model version) that alone counts as drift
+    max_uncertain_rise: float = Field(0.15, gt=0, le=1)
+    max_unknown_rise: float = Field(0.1, gt=0, le=1)
     embedding_components: int = Field(4, ge=0)
     # share of served images the service logs for drift (1.0: all; lower bounds its cost)
     traffic_sample_rate: float = Field(1.0, gt=0, le=1)

@@ -175,3 +175,15 @@ def test_metrics_parse_and_count_predictions_confidence_and_rejections(server, t
     conf_count = [s.value for s in fams["rxvision_prediction_confidence"] if s.name.endswith("_count")]
     assert conf_count and conf_count[0] >= 1
     assert "bentoml_service_request" in " ".join(fams)  # BentoML's own metrics are there too
+
+
+def test_uncalibrated_model_answers_with_null_trust_fields_and_explain_is_off(server, toy) -> None:
+    body = post_one(server.url, png(toy[0][0])).json()
+    assert body["calibration_version"] is None
+    assert body["label_set"] is None and body["uncertain"] is None and body["unknown"] is None
+    info = httpx.post(f"{server.url}/model_info", json={}, timeout=30).json()
+    assert info["calibration"] is None and info["explain"] is False
+    resp = httpx.post(f"{server.url}/explain", files={"image": ("x.png", png(toy[0][0]), "image/png")}, timeout=30)
+    assert resp.status_code == 404
+    err = resp.json()["error"]
+    assert err["reason"] == "explain_disabled" and "serving.explain" in err["hint"]

@@ -22,7 +22,8 @@ def _static_batch(onnx_path: Path) -> None:
 
 
 def store(kind: str, work: Path) -> str:
-    """kind: ``plain`` (version 7); ``fallback_corrupt`` (version 7 whose model.onnx fails its
+    """kind: ``plain`` (version 7); ``calibrated`` (version 7 with a calibration);
+    ``fallback_corrupt`` (version 7 whose model.onnx fails its
     sha256 check, with version 6 as fallback); ``fallback_raises`` (version 7 that raises on
     batches of two, with version 6 as fallback). Returns the BentoML tag."""
     from bentos.store import BUNDLE_SUBDIR, save_bundle_to_bentoml
@@ -34,6 +35,11 @@ def store(kind: str, work: Path) -> str:
     primary = make_tiny_bundle(work / "primary", image_size=32, num_classes=3)
     if kind == "plain":
         return str(save_bundle_to_bentoml(primary, labels=LABELS).tag)
+    if kind == "calibrated":
+        from tests.support.tiny import calibrate_tiny_bundle
+
+        calibrated = calibrate_tiny_bundle(primary, work / "calibrated")
+        return str(save_bundle_to_bentoml(calibrated, labels=LABELS).tag)
     spare = make_tiny_bundle(work / "spare", image_size=32, num_classes=3, seed=1)
     export_onnx(load_bundle(spare).model, spare / ONNX_FILE, 32)
     write_export_manifest(spare, spare / ONNX_FILE)

@@ -75,3 +75,32 @@ def make_tiny_bundle(
     model.eval()
     save_bundle(Path(out_dir), model, classes, norm, cfg, metrics={"accuracy": 0.0}, fingerprint="toy")
     return Path(out_dir)
+
+
+def calibrate_tiny_bundle(bundle_dir: Path, out_dir: Path, coverage: float = 0.9) -> Path:
+    """A copy of a tiny bundle with a calibration fitted on fresh toy images (what evaluation
+    seals into a real bundle), so serving tests see label sets, uncertain and unknown."""
+    from rxvision.calibration import calibrate
+    from rxvision.calibration.fit import fit_calibration
+    from rxvision.data.transforms import preprocess_image
+    from rxvision.models import load_bundle, save_bundle
+
+    loaded = load_bundle(Path(bundle_dir))
+    info, norm = loaded.info, loaded.info.normalization_obj()
+    images, labels = toy_images(48, info.num_classes, int(norm.image_size), seed=99)
+    # a quarter of the labels wrong: the toy task is too easy to leave any doubt otherwise,
+    # and the tests need a calibration under which some answers are uncertain or unknown
+    rng = np.random.default_rng(99)
+    flip = rng.random(len(labels)) < 0.25
+    labels = np.where(flip, rng.integers(0, info.num_classes, len(labels)), labels)
+    x = torch.from_numpy(np.stack([preprocess_image(img, norm) for img in images]))
+    with torch.no_grad():
+        logits = loaded.model.eval()(x).float().numpy()
+    cal = fit_calibration(logits, labels, coverage, confidence_threshold=0.8, unknown_rate=0.1)
+    answers = calibrate(logits, cal)  # the rates evaluation would record (here on the same images)
+    rates = {"uncertain_rate": float(answers.uncertain.mean()),
+             "unknown_rate": float(answers.unknown.mean())}
+    save_bundle(Path(out_dir), loaded.model, info.classes, info.normalization, info.config,
+                metrics={**info.metrics, **rates},
+                fingerprint=info.fingerprint, calibration=cal.to_dict())
+    return Path(out_dir)

@@ -2,9 +2,12 @@
 feature table (images, embedding projection and the predicted-class mix), a confidence-drop
 rule, and whylogs' per-column profile comparison beside it.
 
-Decision: drift when at least ``cfg.drift_share`` of the compared columns drift, or when mean
-confidence fell by more than ``cfg.max_confidence_drop``. Fewer than ``cfg.min_rows`` current
-rows is its own outcome ("not enough data"), never an alarm.
+Decision: drift when at least ``cfg.drift_share`` of the compared columns drift, when mean
+confidence fell by more than ``cfg.max_confidence_drop``, or when the share of uncertain or
+unknown answers rose over the evaluation's rates by more than ``cfg.max_uncertain_rise`` /
+``cfg.max_unknown_rise`` (a calibrated model abstaining more is the first sign of images it was
+not trained for). Fewer than ``cfg.min_rows`` current rows is its own outcome ("not enough
+data"), never an alarm.
 """
 
 from __future__ import annotations
@@ -27,7 +30,28 @@ from rxvision.monitoring.traffic_log import BENTOML_COLUMNS, LOGGED_AT, MODEL_VE
 logger = logging.getLogger(__name__)
 
 Outcome = Literal["drift", "no_drift", "not_enough_data"]
-_BOOKKEEPING = (*BENTOML_COLUMNS, LOGGED_AT, MODEL_VERSION)
+# the calibrated answers' flags the traffic log records (1.0/0.0; NaN when uncalibrated);
+# compared as rates with the evaluation's uncertain_rate / unknown_rate, not by Evidently
+TRUST_FLAGS: tuple[str, ...] = ("uncertain", "unknown")
+_BOOKKEEPING = (*BENTOML_COLUMNS, LOGGED_AT, MODEL_VERSION, *TRUST_FLAGS)
+
+
+@dataclass
+class RateRise:
+    """The share of one kind of answer (uncertain, unknown) in traffic vs the evaluation."""
+
+    flag: str
+    reference: float
+    current: float
+    limit: float
+
+    @property
+    def rise(self) -> float:
+        return self.current - self.reference
+
+    @property
+    def drifted(self) -> bool:
+        return self.rise > self.limit
 
 
 @dataclass
@@ -58,6 +82,7 @@ class DriftResult:
     confidence_current: float | None = None
     confidence_drop: float | None = None
     skipped_columns: list[str] = field(default_factory=list)
+    rates: dict[str, RateRise] = field(default_factory=dict)
     html: str = ""
     evidently: dict[str, Any] = field(default_factory=dict)
     whylogs: pd.DataFrame = field(default_factory=pd.DataFrame)
@@ -86,6 +111,11 @@ class DriftResult:
             "confidence_current": num(self.confidence_current),
             "confidence_drop": num(self.confidence_drop),
             "skipped_columns": list(self.skipped_columns),
+            "rates": {
+                n: {"reference": num(r.reference), "current": num(r.current), "rise": num(r.rise),
+                    "limit": r.limit, "drifted": r.drifted}
+                for n, r in self.rates.items()
+            },
             "columns": {
                 n: {"method": c.method, "score": num(c.score), "threshold": c.threshold, "drifted": c.drifted}
                 for n, c in self.columns.items()
@@ -116,6 +146,11 @@ class DriftResult:
             lines.append(
                 f"  mean confidence: reference {self.confidence_reference:.3f}, "
                 f"current {self.confidence_current:.3f} (drop {self.confidence_drop:+.3f})"
+            )
+        for r in self.rates.values():
+            lines.append(
+                f"  {r.flag} answers: reference {r.reference:.3f}, current {r.current:.3f} "
+                f"(rise {r.rise:+.3f}, limit {r.limit})"
             )
         return "\n".join(lines)
 
@@ -149,18 +184,43 @@ def _mean_confidence(df: pd.DataFrame) -> float | None:
     return float(values.mean()) if len(values) else None
 
 
+def _flag_share(df: pd.DataFrame, flag: str) -> float | None:
+    if flag not in df.columns:
+        return None
+    values = pd.to_numeric(df[flag], errors="coerce").dropna()
+    return float(values.mean()) if len(values) else None
+
+
+def rate_rises(
+    current: pd.DataFrame, reference_rates: dict[str, float | None] | None, cfg: MonitoringConfig
+) -> dict[str, RateRise]:
+    """Per flag with a reference rate (``uncertain_rate``/``unknown_rate`` of the evaluation)
+    and logged values (a calibrated model served the traffic): the rise of its share."""
+    limits = {"uncertain": cfg.max_uncertain_rise, "unknown": cfg.max_unknown_rise}
+    out = {}
+    for flag in TRUST_FLAGS:
+        ref = (reference_rates or {}).get(f"{flag}_rate")
+        cur = _flag_share(current, flag)
+        if ref is not None and math.isfinite(float(ref)) and cur is not None:
+            out[flag] = RateRise(flag, float(ref), cur, limits[flag])
+    return out
+
+
 def detect_drift(
     reference: pd.DataFrame,
     current: pd.DataFrame,
     cfg: MonitoringConfig,
     with_html: bool = True,
     with_whylogs: bool = True,
+    reference_rates: dict[str, float | None] | None = None,
 ) -> DriftResult:
     """Compare served traffic (``current``) with the training reference feature table.
 
     Both are tables from :func:`rxvision.monitoring.features.feature_table` (or the traffic
-    log, whose extra bookkeeping columns are ignored). Raises RxVisionError when the
-    reference is empty or the tables share no feature column.
+    log, whose extra bookkeeping columns are ignored). ``reference_rates`` holds the model
+    version's evaluation ``uncertain_rate`` and ``unknown_rate`` (absent for an uncalibrated
+    model: no rate rule). Raises RxVisionError when the reference is empty or the tables
+    share no feature column.
     """
     n_ref, n_cur = len(reference), len(current)
     if n_ref < 2:
@@ -223,6 +283,13 @@ def detect_drift(
         reasons.append(f"{len(drifted_columns)}/{len(columns)} columns drifted (share {share:.2f} >= {cfg.drift_share})")
     if drop is not None and drop > cfg.max_confidence_drop:
         reasons.append(f"mean confidence fell by {drop:.3f} (> {cfg.max_confidence_drop})")
+    rates = rate_rises(current, reference_rates, cfg)
+    for r in rates.values():
+        if r.drifted:
+            reasons.append(
+                f"{r.flag} answers rose from {r.reference:.3f} to {r.current:.3f} "
+                f"(+{r.rise:.3f} > {r.limit})"
+            )
     drifted = bool(reasons)
     if not drifted:
         reasons.append(
@@ -251,6 +318,7 @@ def detect_drift(
         confidence_current=conf_cur,
         confidence_drop=drop,
         skipped_columns=skipped,
+        rates=rates,
         html=snapshot.get_html_str(as_iframe=False) if with_html else "",
         evidently=report,
         whylogs=comparison,

@@ -17,15 +17,18 @@ from rxvision.data.images import IMAGE_EXTENSIONS
 from rxvision.errors import RxVisionError
 from rxvision.serving.classify import classify_sync
 from rxvision.serving.decode import ImageLimits
-from rxvision.serving.predictor import Predictor
+from rxvision.serving.predictor import Prediction, Predictor
 
 log = logging.getLogger(__name__)
 
 # the data layer's image files (all of them formats the service accepts) plus phone formats
 IMAGE_SUFFIXES = tuple(sorted(IMAGE_EXTENSIONS | {".heic", ".heif", ".mpo"}))
 
-# called per batch with (decoded RGB images, probabilities, file sizes, embeddings or None)
-BatchHook = Callable[[list[np.ndarray], np.ndarray, list[int], "np.ndarray | None"], Any]
+# called per batch with (decoded RGB images, plain softmax probabilities, file sizes,
+# embeddings or None, the answers): what the traffic log records
+BatchHook = Callable[
+    [list[np.ndarray], np.ndarray, list[int], "np.ndarray | None", list[Prediction]], Any
+]
 
 
 @dataclass(frozen=True)
@@ -75,8 +78,10 @@ def classify_items(
     on_batch: BatchHook | None = None,
     progress: bool = True,
 ) -> list[dict[str, Any]]:
-    """One row per input: path, predicted label, confidence, top-k (JSON), model version,
-    given label (if any) and an error reason for unreadable files (which are not predicted)."""
+    """One row per input: path, predicted label, confidence, top-k (JSON), model version, the
+    calibrated answer's label set (JSON), uncertain, unknown and calibration version (empty for
+    an uncalibrated bundle), given label (if any) and an error reason for unreadable files
+    (which are not predicted)."""
     from tqdm import tqdm
 
     rows: list[dict[str, Any]] = []
@@ -104,9 +109,14 @@ def classify_items(
                 "confidence": pred.confidence,
                 "top_k": json.dumps([[s.label, round(s.probability, 6)] for s in pred.top_k]),
                 "model_version": pred.model_version,
+                "label_set": None if pred.label_set is None else json.dumps(pred.label_set),
+                "uncertain": pred.uncertain,
+                "unknown": pred.unknown,
+                "calibration_version": pred.calibration_version,
             })
         if done.images and on_batch is not None:
-            on_batch(done.images, done.output.probs, done.file_sizes, done.output.embeddings)
+            on_batch(done.images, done.output.probs, done.file_sizes, done.output.embeddings,
+                     done.predictions)
         bar.update(len(chunk))
     bar.close()
     order = {str(item.path): i for i, item in enumerate(items)}
@@ -118,7 +128,8 @@ def write_predictions(rows: list[dict[str, Any]], out_path: Path) -> Path:
     """Predictions CSV with a fixed column order (empty cells where a value does not apply)."""
     import pandas as pd
 
-    columns = ["path", "label", "predicted", "confidence", "top_k", "model_version", "error", "error_message"]
+    columns = ["path", "label", "predicted", "confidence", "top_k", "model_version", "label_set",
+               "uncertain", "unknown", "calibration_version", "error", "error_message"]
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     pd.DataFrame(rows).reindex(columns=columns).to_csv(out_path, index=False)
@@ -126,8 +137,14 @@ def write_predictions(rows: list[dict[str, Any]], out_path: Path) -> Path:
 
 
 def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """Counts, class mix, mean confidence and, where labels were given, accuracy."""
+    """Counts, class mix, mean confidence, the uncertain and unknown shares (None when
+    uncalibrated) and, where labels were given, accuracy."""
     done = [r for r in rows if r.get("predicted")]
+
+    def share(flag: str) -> float | None:
+        values = [bool(r[flag]) for r in done if r.get(flag) is not None]
+        return float(np.mean(values)) if values else None
+
     labelled = [r for r in done if r.get("label")]
     mix: dict[str, int] = {}
     for r in done:
@@ -138,5 +155,7 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "failed": len(rows) - len(done),
         "class_counts": mix,
         "mean_confidence": float(np.mean([r["confidence"] for r in done])) if done else None,
+        "uncertain_rate": share("uncertain"),
+        "unknown_rate": share("unknown"),
         "accuracy": float(np.mean([r["label"] == r["predicted"] for r in labelled])) if labelled else None,
     }

@@ -98,7 +98,7 @@ async def classify(
             failures.append(f"{model.name}: {exc}")
             continue
         models.succeeded(model)
-        predictions = model.predictor.to_predictions(output.probs)
+        predictions = model.predictor.to_predictions(output)
         return Classified(predictions, indices, images, sizes, output, model, errors)
     raise ModelUnavailable(
         "no model could answer (" + ("; ".join(failures) or "every breaker is open") + ")",

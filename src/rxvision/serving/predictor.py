@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from rxvision.calibration import CalibratedBatch, calibrate
 from rxvision.errors import RxVisionError
 
 log = logging.getLogger(__name__)
@@ -38,22 +39,33 @@ class LabelScore:
 
 @dataclass(frozen=True)
 class ModelOutput:
-    """A model call's result: probabilities (N x C) and pooled embeddings (N x D) or None."""
+    """A model call's result: plain softmax probabilities (N x C; what the traffic log and the
+    drift reference record), pooled embeddings (N x D) or None, and the raw logits (N x C; what
+    the calibration turns into the answer) or None."""
 
     probs: np.ndarray
     embeddings: np.ndarray | None = None
+    logits: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
 class Prediction:
-    """One image's answer: the top label, its probability, the top-k and the model version.
-    Built only by :func:`top_k_predictions`; new answer fields go here and in ``to_dict``."""
+    """One image's answer: the top label, its probability, the top-k and the model version;
+    with a calibrated bundle the probabilities are calibrated and the answer carries the
+    conformal ``label_set``, ``uncertain``, ``unknown`` (OOD), the OOD score and the
+    ``calibration_version``; without one those are None. Built only by
+    :func:`top_k_predictions`; new answer fields go here and in ``to_dict``."""
 
     label: str
     confidence: float
     top_k: list[LabelScore]
     model_version: str
     embedding: np.ndarray | None = field(default=None, repr=False, compare=False)
+    label_set: list[str] | None = None
+    uncertain: bool | None = None
+    unknown: bool | None = None
+    ood_score: float | None = None
+    calibration_version: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON body of one prediction (the embedding stays server-side)."""
@@ -62,6 +74,11 @@ class Prediction:
             "confidence": self.confidence,
             "top_k": [{"label": s.label, "probability": s.probability} for s in self.top_k],
             "model_version": self.model_version,
+            "label_set": self.label_set,
+            "uncertain": self.uncertain,
+            "unknown": self.unknown,
+            "ood_score": self.ood_score,
+            "calibration_version": self.calibration_version,
         }
 
 
@@ -127,13 +144,29 @@ def top_k_predictions(
     top_k: int,
     model_version: str,
     embeddings: np.ndarray | None = None,
+    calibrated: CalibratedBatch | None = None,
+    calibration_version: str | None = None,
 ) -> list[Prediction]:
-    """Probability rows -> Prediction objects with the ``top_k`` labels, best first."""
+    """Probability rows -> Prediction objects with the ``top_k`` labels, best first. With
+    ``calibrated`` (rxvision.calibration.calibrate of the same rows) its probabilities rank
+    the labels and its set, uncertain and unknown flags join the answer."""
     k = max(1, min(int(top_k), len(classes)))
+    rows = np.asarray(probs) if calibrated is None else calibrated.probs
     out = []
-    for i, row in enumerate(np.asarray(probs)):
+    for i, row in enumerate(rows):
         order = np.argsort(-row, kind="stable")[:k]
         top = [LabelScore(classes[j], float(row[j])) for j in order]
+        trust: dict[str, Any] = {}
+        if calibrated is not None:
+            members = np.flatnonzero(calibrated.sets[i])
+            members = members[np.argsort(-row[members], kind="stable")]
+            trust = {
+                "label_set": [classes[j] for j in members],
+                "uncertain": bool(calibrated.uncertain[i]),
+                "unknown": bool(calibrated.unknown[i]),
+                "ood_score": float(calibrated.ood_score[i]),
+                "calibration_version": calibration_version,
+            }
         out.append(
             Prediction(
                 label=top[0].label,
@@ -141,6 +174,7 @@ def top_k_predictions(
                 top_k=top,
                 model_version=model_version,
                 embedding=None if embeddings is None else embeddings[i],
+                **trust,
             )
         )
     return out
@@ -166,6 +200,8 @@ class Predictor:
         self.top_k = max(1, min(int(top_k), len(self.classes)))
         self.model_version = model_version or f"{info.backbone}-{info.sha256[:12]}"
         self.image_size = int(self.normalization.image_size)
+        # None for an uncalibrated bundle: answers then carry plain softmax and no label set
+        self.calibration = info.calibration_obj() if hasattr(info, "calibration_obj") else None
 
     @classmethod
     def from_bundle(
@@ -229,27 +265,48 @@ class Predictor:
         return preprocess_batch(images, self.normalization)
 
     def predict_arrays(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        """Preprocessed batch -> (probabilities N x C, embeddings N x D or None)."""
+        """Preprocessed batch -> (plain softmax probabilities N x C, embeddings N x D or None)."""
+        out = self.infer(batch)
+        return out.probs, out.embeddings
+
+    def infer(self, batch: np.ndarray) -> ModelOutput:
+        """Preprocessed batch -> ``ModelOutput`` (what the service's batcher carries): the
+        runners give logits; the plain softmax is taken here, the calibration is applied later
+        by :meth:`to_predictions`."""
         from rxvision.export.runtimes import softmax
 
         if len(batch) == 0:
-            return np.zeros((0, len(self.classes)), dtype=np.float32), None
+            empty = np.zeros((0, len(self.classes)), dtype=np.float32)
+            return ModelOutput(empty, None, empty)
         logits, emb = self.runner.logits_and_embedding(batch)
-        return softmax(logits), emb
+        logits = np.asarray(logits, dtype=np.float32)
+        return ModelOutput(
+            softmax(logits), None if emb is None else np.asarray(emb, dtype=np.float32), logits
+        )
 
-    def infer(self, batch: np.ndarray) -> ModelOutput:
-        """Preprocessed batch -> ``ModelOutput`` (what the service's batcher carries)."""
-        probs, emb = self.predict_arrays(batch)
-        return ModelOutput(probs, None if emb is None else np.asarray(emb, dtype=np.float32))
+    def calibrated(self, output: ModelOutput) -> CalibratedBatch | None:
+        """The calibration applied to a model call's logits (None when uncalibrated)."""
+        if self.calibration is None or output.logits is None or len(output.logits) == 0:
+            return None
+        return calibrate(output.logits, self.calibration)
 
-    def to_predictions(self, probs: np.ndarray, embeddings: np.ndarray | None = None) -> list[Prediction]:
-        """Probabilities -> Prediction objects with the top-k labels."""
-        return top_k_predictions(probs, self.classes, self.top_k, self.model_version, embeddings)
+    def to_predictions(
+        self, output: ModelOutput | np.ndarray, embeddings: np.ndarray | None = None
+    ) -> list[Prediction]:
+        """A model call's output (or bare probabilities) -> Prediction objects with the top-k
+        labels; calibrated when the bundle has a calibration and ``output`` has logits."""
+        if not isinstance(output, ModelOutput):
+            output = ModelOutput(np.asarray(output), embeddings)
+        cal = self.calibrated(output)
+        version = self.calibration.version if cal is not None else None
+        emb = output.embeddings if embeddings is None else embeddings
+        return top_k_predictions(
+            output.probs, self.classes, self.top_k, self.model_version, emb, cal, version
+        )
 
     def predict(self, images: Sequence[np.ndarray]) -> list[Prediction]:
         """RGB uint8 images -> one Prediction each (empty list for no images)."""
-        probs, emb = self.predict_arrays(self.preprocess(images))
-        return self.to_predictions(probs, emb)
+        return self.to_predictions(self.infer(self.preprocess(images)))
 
     def warmup(self, batch_size: int = 1) -> None:
         """One inference on a blank batch so the first request does not pay for lazy init."""

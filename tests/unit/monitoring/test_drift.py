@@ -143,3 +143,55 @@ def test_result_has_evidently_html_whylogs_table_and_json_metadata(reference, pr
     assert wl.loc["brightness", "drift_category"] == "DRIFT"
     assert wl.loc["width", "drift_category"] == "NO_DRIFT"
     assert "DRIFT DETECTED" in result.summary()
+
+
+def _with_flags(table: pd.DataFrame, uncertain: float, unknown: float, seed: int) -> pd.DataFrame:
+    """The traffic log's flag columns (1.0/0.0) at the given shares of answers."""
+    rng = np.random.default_rng(seed)
+    out = table.copy()
+    out["uncertain"] = (rng.random(len(out)) < uncertain).astype(float)
+    out["unknown"] = (rng.random(len(out)) < unknown).astype(float)
+    return out
+
+
+RATES = {"uncertain_rate": 0.1, "unknown_rate": 0.02}
+
+
+def test_abstention_at_the_evaluation_rates_is_no_drift(reference, projector):
+    current = _with_flags(_table(200, 21, projector=projector), 0.1, 0.02, seed=1)
+    result = detect_drift(reference, current, CFG, with_html=False, with_whylogs=False,
+                          reference_rates=RATES)
+    assert not result.drifted, result.reason
+    assert set(result.rates) == {"uncertain", "unknown"}
+    assert result.rates["uncertain"].reference == 0.1
+    assert abs(result.rates["uncertain"].rise) < CFG.max_uncertain_rise
+
+
+@pytest.mark.parametrize("flag", ["uncertain", "unknown"])
+def test_a_rise_of_uncertain_or_unknown_answers_alone_is_drift(reference, projector, flag):
+    shares = {"uncertain": 0.1, "unknown": 0.02}
+    shares[flag] += 0.4  # the images look ordinary; only the calibrated answers abstain more
+    current = _with_flags(_table(200, 21, projector=projector), shares["uncertain"],
+                          shares["unknown"], seed=2)
+    result = detect_drift(reference, current, CFG, with_html=False, with_whylogs=False,
+                          reference_rates=RATES)
+    assert result.drifted and result.outcome == "drift"
+    assert f"{flag} answers rose" in result.reason
+    assert result.rates[flag].drifted and result.rates[flag].rise > 0.3
+    summary = result.to_dict()
+    assert summary["rates"][flag]["drifted"] is True
+    json.dumps(summary)  # metadata must stay JSON
+
+
+def test_uncalibrated_traffic_or_missing_rates_have_no_rate_rule(reference, projector):
+    current = _table(200, 21, projector=projector)
+    current["uncertain"] = np.nan  # what an uncalibrated model logs
+    current["unknown"] = np.nan
+    for rates in (RATES, None):
+        result = detect_drift(reference, current, CFG, with_html=False, with_whylogs=False,
+                              reference_rates=rates)
+        assert result.rates == {} and "answers rose" not in result.reason
+    flagged = _with_flags(current, 0.9, 0.9, seed=3)
+    result = detect_drift(reference, flagged, CFG, with_html=False, with_whylogs=False)
+    assert result.rates == {}  # no evaluation rates: nothing to compare with
+    assert "uncertain" not in result.columns  # the flags never go to Evidently

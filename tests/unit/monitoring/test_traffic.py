@@ -16,7 +16,6 @@ from bentos.traffic import TrafficLogger, monitoring_options, monitoring_service
 from rxvision.config import ServingConfig
 from rxvision.errors import RxVisionError
 from rxvision.monitoring import EmbeddingProjector, feature_columns
-from tests.support.simulate import encoded_size, traffic
 from rxvision.monitoring.traffic_log import (
     LOGGED_AT,
     data_files,
@@ -24,6 +23,7 @@ from rxvision.monitoring.traffic_log import (
     read_traffic_log,
     write_traffic_rows,
 )
+from tests.support.simulate import encoded_size, traffic
 
 CLASSES = ["aspirin", "ibuprofen", "metformin"]
 
@@ -171,3 +171,17 @@ def test_a_second_logger_with_other_files_writes_into_its_own_folder(tmp_path):
         assert tl.log_prediction(traffic(n, seed=n), _probs(n)) == n
     assert len(read_traffic_log(first, monitor_name=name)) == 3
     assert len(read_traffic_log(second, monitor_name=name)) == 2
+
+
+def test_calibrated_flags_are_logged_and_missing_ones_are_nan(tmp_path):
+    tl, name = _logger(tmp_path)
+    images = traffic(3, seed=4)
+    # the confidence stays the plain softmax top-1 (what the drift reference stores)
+    probs = _probs(3, seed=4)
+    assert tl.log_prediction(images, probs, uncertain=[True, False, True], unknown=[False, False, True]) == 3
+    assert tl.log_prediction(traffic(2, seed=5), _probs(2)) == 2  # an uncalibrated model's rows
+    df = read_traffic_log(tmp_path, monitor_name=name)
+    assert df["uncertain"].tolist()[:3] == [1.0, 0.0, 1.0] and df["unknown"].tolist()[:3] == [0.0, 0.0, 1.0]
+    assert df["uncertain"].iloc[3:].isna().all() and df["unknown"].iloc[3:].isna().all()
+    assert np.allclose(df["confidence"].iloc[:3], probs.max(axis=1))
+    assert tl.log_prediction(traffic(2, seed=6), _probs(2), uncertain=[True]) == 0  # wrong length

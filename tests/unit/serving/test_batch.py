@@ -56,7 +56,7 @@ def test_every_file_gets_a_row_and_broken_ones_name_the_reason(folder, tiny_bund
     predictor = Predictor.from_bundle(tiny_bundle, runtime="onnx", onnx_dir=tmp_path)
     batches = []
     rows = classify_items(list_inputs(root), predictor, ImageLimits(), batch_size=4,
-                          on_batch=lambda imgs, probs, sizes, emb: batches.append((len(imgs), probs.shape, len(sizes))),
+                          on_batch=lambda imgs, probs, sizes, emb, preds: batches.append((len(imgs), probs.shape, len(sizes))),
                           progress=False)
     assert len(rows) == 6
     broken = [r for r in rows if r.get("error")]
@@ -68,3 +68,24 @@ def test_every_file_gets_a_row_and_broken_ones_name_the_reason(folder, tiny_bund
     assert table["predicted"].notna().sum() == 5
     summary = summarize(rows)
     assert summary["predicted"] == 5 and summary["failed"] == 1 and summary["accuracy"] is None
+
+
+def test_calibrated_bundle_rows_carry_the_set_flags_and_version(folder, calibrated_bundle: Path, tmp_path: Path) -> None:
+    import json
+
+    root, _ = folder
+    predictor = Predictor.from_bundle(calibrated_bundle, runtime="onnx", onnx_dir=tmp_path)
+    seen = []
+    rows = classify_items(list_inputs(root), predictor, ImageLimits(),
+                          on_batch=lambda imgs, probs, sizes, emb, preds: seen.extend(preds), progress=False)
+    done = [r for r in rows if r.get("predicted")]
+    assert len(done) == 5 and len(seen) == 5
+    for row in done:
+        assert json.loads(row["label_set"])[0] == row["predicted"]
+        assert isinstance(row["uncertain"], bool) and isinstance(row["unknown"], bool)
+        assert row["calibration_version"] == predictor.calibration.version
+    summary = summarize(rows)
+    assert summary["uncertain_rate"] == pytest.approx(sum(r["uncertain"] for r in done) / 5)
+    assert summary["unknown_rate"] == pytest.approx(sum(r["unknown"] for r in done) / 5)
+    table = pd.read_csv(write_predictions(rows, tmp_path / "pred.csv"))
+    assert table["calibration_version"].dropna().eq(predictor.calibration.version).all()

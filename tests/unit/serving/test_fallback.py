@@ -53,10 +53,10 @@ class FakePredictor:
     def preprocess(self, images):
         return np.stack([img.mean(axis=(0, 1)) for img in images]).astype(np.float32)
 
-    def to_predictions(self, probs):
+    def to_predictions(self, output):
         from rxvision.serving import top_k_predictions
 
-        return top_k_predictions(probs, ["a", "b"], 2, self.model_version)
+        return top_k_predictions(output.probs, ["a", "b"], 2, self.model_version)
 
 
 def served(name: str, predictor: FakePredictor, clock: Clock) -> ServedModel:

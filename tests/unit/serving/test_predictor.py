@@ -93,3 +93,32 @@ def test_auto_runtime_is_onnx_without_cuda() -> None:
     assert resolve_runtime("auto") == ("torch" if torch.cuda.is_available() else "onnx")
     with pytest.raises(RxVisionError):
         resolve_runtime("tensorflow")  # type: ignore[arg-type]
+
+
+def test_calibrated_bundle_answers_with_set_flags_and_version(calibrated_bundle: Path, tmp_path: Path) -> None:
+    from rxvision.calibration import apply_calibration
+    
+    predictor = Predictor.from_bundle(calibrated_bundle, runtime="onnx", onnx_dir=tmp_path)
+    images, _ = toy_images(6, 3, 40, seed=5)
+    out = predictor.infer(predictor.preprocess(list(images)))
+    preds = predictor.to_predictions(out)
+    expected = apply_calibration(out.logits, predictor.calibration, predictor.classes)
+    for pred, want in zip(preds, expected):
+        body = pred.to_dict()
+        assert body["calibration_version"] == want["calibration_version"] == predictor.calibration.version
+        assert body["label"] == want["label"] and body["label_set"] == want["label_set"]
+        assert body["confidence"] == pytest.approx(want["confidence"], abs=1e-6)
+        assert body["uncertain"] is want["uncertain"] and body["unknown"] is want["unknown"]
+    # the plain softmax (what the traffic log and the drift reference record) is kept beside it
+    from rxvision.calibration import softmax
+
+    assert np.allclose(out.probs, softmax(out.logits), atol=1e-5)
+
+
+def test_uncalibrated_bundle_answers_as_before_with_null_trust_fields(tiny_bundle: Path, tmp_path: Path) -> None:
+    predictor = Predictor.from_bundle(tiny_bundle, runtime="onnx", onnx_dir=tmp_path)
+    out = predictor.infer(np.zeros((2, 3, 32, 32), np.float32))
+    body = predictor.to_predictions(out)[0].to_dict()
+    assert body["confidence"] == pytest.approx(float(out.probs[0].max()), abs=1e-6)
+    assert body["label_set"] is None and body["uncertain"] is None and body["unknown"] is None
+    assert body["calibration_version"] is None
