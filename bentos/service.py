@@ -416,9 +416,13 @@ class RxVision:
         if self.explainer is None:
             self.m_rejected.labels(reason="explain_disabled").inc()
             ctx.response.status_code = 404
-            return {"error": {"reason": "explain_disabled",
-                              "message": "POST /explain is off in this deployment",
-                              "hint": "set serving.explain: true (it loads the model with torch)"}}
+            return {
+                "error": {
+                    "reason": "explain_disabled",
+                    "message": "POST /explain is off in this deployment",
+                    "hint": "set serving.explain: true (it loads the model with torch)",
+                }
+            }
         try:
             rgb = await asyncio.to_thread(decode_image, Path(image).read_bytes(), self.limits)
         except InvalidImage as exc:

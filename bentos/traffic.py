@@ -209,7 +209,11 @@ class TrafficLogger:
         flags: dict[str, Sequence[bool | None]],
     ) -> dict[str, list[Any]]:
         n = len(images)
-        p = np.asarray(probs, dtype=np.float64).reshape(n, -1) if n else np.zeros((0, len(self.classes)))
+        p = (
+            np.asarray(probs, dtype=np.float64).reshape(n, -1)
+            if n
+            else np.zeros((0, len(self.classes)))
+        )
         preds = prediction_features(p, self.classes)
         sizes = list(file_sizes) if file_sizes is not None else [None] * n
         if len(sizes) != n:
@@ -274,11 +278,15 @@ class TrafficLogger:
                     file_sizes = [list(file_sizes)[i] for i in keep]
                 if embeddings is not None:
                     embeddings = np.asarray(embeddings).reshape(n_in, -1)[keep]
-                flags = {k: None if v is None else [list(v)[i] for i in keep] for k, v in flags.items()}
+                flags = {
+                    k: None if v is None else [list(v)[i] for i in keep] for k, v in flags.items()
+                }
             columns = self._columns(images, probs, file_sizes, embeddings, flags)
         except Exception as exc:  # noqa: BLE001 - logging must never fail a request
             self.errors += 1
-            logger.warning("traffic logging skipped a batch (%d errors so far): %s", self.errors, exc)
+            logger.warning(
+                "traffic logging skipped a batch (%d errors so far): %s", self.errors, exc
+            )
             return 0
         try:
             kwargs: dict[str, Any] = {}

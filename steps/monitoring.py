@@ -28,21 +28,31 @@ ALERTED = "drift_alerted"
 
 
 @step(enable_cache=False)
-def load_traffic(log_dir: str, window: str, now: float) -> Annotated[pd.DataFrame, TRAFFIC_FEATURES]:
+def load_traffic(
+    log_dir: str, window: str, now: float
+) -> Annotated[pd.DataFrame, TRAFFIC_FEATURES]:
     """The rows the service logged in the last ``window`` before ``now`` (unix seconds)."""
     from rxvision.monitoring.traffic_log import parse_window, read_traffic_log
 
     df = read_traffic_log(Path(log_dir), parse_window(window), now=now)
     since = datetime.fromtimestamp(now - parse_window(window).total_seconds(), tz=timezone.utc)
-    log_metadata({"traffic_rows": len(df), "window": window, "since_utc": since.isoformat(),
-                  "log_dir": log_dir})
+    log_metadata(
+        {
+            "traffic_rows": len(df),
+            "window": window,
+            "since_utc": since.isoformat(),
+            "log_dir": log_dir,
+        }
+    )
     logger.info("traffic: %d rows logged in the last %s under %s", len(df), window, log_dir)
     return df
 
 
 @step(enable_cache=False)
 def check_drift(
-    reference: pd.DataFrame, traffic: pd.DataFrame, config: dict[str, Any],
+    reference: pd.DataFrame,
+    traffic: pd.DataFrame,
+    config: dict[str, Any],
     model_version_id: str | None = None,
 ) -> tuple[
     Annotated[HTMLString, DRIFT_REPORT],
@@ -61,12 +71,30 @@ def check_drift(
     # the evaluation's uncertain_rate / unknown_rate, recorded on the version at registration
     version = Client().get_model_version(model_version_name_or_number_or_id=UUID(model_version_id))
     evaluated = version.run_metadata.get("metrics")
-    rates = {k: evaluated.get(k) for k in ("uncertain_rate", "unknown_rate")} if isinstance(evaluated, dict) else {}
-    logger.info("evaluation rates of version %s: %s", version.number, rates or "none (uncalibrated)")
+    rates = (
+        {k: evaluated.get(k) for k in ("uncertain_rate", "unknown_rate")}
+        if isinstance(evaluated, dict)
+        else {}
+    )
+    logger.info(
+        "evaluation rates of version %s: %s", version.number, rates or "none (uncalibrated)"
+    )
     result = detect_drift(reference, traffic, cfg.monitoring, reference_rates=rates)
     summary = result.to_dict()
-    meta = {k: summary[k] for k in ("outcome", "drifted", "reason", "n_current", "drifted_columns",
-                                    "share", "prediction_drift", "confidence_drop", "rates")}
+    meta = {
+        k: summary[k]
+        for k in (
+            "outcome",
+            "drifted",
+            "reason",
+            "n_current",
+            "drifted_columns",
+            "share",
+            "prediction_drift",
+            "confidence_drop",
+            "rates",
+        )
+    }
     meta = {"drift": {k: v for k, v in meta.items() if v not in (None, {})}}
     log_metadata(meta)
     log_metadata(meta, run_id_name_or_prefix=get_step_context().pipeline_run.id)
@@ -75,8 +103,12 @@ def check_drift(
     else:  # the pipeline's model version
         log_metadata(meta, infer_model=True)
     profile = traffic_profile(traffic) if len(traffic) else None
-    return (HTMLString(result.report_html()), summary, result.whylogs,
-            profile.serialize() if profile is not None else b"")
+    return (
+        HTMLString(result.report_html()),
+        summary,
+        result.whylogs,
+        profile.serialize() if profile is not None else b"",
+    )
 
 
 @step(enable_cache=False)
@@ -91,9 +123,11 @@ def alert_on_drift(result: dict[str, Any]) -> Annotated[bool, ALERTED]:
     context = get_step_context()
     run = Client().get_pipeline_run(context.pipeline_run.id)
     report = run.steps["check_drift"].outputs[DRIFT_REPORT][0]
-    message = (f":rotating_light: RxVision drift detected: {result['reason']} "
-               f"(columns: {', '.join(result['drifted_columns']) or '-'}). "
-               f"Report: {report.uri} (run {run.name}, step check_drift, artifact {DRIFT_REPORT})")
+    message = (
+        f":rotating_light: RxVision drift detected: {result['reason']} "
+        f"(columns: {', '.join(result['drifted_columns']) or '-'}). "
+        f"Report: {report.uri} (run {run.name}, step check_drift, artifact {DRIFT_REPORT})"
+    )
     alerter = Client().active_stack.alerter
     if alerter is None:
         logger.warning("!" * 72)
@@ -104,11 +138,18 @@ def alert_on_drift(result: dict[str, Any]) -> Annotated[bool, ALERTED]:
     if alerter.flavor == "rxvision_webhook":
         from stacks.webhook_alerter import WebhookAlerterParameters
 
-        params = WebhookAlerterParameters(payload={
-            "event": "drift", "pipeline_run": run.name, "pipeline_run_id": str(run.id),
-            "model_version": str(context.model.version) if context.model else None,
-            "report_uri": report.uri, "report_artifact_id": str(report.id),
-            "reason": result["reason"], "drifted_columns": list(result["drifted_columns"])})
+        params = WebhookAlerterParameters(
+            payload={
+                "event": "drift",
+                "pipeline_run": run.name,
+                "pipeline_run_id": str(run.id),
+                "model_version": str(context.model.version) if context.model else None,
+                "report_uri": report.uri,
+                "report_artifact_id": str(report.id),
+                "reason": result["reason"],
+                "drifted_columns": list(result["drifted_columns"]),
+            }
+        )
     posted = bool(alerter.post(message, params))
     logger.warning("drift alert %s via %s", "posted" if posted else "NOT posted", alerter.name)
     return posted

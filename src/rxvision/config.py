@@ -65,15 +65,31 @@ class ValidationConfig(_Strict):
 #     depends on (an imprint, a defect at the edge) is cut away or stretched.
 #   strong: random resized crops down to 60% of the area, shifts/zoom, colour jitter: for data
 #     that is plentiful or synthetic (the demo pills), where variety matters more than detail.
-_NO_AUGMENTATION = {"scale_min": 1.0, "hflip": 0.0, "vflip": 0.0, "rotate90": 0.0, "affine": 0.0,
-                    "color_jitter": 0.0}
+_NO_AUGMENTATION = {
+    "scale_min": 1.0,
+    "hflip": 0.0,
+    "vflip": 0.0,
+    "rotate90": 0.0,
+    "affine": 0.0,
+    "color_jitter": 0.0,
+}
 AUGMENTATION_PRESETS: dict[str, dict[str, float]] = {
     "none": dict(_NO_AUGMENTATION),
     "light": {**_NO_AUGMENTATION, "hflip": 0.5},
     "orientation_free": {
-        "scale_min": 1.0, "hflip": 0.5, "vflip": 0.5, "rotate90": 0.5,
-        "affine": 0.5, "shift_limit": 0.0, "scale_limit": 0.0, "rotate_limit": 180.0,
-        "color_jitter": 0.5, "brightness": 0.1, "contrast": 0.1, "saturation": 0.0, "hue": 0.0,
+        "scale_min": 1.0,
+        "hflip": 0.5,
+        "vflip": 0.5,
+        "rotate90": 0.5,
+        "affine": 0.5,
+        "shift_limit": 0.0,
+        "scale_limit": 0.0,
+        "rotate_limit": 180.0,
+        "color_jitter": 0.5,
+        "brightness": 0.1,
+        "contrast": 0.1,
+        "saturation": 0.0,
+        "hue": 0.0,
     },
     "strong": {},  # the field defaults below
 }
@@ -273,7 +289,10 @@ class EvaluationConfig(_Strict):
     unknown_rate: float = Field(0.01, gt=0, lt=1)
     # behavioural tests: transforms under which the label should not change
     invariance: list[Literal["hflip", "rot90", "jpeg70", "brightness"]] = [
-        "hflip", "rot90", "jpeg70", "brightness"
+        "hflip",
+        "rot90",
+        "jpeg70",
+        "brightness",
     ]
     # worst mistakes shown with their class-activation maps in the report (0: none)
     gallery_size: int = Field(8, ge=0, le=64)
@@ -541,7 +560,9 @@ def read_yaml(
     except yaml.YAMLError as exc:
         raise RxVisionError(f"{kind} {path} is not valid YAML: {exc}") from None
     if not isinstance(data, dict):
-        raise RxVisionError(f"{kind} {path} must hold a mapping of sections, not {type(data).__name__}")
+        raise RxVisionError(
+            f"{kind} {path} must hold a mapping of sections, not {type(data).__name__}"
+        )
     return data
 
 
@@ -575,7 +596,9 @@ def _apply_override(data: dict[str, Any], keys: list[str], value: Any) -> None:
     for depth, part in enumerate(keys[:-1]):
         child = node.setdefault(part, {})
         if not isinstance(child, dict):
-            raise RxVisionError(f"cannot set '{'.'.join(keys)}': '{'.'.join(keys[: depth + 1])}' is not a section")
+            raise RxVisionError(
+                f"cannot set '{'.'.join(keys)}': '{'.'.join(keys[: depth + 1])}' is not a section"
+            )
         node = child
     node[keys[-1]] = value
 

@@ -30,7 +30,9 @@ def toy() -> tuple[np.ndarray, np.ndarray]:
 
 
 def post_one(url: str, data: bytes, name: str = "x.png") -> httpx.Response:
-    return httpx.post(f"{url}/classify", files={"image": (name, data, "application/octet-stream")}, timeout=60)
+    return httpx.post(
+        f"{url}/classify", files={"image": (name, data, "application/octet-stream")}, timeout=60
+    )
 
 
 def metrics(url: str) -> dict[str, list]:
@@ -81,7 +83,8 @@ def _bad_inputs(toy_image: np.ndarray) -> dict[str, tuple[bytes, int]]:
 
 
 @pytest.mark.parametrize(
-    "reason", ["not_an_image", "truncated", "empty", "unsupported_format", "decompression_bomb", "too_large"]
+    "reason",
+    ["not_an_image", "truncated", "empty", "unsupported_format", "decompression_bomb", "too_large"],
 )
 def test_bad_upload_is_a_4xx_naming_the_reason(server, toy, reason: str) -> None:
     data, status = _bad_inputs(toy[0][0])[reason]
@@ -114,7 +117,10 @@ def test_empty_batch_and_too_many_images_are_4xx(server, toy) -> None:
 
 
 def test_one_bad_image_in_a_batch_is_named_by_index(server, toy) -> None:
-    files = [("images", ("ok.png", png(toy[0][0]), "image/png")), ("images", ("bad.png", b"junk", "image/png"))]
+    files = [
+        ("images", ("ok.png", png(toy[0][0]), "image/png")),
+        ("images", ("bad.png", b"junk", "image/png")),
+    ]
     resp = httpx.post(f"{server.url}/classify_batch", files=files, timeout=60)
     assert resp.status_code == 415 and resp.json()["error"]["index"] == 1
 
@@ -133,7 +139,9 @@ def test_concurrent_requests_are_batched(server, toy) -> None:
     def batched_requests() -> float:
         samples = metrics(server.url)["rxvision_batch_size"]
         total = sum(s.value for s in samples if s.name.endswith("_count"))
-        single = sum(s.value for s in samples if s.name.endswith("_bucket") and s.labels["le"] == "1.0")
+        single = sum(
+            s.value for s in samples if s.name.endswith("_bucket") and s.labels["le"] == "1.0"
+        )
         return total - single  # model calls that merged more than one request
 
     before = batched_requests()
@@ -168,11 +176,21 @@ def test_metrics_parse_and_count_predictions_confidence_and_rejections(server, t
     post_one(server.url, b"")
     post_one(server.url, png(toy[0][4]))
     fams = metrics(server.url)
-    preds = {s.labels["label"]: s.value for s in fams["rxvision_predictions"] if s.name.endswith("_total")}
+    preds = {
+        s.labels["label"]: s.value
+        for s in fams["rxvision_predictions"]
+        if s.name.endswith("_total")
+    }
     assert sum(preds.values()) >= 1 and set(preds) <= {"pill_a", "pill_b", "pill_c"}
-    rejected = {s.labels["reason"]: s.value for s in fams["rxvision_rejected_inputs"] if s.name.endswith("_total")}
+    rejected = {
+        s.labels["reason"]: s.value
+        for s in fams["rxvision_rejected_inputs"]
+        if s.name.endswith("_total")
+    }
     assert rejected.get("empty", 0) >= 1
-    conf_count = [s.value for s in fams["rxvision_prediction_confidence"] if s.name.endswith("_count")]
+    conf_count = [
+        s.value for s in fams["rxvision_prediction_confidence"] if s.name.endswith("_count")
+    ]
     assert conf_count and conf_count[0] >= 1
     assert "bentoml_service_request" in " ".join(fams)  # BentoML's own metrics are there too
 
@@ -183,7 +201,9 @@ def test_uncalibrated_model_answers_with_null_trust_fields_and_explain_is_off(se
     assert body["label_set"] is None and body["uncertain"] is None and body["unknown"] is None
     info = httpx.post(f"{server.url}/model_info", json={}, timeout=30).json()
     assert info["calibration"] is None and info["explain"] is False
-    resp = httpx.post(f"{server.url}/explain", files={"image": ("x.png", png(toy[0][0]), "image/png")}, timeout=30)
+    resp = httpx.post(
+        f"{server.url}/explain", files={"image": ("x.png", png(toy[0][0]), "image/png")}, timeout=30
+    )
     assert resp.status_code == 404
     err = resp.json()["error"]
     assert err["reason"] == "explain_disabled" and "serving.explain" in err["hint"]

@@ -45,7 +45,10 @@ def trust_server(bentoml_home: Path, calibrated_tag: str, tmp_path_factory: pyte
 def images() -> list[np.ndarray]:
     """Toy pills, plus blends of two pills (between classes: doubtful answers)."""
     toy, _ = toy_images(8, 3, 48, seed=321)
-    blends = [((toy[i].astype(int) + toy[j]) // 2).astype(np.uint8) for i, j in [(0, 3), (1, 2), (2, 7), (4, 5)]]
+    blends = [
+        ((toy[i].astype(int) + toy[j]) // 2).astype(np.uint8)
+        for i, j in [(0, 3), (1, 2), (2, 7), (4, 5)]
+    ]
     return [*toy[:4], *blends]
 
 
@@ -53,7 +56,9 @@ def post(url: str, blobs: list[bytes]) -> list[dict]:
     """/classify_batch in requests of 4 (the tests' serving.max_images_per_request)."""
     answers = []
     for start in range(0, len(blobs), 4):
-        files = [("images", (f"{i}.png", b, "image/png")) for i, b in enumerate(blobs[start : start + 4])]
+        files = [
+            ("images", (f"{i}.png", b, "image/png")) for i, b in enumerate(blobs[start : start + 4])
+        ]
         resp = httpx.post(f"{url}/classify_batch", files=files, timeout=60)
         assert resp.status_code == 200, resp.text
         answers += resp.json()["predictions"]
@@ -70,19 +75,26 @@ def counters(url: str) -> dict[str, float]:
     return out
 
 
-def test_answer_has_label_set_flags_and_the_bundles_calibration_version(trust_server, images) -> None:
+def test_answer_has_label_set_flags_and_the_bundles_calibration_version(
+    trust_server, images
+) -> None:
     info = httpx.post(f"{trust_server.url}/model_info", json={}, timeout=30).json()
     cal = info["calibration"]
     assert cal["version"].startswith("cal-") and 0 < cal["coverage"] < 1
     assert {"set_threshold", "confidence_threshold", "ood_threshold", "temperature"} <= set(cal)
-    resp = httpx.post(f"{trust_server.url}/classify", files={"image": ("x.png", png(images[0]), "image/png")},
-                      timeout=60)
+    resp = httpx.post(
+        f"{trust_server.url}/classify",
+        files={"image": ("x.png", png(images[0]), "image/png")},
+        timeout=60,
+    )
     body = resp.json()
     assert resp.status_code == 200, body
     assert body["calibration_version"] == cal["version"]
     assert body["label"] == body["label_set"][0] and set(body["label_set"]) <= set(info["classes"])
     assert isinstance(body["uncertain"], bool) and isinstance(body["unknown"], bool)
-    assert body["uncertain"] == (len(body["label_set"]) > 1 or body["confidence"] < cal["confidence_threshold"])
+    assert body["uncertain"] == (
+        len(body["label_set"]) > 1 or body["confidence"] < cal["confidence_threshold"]
+    )
 
 
 def test_batch_inference_answers_as_the_service_for_the_same_images(
@@ -116,17 +128,24 @@ def test_metrics_count_uncertain_and_unknown_answers(trust_server, images) -> No
     n_uncertain = sum(a["uncertain"] for a in answers)
     n_unknown = sum(a["unknown"] for a in answers)
     assert n_uncertain > 0 and n_unknown > 0, answers  # the blends are doubtful
-    for name, n in [("rxvision_uncertain_answers_total", n_uncertain),
-                    ("rxvision_unknown_answers_total", n_unknown)]:
+    for name, n in [
+        ("rxvision_uncertain_answers_total", n_uncertain),
+        ("rxvision_unknown_answers_total", n_unknown),
+    ]:
         assert after[name] - before.get(name, 0.0) == n
 
 
 def test_explain_returns_the_map_as_a_png(trust_server, images) -> None:
-    resp = httpx.post(f"{trust_server.url}/explain", files={"image": ("x.png", png(images[0]), "image/png")},
-                      timeout=120)
+    resp = httpx.post(
+        f"{trust_server.url}/explain",
+        files={"image": ("x.png", png(images[0]), "image/png")},
+        timeout=120,
+    )
     assert resp.status_code == 200, resp.text[:300]
     assert resp.headers["content-type"].startswith("image/png")
     with Image.open(io.BytesIO(resp.content)) as img:
         assert img.format == "PNG" and min(img.size) >= 32
-    bad = httpx.post(f"{trust_server.url}/explain", files={"image": ("x.png", b"nope", "image/png")}, timeout=30)
+    bad = httpx.post(
+        f"{trust_server.url}/explain", files={"image": ("x.png", b"nope", "image/png")}, timeout=30
+    )
     assert bad.status_code == 415 and bad.json()["error"]["reason"] == "not_an_image"

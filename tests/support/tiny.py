@@ -14,7 +14,16 @@ from rxvision.config import ModelConfig, RxVisionConfig
 log = logging.getLogger(__name__)
 
 _PALETTE = np.array(
-    [[220, 40, 40], [40, 180, 60], [40, 80, 220], [230, 200, 40], [200, 60, 200], [40, 200, 200], [240, 140, 30], [120, 120, 120]],
+    [
+        [220, 40, 40],
+        [40, 180, 60],
+        [40, 80, 220],
+        [230, 200, 40],
+        [200, 60, 200],
+        [40, 200, 200],
+        [240, 140, 30],
+        [120, 120, 120],
+    ],
     dtype=np.float32,
 )
 
@@ -53,7 +62,10 @@ def make_tiny_bundle(
 
     torch.manual_seed(seed)
     cfg = RxVisionConfig.model_validate(
-        {"model": ModelConfig(backbone=backbone, pretrained=False, dropout=0.0).model_dump(), "data": {"image_size": image_size}}
+        {
+            "model": ModelConfig(backbone=backbone, pretrained=False, dropout=0.0).model_dump(),
+            "data": {"image_size": image_size},
+        }
     )
     model = build_model(cfg.model, num_classes, load_weights=False)
     norm = Normalization(mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), image_size=image_size)
@@ -73,7 +85,9 @@ def make_tiny_bundle(
             opt.step()
         log.info("tiny model trained %d steps, last loss %.3f", train_steps, float(loss.detach()))
     model.eval()
-    save_bundle(Path(out_dir), model, classes, norm, cfg, metrics={"accuracy": 0.0}, fingerprint="toy")
+    save_bundle(
+        Path(out_dir), model, classes, norm, cfg, metrics={"accuracy": 0.0}, fingerprint="toy"
+    )
     return Path(out_dir)
 
 
@@ -98,9 +112,18 @@ def calibrate_tiny_bundle(bundle_dir: Path, out_dir: Path, coverage: float = 0.9
         logits = loaded.model.eval()(x).float().numpy()
     cal = fit_calibration(logits, labels, coverage, confidence_threshold=0.8, unknown_rate=0.1)
     answers = calibrate(logits, cal)  # the rates evaluation would record (here on the same images)
-    rates = {"uncertain_rate": float(answers.uncertain.mean()),
-             "unknown_rate": float(answers.unknown.mean())}
-    save_bundle(Path(out_dir), loaded.model, info.classes, info.normalization, info.config,
-                metrics={**info.metrics, **rates},
-                fingerprint=info.fingerprint, calibration=cal.to_dict())
+    rates = {
+        "uncertain_rate": float(answers.uncertain.mean()),
+        "unknown_rate": float(answers.unknown.mean()),
+    }
+    save_bundle(
+        Path(out_dir),
+        loaded.model,
+        info.classes,
+        info.normalization,
+        info.config,
+        metrics={**info.metrics, **rates},
+        fingerprint=info.fingerprint,
+        calibration=cal.to_dict(),
+    )
     return Path(out_dir)

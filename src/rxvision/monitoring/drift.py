@@ -112,15 +112,27 @@ class DriftResult:
             "confidence_drop": num(self.confidence_drop),
             "skipped_columns": list(self.skipped_columns),
             "rates": {
-                n: {"reference": num(r.reference), "current": num(r.current), "rise": num(r.rise),
-                    "limit": r.limit, "drifted": r.drifted}
+                n: {
+                    "reference": num(r.reference),
+                    "current": num(r.current),
+                    "rise": num(r.rise),
+                    "limit": r.limit,
+                    "drifted": r.drifted,
+                }
                 for n, r in self.rates.items()
             },
             "columns": {
-                n: {"method": c.method, "score": num(c.score), "threshold": c.threshold, "drifted": c.drifted}
+                n: {
+                    "method": c.method,
+                    "score": num(c.score),
+                    "threshold": c.threshold,
+                    "drifted": c.drifted,
+                }
                 for n, c in self.columns.items()
             },
-            "whylogs": json.loads(self.whylogs.to_json(orient="records")) if len(self.whylogs) else [],
+            "whylogs": json.loads(self.whylogs.to_json(orient="records"))
+            if len(self.whylogs)
+            else [],
         }
 
     def report_html(self) -> str:
@@ -135,7 +147,11 @@ class DriftResult:
 
     def summary(self) -> str:
         """A few lines for the log and the run summary."""
-        head = {"drift": "DRIFT DETECTED", "no_drift": "no drift", "not_enough_data": "not enough data"}
+        head = {
+            "drift": "DRIFT DETECTED",
+            "no_drift": "no drift",
+            "not_enough_data": "not enough data",
+        }
         lines = [f"{head[self.outcome]}: {self.reason}"]
         if self.columns:
             lines.append(
@@ -155,7 +171,9 @@ class DriftResult:
         return "\n".join(lines)
 
 
-def _comparable_columns(reference: pd.DataFrame, current: pd.DataFrame) -> tuple[list[str], list[str], list[str]]:
+def _comparable_columns(
+    reference: pd.DataFrame, current: pd.DataFrame
+) -> tuple[list[str], list[str], list[str]]:
     """(numerical, categorical, skipped): shared columns that hold values on both sides."""
     known = set(IMAGE_FEATURES) | set(PREDICTION_FEATURES)
     shared = [c for c in reference.columns if c in current.columns and c not in _BOOKKEEPING]
@@ -254,7 +272,10 @@ def detect_drift(
 
     definition = DataDefinition(numerical_columns=numerical, categorical_columns=categorical)
     preset = DataDriftPreset(
-        columns=cols, drift_share=cfg.drift_share, method=cfg.drift_method, threshold=cfg.drift_threshold
+        columns=cols,
+        drift_share=cfg.drift_share,
+        method=cfg.drift_method,
+        threshold=cfg.drift_threshold,
     )
     with np.errstate(all="ignore"):
         snapshot = Report([preset]).run(
@@ -280,7 +301,9 @@ def detect_drift(
     prediction_drift = "predicted_class" in drifted_columns
     reasons = []
     if share >= cfg.drift_share:
-        reasons.append(f"{len(drifted_columns)}/{len(columns)} columns drifted (share {share:.2f} >= {cfg.drift_share})")
+        reasons.append(
+            f"{len(drifted_columns)}/{len(columns)} columns drifted (share {share:.2f} >= {cfg.drift_share})"
+        )
     if drop is not None and drop > cfg.max_confidence_drop:
         reasons.append(f"mean confidence fell by {drop:.3f} (> {cfg.max_confidence_drop})")
     rates = rate_rises(current, reference_rates, cfg)
@@ -294,7 +317,11 @@ def detect_drift(
     if not drifted:
         reasons.append(
             f"{len(drifted_columns)}/{len(columns)} columns drifted (share {share:.2f} < {cfg.drift_share})"
-            + (f", confidence drop {drop:.3f} <= {cfg.max_confidence_drop}" if drop is not None else "")
+            + (
+                f", confidence drop {drop:.3f} <= {cfg.max_confidence_drop}"
+                if drop is not None
+                else ""
+            )
         )
     if prediction_drift:
         reasons.append("the predicted-class mix changed")

@@ -42,26 +42,40 @@ def list_inputs(source: Path) -> list[InputItem]:
     column (relative paths are relative to the CSV; an optional ``label`` column is kept)."""
     source = Path(source).expanduser()
     if source.is_dir():
-        items = [InputItem(p) for p in sorted(source.rglob("*")) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
+        items = [
+            InputItem(p)
+            for p in sorted(source.rglob("*"))
+            if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+        ]
     elif source.is_file() and source.suffix.lower() == ".csv":
         with source.open(newline="", encoding="utf-8-sig") as fh:
             reader = csv.DictReader(fh)
             if "path" not in [c.strip() for c in (reader.fieldnames or [])]:
-                raise RxVisionError(f"{source} has no 'path' column", "the first row must be a header with path[,label]")
+                raise RxVisionError(
+                    f"{source} has no 'path' column",
+                    "the first row must be a header with path[,label]",
+                )
             items = []
             for row in reader:
                 row = {k.strip(): (v or "").strip() for k, v in row.items() if k}
                 if not row.get("path"):
                     continue
                 path = Path(row["path"]).expanduser()
-                items.append(InputItem(path if path.is_absolute() else source.parent / path, row.get("label") or None))
+                items.append(
+                    InputItem(
+                        path if path.is_absolute() else source.parent / path,
+                        row.get("label") or None,
+                    )
+                )
     else:
         raise RxVisionError(
             f"batch-inference input {source} is neither a folder nor a .csv file",
             "pass --input with an image folder or a CSV manifest (column path, optional label)",
         )
     if not items:
-        raise RxVisionError(f"no images found in {source}", f"expected files ending in {', '.join(IMAGE_SUFFIXES)}")
+        raise RxVisionError(
+            f"no images found in {source}", f"expected files ending in {', '.join(IMAGE_SUFFIXES)}"
+        )
     return items
 
 
@@ -93,30 +107,49 @@ def classify_items(
                 blobs.append(item.path.read_bytes())
                 readable.append(item)
             except OSError as exc:
-                rows.append({"path": str(item.path), "label": item.label, "error": "unreadable",
-                             "error_message": str(exc)})
+                rows.append(
+                    {
+                        "path": str(item.path),
+                        "label": item.label,
+                        "error": "unreadable",
+                        "error_message": str(exc),
+                    }
+                )
         done = classify_sync(blobs, predictor, limits, skip_invalid=True)
         for i, exc in done.errors.items():
             item = readable[i]
-            rows.append({"path": str(item.path), "label": item.label, "error": exc.reason,
-                         "error_message": str(exc)})
+            rows.append(
+                {
+                    "path": str(item.path),
+                    "label": item.label,
+                    "error": exc.reason,
+                    "error_message": str(exc),
+                }
+            )
         for i, pred in zip(done.indices, done.predictions):
             item = readable[i]
-            rows.append({
-                "path": str(item.path),
-                "label": item.label,
-                "predicted": pred.label,
-                "confidence": pred.confidence,
-                "top_k": json.dumps([[s.label, round(s.probability, 6)] for s in pred.top_k]),
-                "model_version": pred.model_version,
-                "label_set": None if pred.label_set is None else json.dumps(pred.label_set),
-                "uncertain": pred.uncertain,
-                "unknown": pred.unknown,
-                "calibration_version": pred.calibration_version,
-            })
+            rows.append(
+                {
+                    "path": str(item.path),
+                    "label": item.label,
+                    "predicted": pred.label,
+                    "confidence": pred.confidence,
+                    "top_k": json.dumps([[s.label, round(s.probability, 6)] for s in pred.top_k]),
+                    "model_version": pred.model_version,
+                    "label_set": None if pred.label_set is None else json.dumps(pred.label_set),
+                    "uncertain": pred.uncertain,
+                    "unknown": pred.unknown,
+                    "calibration_version": pred.calibration_version,
+                }
+            )
         if done.images and on_batch is not None:
-            on_batch(done.images, done.output.probs, done.file_sizes, done.output.embeddings,
-                     done.predictions)
+            on_batch(
+                done.images,
+                done.output.probs,
+                done.file_sizes,
+                done.output.embeddings,
+                done.predictions,
+            )
         bar.update(len(chunk))
     bar.close()
     order = {str(item.path): i for i, item in enumerate(items)}
@@ -128,8 +161,20 @@ def write_predictions(rows: list[dict[str, Any]], out_path: Path) -> Path:
     """Predictions CSV with a fixed column order (empty cells where a value does not apply)."""
     import pandas as pd
 
-    columns = ["path", "label", "predicted", "confidence", "top_k", "model_version", "label_set",
-               "uncertain", "unknown", "calibration_version", "error", "error_message"]
+    columns = [
+        "path",
+        "label",
+        "predicted",
+        "confidence",
+        "top_k",
+        "model_version",
+        "label_set",
+        "uncertain",
+        "unknown",
+        "calibration_version",
+        "error",
+        "error_message",
+    ]
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     pd.DataFrame(rows).reindex(columns=columns).to_csv(out_path, index=False)
@@ -157,5 +202,7 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "mean_confidence": float(np.mean([r["confidence"] for r in done])) if done else None,
         "uncertain_rate": share("uncertain"),
         "unknown_rate": share("unknown"),
-        "accuracy": float(np.mean([r["label"] == r["predicted"] for r in labelled])) if labelled else None,
+        "accuracy": float(np.mean([r["label"] == r["predicted"] for r in labelled]))
+        if labelled
+        else None,
     }

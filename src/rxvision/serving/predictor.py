@@ -93,7 +93,10 @@ def cuda_present() -> bool:
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     if visible is not None and visible.strip() in ("", "-1"):
         return False
-    return any(os.path.exists(node) for node in _NVIDIA_DEVICE_NODES) or shutil.which("nvidia-smi") is not None
+    return (
+        any(os.path.exists(node) for node in _NVIDIA_DEVICE_NODES)
+        or shutil.which("nvidia-smi") is not None
+    )
 
 
 def _cuda_available() -> bool:
@@ -120,10 +123,16 @@ def _sha256(path: Path) -> str:
     return sha256_file(path)
 
 
-def write_export_manifest(directory: Path, onnx_path: Path, extra: dict[str, Any] | None = None) -> Path:
+def write_export_manifest(
+    directory: Path, onnx_path: Path, extra: dict[str, Any] | None = None
+) -> Path:
     """Record the ONNX file's sha256 next to it so the Predictor can verify it at load."""
     manifest = Path(directory) / EXPORT_MANIFEST
-    data = {"onnx_file": Path(onnx_path).name, "onnx_sha256": _sha256(Path(onnx_path)), **(extra or {})}
+    data = {
+        "onnx_file": Path(onnx_path).name,
+        "onnx_sha256": _sha256(Path(onnx_path)),
+        **(extra or {}),
+    }
     manifest.write_text(json.dumps(data, indent=2))
     return manifest
 
@@ -246,12 +255,16 @@ class Predictor:
                 if threads:
                     torch.set_num_threads(threads)
                 device = "cuda" if torch.cuda.is_available() else "cpu"
-                runner = TorchRunner(loaded.model, device=device, amp=device == "cuda", name="torch")
+                runner = TorchRunner(
+                    loaded.model, device=device, amp=device == "cuda", name="torch"
+                )
             else:
                 from rxvision.export.onnx_export import export_onnx
 
                 target = Path(onnx_dir or tempfile.mkdtemp(prefix="rxvision-onnx-"))
-                onnx_path = export_onnx(loaded.model, target / ONNX_FILE, info.normalization["image_size"])
+                onnx_path = export_onnx(
+                    loaded.model, target / ONNX_FILE, info.normalization["image_size"]
+                )
                 runner = OnnxRunner(onnx_path, threads=threads, name="onnx", spin_wait=spin_wait)
         log.info("loaded bundle %s for %s runtime", directory, chosen)
         return cls(runner, info, chosen, top_k=top_k, model_version=model_version)
@@ -310,4 +323,6 @@ class Predictor:
 
     def warmup(self, batch_size: int = 1) -> None:
         """One inference on a blank batch so the first request does not pay for lazy init."""
-        self.predict_arrays(np.zeros((batch_size, 3, self.image_size, self.image_size), dtype=np.float32))
+        self.predict_arrays(
+            np.zeros((batch_size, 3, self.image_size, self.image_size), dtype=np.float32)
+        )

@@ -18,7 +18,9 @@ from tests.support.simulate import encoded_size, traffic
 CLASSES = ["a", "b", "c", "d"]
 
 
-def _fake_model(images: list[np.ndarray], seed: int, unseen: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def _fake_model(
+    images: list[np.ndarray], seed: int, unseen: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
     """A stand-in classifier: stable class mix and confident on known pills; an unseen kind
     is pushed to one class with low confidence and lands elsewhere in embedding space."""
     rng = np.random.default_rng(seed)
@@ -34,8 +36,13 @@ def _fake_model(images: list[np.ndarray], seed: int, unseen: bool = False) -> tu
     return probs, emb
 
 
-def _table(n: int, seed: int, shift: str = "none", projector: EmbeddingProjector | None = None,
-           unseen_model: bool = False) -> pd.DataFrame:
+def _table(
+    n: int,
+    seed: int,
+    shift: str = "none",
+    projector: EmbeddingProjector | None = None,
+    unseen_model: bool = False,
+) -> pd.DataFrame:
     images = traffic(n, seed, shift)  # type: ignore[arg-type]
     probs, emb = _fake_model(images, seed + 1000, unseen=unseen_model)
     return feature_table(images, [encoded_size(i) for i in images], probs, CLASSES, emb, projector)
@@ -57,7 +64,9 @@ CFG = MonitoringConfig(min_rows=50)
 
 @pytest.mark.parametrize("seed", [11, pytest.param(12, marks=pytest.mark.slow)])
 def test_darker_and_blurred_stream_is_flagged(reference, projector, seed):
-    result = detect_drift(reference, _table(120, seed, "dark_blur", projector), CFG, with_html=False)
+    result = detect_drift(
+        reference, _table(120, seed, "dark_blur", projector), CFG, with_html=False
+    )
     assert result.outcome == "drift" and result.drifted
     assert {"brightness", "sharpness"} <= set(result.drifted_columns)
     assert result.share >= CFG.drift_share
@@ -78,7 +87,9 @@ def test_in_distribution_stream_is_not_flagged(reference, projector, seed):
     assert result.share < CFG.drift_share
 
 
-def test_unseen_pill_with_ordinary_pixels_is_flagged_through_embedding_and_predictions(reference, projector):
+def test_unseen_pill_with_ordinary_pixels_is_flagged_through_embedding_and_predictions(
+    reference, projector
+):
     # the pixels are in-distribution; only the model's view (embedding, class mix, confidence) moves
     current = _table(120, 31, "none", projector, unseen_model=True)
     result = detect_drift(reference, current, CFG, with_html=False)
@@ -115,7 +126,9 @@ def test_confidence_drop_alone_counts_as_drift(reference):
 def test_empty_embedding_columns_are_skipped_not_compared(reference):
     images = traffic(80, 61)
     probs, _ = _fake_model(images, 61)
-    current = feature_table(images, [encoded_size(i) for i in images], probs, CLASSES, n_components=4)
+    current = feature_table(
+        images, [encoded_size(i) for i in images], probs, CLASSES, n_components=4
+    )
     result = detect_drift(reference, current, CFG, with_html=False)
     assert set(result.skipped_columns) == {"emb_0", "emb_1", "emb_2", "emb_3"}
     assert not result.drifted
@@ -159,8 +172,9 @@ RATES = {"uncertain_rate": 0.1, "unknown_rate": 0.02}
 
 def test_abstention_at_the_evaluation_rates_is_no_drift(reference, projector):
     current = _with_flags(_table(200, 21, projector=projector), 0.1, 0.02, seed=1)
-    result = detect_drift(reference, current, CFG, with_html=False, with_whylogs=False,
-                          reference_rates=RATES)
+    result = detect_drift(
+        reference, current, CFG, with_html=False, with_whylogs=False, reference_rates=RATES
+    )
     assert not result.drifted, result.reason
     assert set(result.rates) == {"uncertain", "unknown"}
     assert result.rates["uncertain"].reference == 0.1
@@ -171,10 +185,12 @@ def test_abstention_at_the_evaluation_rates_is_no_drift(reference, projector):
 def test_a_rise_of_uncertain_or_unknown_answers_alone_is_drift(reference, projector, flag):
     shares = {"uncertain": 0.1, "unknown": 0.02}
     shares[flag] += 0.4  # the images look ordinary; only the calibrated answers abstain more
-    current = _with_flags(_table(200, 21, projector=projector), shares["uncertain"],
-                          shares["unknown"], seed=2)
-    result = detect_drift(reference, current, CFG, with_html=False, with_whylogs=False,
-                          reference_rates=RATES)
+    current = _with_flags(
+        _table(200, 21, projector=projector), shares["uncertain"], shares["unknown"], seed=2
+    )
+    result = detect_drift(
+        reference, current, CFG, with_html=False, with_whylogs=False, reference_rates=RATES
+    )
     assert result.drifted and result.outcome == "drift"
     assert f"{flag} answers rose" in result.reason
     assert result.rates[flag].drifted and result.rates[flag].rise > 0.3
@@ -188,8 +204,9 @@ def test_uncalibrated_traffic_or_missing_rates_have_no_rate_rule(reference, proj
     current["uncertain"] = np.nan  # what an uncalibrated model logs
     current["unknown"] = np.nan
     for rates in (RATES, None):
-        result = detect_drift(reference, current, CFG, with_html=False, with_whylogs=False,
-                              reference_rates=rates)
+        result = detect_drift(
+            reference, current, CFG, with_html=False, with_whylogs=False, reference_rates=rates
+        )
         assert result.rates == {} and "answers rose" not in result.reason
     flagged = _with_flags(current, 0.9, 0.9, seed=3)
     result = detect_drift(reference, flagged, CFG, with_html=False, with_whylogs=False)

@@ -32,7 +32,9 @@ def _logger(tmp_path, **kw) -> tuple[TrafficLogger, str]:
     # BentoML caches monitors by name per process: a fresh name keeps tests apart.
     name = f"rx_{uuid.uuid4().hex[:8]}"
     opts = monitoring_options(ServingConfig(**kw.pop("serving", {})), tmp_path)
-    return TrafficLogger(CLASSES, model_version="7", monitor_name=name, monitor_options=opts, **kw), name
+    return TrafficLogger(
+        CLASSES, model_version="7", monitor_name=name, monitor_options=opts, **kw
+    ), name
 
 
 def _probs(n: int, seed: int = 0) -> np.ndarray:
@@ -178,10 +180,19 @@ def test_calibrated_flags_are_logged_and_missing_ones_are_nan(tmp_path):
     images = traffic(3, seed=4)
     # the confidence stays the plain softmax top-1 (what the drift reference stores)
     probs = _probs(3, seed=4)
-    assert tl.log_prediction(images, probs, uncertain=[True, False, True], unknown=[False, False, True]) == 3
+    assert (
+        tl.log_prediction(
+            images, probs, uncertain=[True, False, True], unknown=[False, False, True]
+        )
+        == 3
+    )
     assert tl.log_prediction(traffic(2, seed=5), _probs(2)) == 2  # an uncalibrated model's rows
     df = read_traffic_log(tmp_path, monitor_name=name)
-    assert df["uncertain"].tolist()[:3] == [1.0, 0.0, 1.0] and df["unknown"].tolist()[:3] == [0.0, 0.0, 1.0]
+    assert df["uncertain"].tolist()[:3] == [1.0, 0.0, 1.0] and df["unknown"].tolist()[:3] == [
+        0.0,
+        0.0,
+        1.0,
+    ]
     assert df["uncertain"].iloc[3:].isna().all() and df["unknown"].iloc[3:].isna().all()
     assert np.allclose(df["confidence"].iloc[:3], probs.max(axis=1))
     assert tl.log_prediction(traffic(2, seed=6), _probs(2), uncertain=[True]) == 0  # wrong length

@@ -9,7 +9,9 @@ from tests.support.tiny import make_tiny_bundle
 
 @pytest.fixture(scope="session")
 def tiny_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_tiny_bundle(tmp_path_factory.mktemp("tiny") / "bundle", image_size=32, num_classes=3, train_steps=30)
+    return make_tiny_bundle(
+        tmp_path_factory.mktemp("tiny") / "bundle", image_size=32, num_classes=3, train_steps=30
+    )
 
 
 @pytest.fixture(scope="session")

@@ -51,33 +51,60 @@ def test_bad_input_is_a_clear_error(tmp_path: Path) -> None:
         list_inputs(empty)
 
 
-def test_every_file_gets_a_row_and_broken_ones_name_the_reason(folder, tiny_bundle: Path, tmp_path: Path) -> None:
+def test_every_file_gets_a_row_and_broken_ones_name_the_reason(
+    folder, tiny_bundle: Path, tmp_path: Path
+) -> None:
     root, _ = folder
     predictor = Predictor.from_bundle(tiny_bundle, runtime="onnx", onnx_dir=tmp_path)
     batches = []
-    rows = classify_items(list_inputs(root), predictor, ImageLimits(), batch_size=4,
-                          on_batch=lambda imgs, probs, sizes, emb, preds: batches.append((len(imgs), probs.shape, len(sizes))),
-                          progress=False)
+    rows = classify_items(
+        list_inputs(root),
+        predictor,
+        ImageLimits(),
+        batch_size=4,
+        on_batch=lambda imgs, probs, sizes, emb, preds: batches.append(
+            (len(imgs), probs.shape, len(sizes))
+        ),
+        progress=False,
+    )
     assert len(rows) == 6
     broken = [r for r in rows if r.get("error")]
-    assert len(broken) == 1 and broken[0]["path"].endswith("broken.jpg") and broken[0]["error"] == "not_an_image"
+    assert (
+        len(broken) == 1
+        and broken[0]["path"].endswith("broken.jpg")
+        and broken[0]["error"] == "not_an_image"
+    )
     assert sum(n for n, _, _ in batches) == 5 and all(shape[0] == n == s for n, shape, s in batches)
     out = write_predictions(rows, tmp_path / "out" / "pred.csv")
     table = pd.read_csv(out)
-    assert list(table.columns[:6]) == ["path", "label", "predicted", "confidence", "top_k", "model_version"]
+    assert list(table.columns[:6]) == [
+        "path",
+        "label",
+        "predicted",
+        "confidence",
+        "top_k",
+        "model_version",
+    ]
     assert table["predicted"].notna().sum() == 5
     summary = summarize(rows)
     assert summary["predicted"] == 5 and summary["failed"] == 1 and summary["accuracy"] is None
 
 
-def test_calibrated_bundle_rows_carry_the_set_flags_and_version(folder, calibrated_bundle: Path, tmp_path: Path) -> None:
+def test_calibrated_bundle_rows_carry_the_set_flags_and_version(
+    folder, calibrated_bundle: Path, tmp_path: Path
+) -> None:
     import json
 
     root, _ = folder
     predictor = Predictor.from_bundle(calibrated_bundle, runtime="onnx", onnx_dir=tmp_path)
     seen = []
-    rows = classify_items(list_inputs(root), predictor, ImageLimits(),
-                          on_batch=lambda imgs, probs, sizes, emb, preds: seen.extend(preds), progress=False)
+    rows = classify_items(
+        list_inputs(root),
+        predictor,
+        ImageLimits(),
+        on_batch=lambda imgs, probs, sizes, emb, preds: seen.extend(preds),
+        progress=False,
+    )
     done = [r for r in rows if r.get("predicted")]
     assert len(done) == 5 and len(seen) == 5
     for row in done:

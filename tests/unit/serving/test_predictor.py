@@ -20,7 +20,9 @@ from tests.support.tiny import toy_images
 
 @pytest.fixture(scope="module")
 def onnx_predictor(tiny_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Predictor:
-    return Predictor.from_bundle(tiny_bundle, runtime="onnx", top_k=2, onnx_dir=tmp_path_factory.mktemp("onnx"))
+    return Predictor.from_bundle(
+        tiny_bundle, runtime="onnx", top_k=2, onnx_dir=tmp_path_factory.mktemp("onnx")
+    )
 
 
 def test_tiny_model_classifies_held_out_toy_images(onnx_predictor: Predictor) -> None:
@@ -30,7 +32,9 @@ def test_tiny_model_classifies_held_out_toy_images(onnx_predictor: Predictor) ->
     assert accuracy >= 0.8
 
 
-def test_predictions_carry_sorted_top_k_probabilities_and_the_version(onnx_predictor: Predictor) -> None:
+def test_predictions_carry_sorted_top_k_probabilities_and_the_version(
+    onnx_predictor: Predictor,
+) -> None:
     images, _ = toy_images(4, 3, 32, seed=1)
     for pred in onnx_predictor.predict(list(images)):
         body = pred.to_dict()
@@ -70,7 +74,9 @@ def test_changed_weights_are_refused(tiny_bundle: Path, tmp_path: Path) -> None:
         Predictor.from_bundle(copy, runtime="onnx", onnx_dir=tmp_path)
 
 
-def test_changed_onnx_file_is_refused(tiny_bundle: Path, onnx_predictor: Predictor, tmp_path: Path) -> None:
+def test_changed_onnx_file_is_refused(
+    tiny_bundle: Path, onnx_predictor: Predictor, tmp_path: Path
+) -> None:
     copy = Path(shutil.copytree(tiny_bundle, tmp_path / "bundle"))
     shutil.copy2(onnx_predictor.runner.path, copy / ONNX_FILE)
     write_export_manifest(copy, copy / ONNX_FILE)
@@ -95,9 +101,11 @@ def test_auto_runtime_is_onnx_without_cuda() -> None:
         resolve_runtime("tensorflow")  # type: ignore[arg-type]
 
 
-def test_calibrated_bundle_answers_with_set_flags_and_version(calibrated_bundle: Path, tmp_path: Path) -> None:
+def test_calibrated_bundle_answers_with_set_flags_and_version(
+    calibrated_bundle: Path, tmp_path: Path
+) -> None:
     from rxvision.calibration import apply_calibration
-    
+
     predictor = Predictor.from_bundle(calibrated_bundle, runtime="onnx", onnx_dir=tmp_path)
     images, _ = toy_images(6, 3, 40, seed=5)
     out = predictor.infer(predictor.preprocess(list(images)))
@@ -105,7 +113,11 @@ def test_calibrated_bundle_answers_with_set_flags_and_version(calibrated_bundle:
     expected = apply_calibration(out.logits, predictor.calibration, predictor.classes)
     for pred, want in zip(preds, expected):
         body = pred.to_dict()
-        assert body["calibration_version"] == want["calibration_version"] == predictor.calibration.version
+        assert (
+            body["calibration_version"]
+            == want["calibration_version"]
+            == predictor.calibration.version
+        )
         assert body["label"] == want["label"] and body["label_set"] == want["label_set"]
         assert body["confidence"] == pytest.approx(want["confidence"], abs=1e-6)
         assert body["uncertain"] is want["uncertain"] and body["unknown"] is want["unknown"]
@@ -115,7 +127,9 @@ def test_calibrated_bundle_answers_with_set_flags_and_version(calibrated_bundle:
     assert np.allclose(out.probs, softmax(out.logits), atol=1e-5)
 
 
-def test_uncalibrated_bundle_answers_as_before_with_null_trust_fields(tiny_bundle: Path, tmp_path: Path) -> None:
+def test_uncalibrated_bundle_answers_as_before_with_null_trust_fields(
+    tiny_bundle: Path, tmp_path: Path
+) -> None:
     predictor = Predictor.from_bundle(tiny_bundle, runtime="onnx", onnx_dir=tmp_path)
     out = predictor.infer(np.zeros((2, 3, 32, 32), np.float32))
     body = predictor.to_predictions(out)[0].to_dict()
