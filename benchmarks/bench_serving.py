@@ -150,9 +150,12 @@ def run_server(
             }
             out["levels"].append(res)
             print(
-                f"  {label:<12} c={c:<3} {res['req_per_s']:7.1f} req/s  p50 {res['p50_ms']:7.1f}  p95 {res['p95_ms']:7.1f}  "
-                f"p99 {res['p99_ms']:7.1f} ms  CPU ms/req server {res['server_cpu_ms_per_req']:.1f} client "
-                f"{res['client_cpu_ms_per_req']:.1f}  worker CPU shares {list(res['worker_cpu_share'].values())}  "
+                f"  {label:<12} c={c:<3} {res['req_per_s']:7.1f} req/s  p50 {res['p50_ms']:7.1f}  "
+                f"p95 {res['p95_ms']:7.1f}  "
+                f"p99 {res['p99_ms']:7.1f} ms  CPU ms/req server "
+                f"{res['server_cpu_ms_per_req']:.1f} client "
+                f"{res['client_cpu_ms_per_req']:.1f}  worker CPU shares "
+                f"{list(res['worker_cpu_share'].values())}  "
                 f"codes {res['codes']}",
                 flush=True,
             )
@@ -225,9 +228,12 @@ def calibration_cost(
     }
     ab = in_process_ab(bundle, calibrated, uploads, 8, 10, 2 * args.duration, args.threads)
     print(
-        f"in process (decode+preprocess+predict+answer, batch 8): plain {ab['img_per_s']['plain']:.1f}, "
-        f"calibrated {ab['img_per_s']['calibrated']:.1f} img/s -> ratio {ab['ratio']:.3f}; answer step "
-        f"{ab['answer_us_per_img']['plain']:.1f} vs {ab['answer_us_per_img']['calibrated']:.1f} us/img"
+        "in process (decode+preprocess+predict+answer, batch 8): plain "
+        f"{ab['img_per_s']['plain']:.1f}, "
+        f"calibrated {ab['img_per_s']['calibrated']:.1f} img/s -> ratio {ab['ratio']:.3f}; answer "
+        "step "
+        f"{ab['answer_us_per_img']['plain']:.1f} vs {ab['answer_us_per_img']['calibrated']:.1f} "
+        "us/img"
     )
     ratios: dict[int, list[float]] = {c: [] for c in args.concurrency}
     for r in range(args.repeat):
@@ -341,7 +347,8 @@ def main() -> None:
     tag = str(save_bundle_to_bentoml(bundle).tag)
 
     print(
-        f"{args.backbone} @{args.size}px, uploads {args.upload_size}px JPEG, {args.duration:.0f} s per level, "
+        f"{args.backbone} @{args.size}px, uploads {args.upload_size}px JPEG, {args.duration:.0f} "
+        "s per level, "
         f"cores={os.cpu_count()}, {args.repeat} round(s)"
     )
     rounds = []
@@ -376,7 +383,8 @@ def main() -> None:
             )
         ceil = rounds[-1]["ceiling"]
         print(
-            f"  ceiling (in-process decode+preprocess+predict): {ceil['img_per_s']:.1f} img/s at batch {ceil['best_batch']} "
+            f"  ceiling (in-process decode+preprocess+predict): {ceil['img_per_s']:.1f} img/s at "
+            f"batch {ceil['best_batch']} "
             f"({', '.join(f'b{b}: {v:.0f}' for b, v in ceil['img_per_s_by_batch'].items())})"
         )
     summary = summarize(rounds, args.concurrency)
@@ -386,7 +394,8 @@ def main() -> None:
         print(
             f"{key:<32}"
             + "".join(
-                f"{m['req_per_s']:6.1f} ({m['x_ceiling']:.2f} [{m['x_ceiling_min']:.2f}-{m['x_ceiling_max']:.2f}]) "
+                f"{m['req_per_s']:6.1f} ({m['x_ceiling']:.2f} "
+                f"[{m['x_ceiling_min']:.2f}-{m['x_ceiling_max']:.2f}]) "
                 for m in summary[key]
             )
         )
@@ -399,8 +408,10 @@ def main() -> None:
     )
     cpu = summary["cpu_bound"]
     print(
-        f"CPU per answered request at {cpu['concurrency']} clients (median): server {cpu['server_ms']:.1f} ms + client "
-        f"{cpu['client_ms']:.1f} ms. With {os.cpu_count()} cores fully used the service cannot pass {cpu['req_per_s']:.0f} req/s "
+        f"CPU per answered request at {cpu['concurrency']} clients (median): server "
+        f"{cpu['server_ms']:.1f} ms + client "
+        f"{cpu['client_ms']:.1f} ms. With {os.cpu_count()} cores fully used the service cannot "
+        f"pass {cpu['req_per_s']:.0f} req/s "
         f"({cpu['x_ceiling']:.2f}x the ceiling)"
     )
     if args.http_floor:

@@ -94,7 +94,8 @@ async def soak(url: str, pid: int, uploads: list[bytes], args: argparse.Namespac
                 }
                 rows.append(row)
                 print(
-                    f"  t={row['t_s']:6.0f} s  RSS {row['rss_mb']:7.1f} MB  {row['ok_per_s']:6.1f} ok/s  "
+                    f"  t={row['t_s']:6.0f} s  RSS {row['rss_mb']:7.1f} MB  "
+                    f"{row['ok_per_s']:6.1f} ok/s  "
                     f"p50 {row['p50_ms']:6.1f}  p99 {row['p99_ms']:7.1f} ms  codes {row['codes']}  "
                     f"bad uploads {row['bad_codes']}",
                     flush=True,
@@ -142,7 +143,8 @@ def main() -> None:
         *args.override,
     ]
     print(
-        f"soak: {args.minutes:g} min, {args.clients} closed-loop clients, {args.backbone} @{args.size}px, "
+        f"soak: {args.minutes:g} min, {args.clients} closed-loop clients, {args.backbone} "
+        f"@{args.size}px, "
         f"{args.bad_share:.0%} junk uploads, cores={os.cpu_count()}, traffic logging on"
     )
     with serve(work / "bentoml", work / "serve.log", overrides=overrides, model_tag=tag) as server:
@@ -164,8 +166,10 @@ def main() -> None:
     )
     print(
         f"p50 {np.median([r['p50_ms'] for r in rows]):.1f} ms, p99 (worst interval) "
-        f"{max(r['p99_ms'] for r in rows):.1f} ms; RSS {reference:.0f} MB after the first interval -> "
-        f"{rows[-1]['rss_mb']:.0f} MB at the end ({growth:+.1%}; peak {max(r['rss_mb'] for r in rows):.0f} MB)"
+        f"{max(r['p99_ms'] for r in rows):.1f} ms; RSS {reference:.0f} MB after the first "
+        "interval -> "
+        f"{rows[-1]['rss_mb']:.0f} MB at the end ({growth:+.1%}; peak "
+        f"{max(r['rss_mb'] for r in rows):.0f} MB)"
     )
     ok = not unexpected and not bad_5xx and growth < 0.05
     print(

@@ -351,7 +351,8 @@ class RxVision:
             return self._error(
                 ctx,
                 "too_many_images",
-                f"{len(files)} images in one request; the limit is {SERVING.max_images_per_request}",
+                f"{len(files)} images in one request; the limit is "
+                f"{SERVING.max_images_per_request}",
                 "split the images over several requests",
             )
         blobs = [Path(f).read_bytes() for f in files]

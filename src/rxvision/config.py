@@ -135,7 +135,8 @@ class DataConfig(_Strict):
     source: Literal["synthetic", "imagefolder", "csv"] = "synthetic"
     # imagefolder: a directory with one subfolder per class; csv: a manifest path,label[,split].
     path: Path | None = None
-    # where generated data and other caches go; None = $RXVISION_HOME/cache if set, else ~/.cache/rxvision
+    # where generated data and other caches go; None = $RXVISION_HOME/cache if set,
+    # else ~/.cache/rxvision
     cache_dir: Path | None = None
     # the known class list; labels outside it are reported by validation (unknown_label).
     # None = the classes found in the source.
@@ -326,7 +327,8 @@ class GateConfig(_Strict):
 class ExportConfig(_Strict):
     formats: list[Literal["onnx", "torchscript", "int8"]] = ["onnx", "torchscript", "int8"]
     opset: int = Field(17, ge=13)
-    # torchscript: torch's TorchScript-based ONNX exporter (fast, robust offline); dynamo: the new one
+    # torchscript: torch's TorchScript-based ONNX exporter (fast, robust offline);
+    # dynamo: the new one
     onnx_exporter: Literal["torchscript", "dynamo"] = "torchscript"
     parity_atol: float = Field(1e-3, gt=0)
     # int8 / TensorRT fp16 must agree with PyTorch's top-1 label on this share of images

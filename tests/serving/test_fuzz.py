@@ -48,7 +48,8 @@ def test_schema_fuzzing_finds_no_5xx(server) -> None:
             except Unsatisfiable:  # e.g. no invalid body exists for an operation without inputs
                 stats[f"no cases: {operation.label} {mode.value}"] += 1
     print(
-        f"\nschemathesis: {stats['probes']} probes of {server.url}/docs.json, by class {dict(sorted(stats.items()))}"
+        f"\nschemathesis: {stats['probes']} probes of {server.url}/docs.json, by class "
+        f"{dict(sorted(stats.items()))}"
     )
     assert stats["probes"] >= EXAMPLES  # the schema had operations and they were probed
     assert not failures, failures[:5]

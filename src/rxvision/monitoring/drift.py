@@ -302,7 +302,8 @@ def detect_drift(
     reasons = []
     if share >= cfg.drift_share:
         reasons.append(
-            f"{len(drifted_columns)}/{len(columns)} columns drifted (share {share:.2f} >= {cfg.drift_share})"
+            f"{len(drifted_columns)}/{len(columns)} columns drifted (share {share:.2f} >= "
+            f"{cfg.drift_share})"
         )
     if drop is not None and drop > cfg.max_confidence_drop:
         reasons.append(f"mean confidence fell by {drop:.3f} (> {cfg.max_confidence_drop})")
@@ -316,7 +317,8 @@ def detect_drift(
     drifted = bool(reasons)
     if not drifted:
         reasons.append(
-            f"{len(drifted_columns)}/{len(columns)} columns drifted (share {share:.2f} < {cfg.drift_share})"
+            f"{len(drifted_columns)}/{len(columns)} columns drifted (share {share:.2f} < "
+            f"{cfg.drift_share})"
             + (
                 f", confidence drop {drop:.3f} <= {cfg.max_confidence_drop}"
                 if drop is not None
