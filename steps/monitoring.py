@@ -69,7 +69,8 @@ def check_drift(
 
     cfg = to_config(config)
     # the evaluation's uncertain_rate / unknown_rate, recorded on the version at registration
-    version = Client().get_model_version(model_version_name_or_number_or_id=UUID(model_version_id))
+    version_id = UUID(model_version_id) if model_version_id else get_step_context().model.id
+    version = Client().get_model_version(model_version_name_or_number_or_id=version_id)
     evaluated = version.run_metadata.get("metrics")
     rates = (
         {k: evaluated.get(k) for k in ("uncertain_rate", "unknown_rate")}
