@@ -88,3 +88,19 @@ def with_run_options(pipeline: Any, options: dict[str, Any] | None) -> Any:
             f"bad ZenML run options {sorted(options)}: {exc}",
             "use ZenML pipeline options (settings, enable_cache, steps, run_name, model, extra)",
         ) from None
+
+
+def call_pipeline(pipeline: Any, **params: Any) -> Any:
+    """Run ``pipeline(**params)`` and return the run; a step's RxVisionError that ZenML
+    wrapped is raised as itself, so callers see the one-line user error."""
+    from rxvision.errors import find_user_error
+
+    try:
+        return pipeline(**params)
+    except RxVisionError:
+        raise
+    except Exception as exc:
+        cause = find_user_error(exc)
+        if cause is not None:
+            raise cause from None
+        raise

@@ -15,7 +15,6 @@ from zenml.enums import ExecutionMode, StackComponentType
 
 from pipelines import RunConfig
 from rxvision.config import RxVisionConfig
-from rxvision.errors import RxVisionError, find_user_error
 from steps.common import (
     DATASET_FINGERPRINT,
     GATE_DECISION,
@@ -72,18 +71,9 @@ def training_pipeline(config: RunConfig) -> None:
 
 def run_training(cfg: RxVisionConfig, zenml_options: dict[str, Any] | None = None) -> Any:
     """Run the pipeline on the active stack and return the ZenML pipeline run."""
-    from pipelines import with_run_options
+    from pipelines import call_pipeline, with_run_options
 
-    pipe = with_run_options(training_pipeline, zenml_options)
-    try:
-        return pipe(config=cfg)
-    except RxVisionError:
-        raise
-    except Exception as exc:  # a step's RxVisionError may arrive wrapped by ZenML
-        cause = find_user_error(exc)
-        if cause is not None:
-            raise cause from None
-        raise
+    return call_pipeline(with_run_options(training_pipeline, zenml_options), config=cfg)
 
 
 def compile_training(

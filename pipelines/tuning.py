@@ -19,7 +19,7 @@ from zenml.enums import ExecutionMode
 
 from pipelines import RunConfig
 from rxvision.config import RxVisionConfig
-from rxvision.errors import RxVisionError, find_user_error
+from rxvision.errors import RxVisionError
 from steps.common import config_param
 from steps.data import load_data, split_data, validate_data
 from steps.tuning import BEST_CONFIG, PLOT_NAMES, STUDY_SUMMARY, tune_hyperparameters
@@ -63,18 +63,9 @@ def check_storage(cfg: RxVisionConfig) -> None:
 
 def run_tuning(cfg: RxVisionConfig, zenml_options: dict[str, Any] | None = None) -> Any:
     """Run the pipeline on the active stack and return the ZenML pipeline run."""
-    from pipelines import with_run_options
+    from pipelines import call_pipeline, with_run_options
 
-    pipe = with_run_options(tuning_pipeline, zenml_options)
-    try:
-        return pipe(config=cfg)
-    except RxVisionError:
-        raise
-    except Exception as exc:  # a step's RxVisionError may arrive wrapped by ZenML
-        cause = find_user_error(exc)
-        if cause is not None:
-            raise cause from None
-        raise
+    return call_pipeline(with_run_options(tuning_pipeline, zenml_options), config=cfg)
 
 
 def run_outputs(run: Any) -> dict[str, Any]:
