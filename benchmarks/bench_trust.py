@@ -17,11 +17,14 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/support
 
 from rxvision.calibration import apply_calibration, calibrate, softmax
 from rxvision.calibration.fit import fit_calibration
@@ -84,29 +87,11 @@ def digits(coverage: float) -> None:
 
 def photos() -> list[np.ndarray]:
     """Real photos that are not pills: scikit-image's samples, foolbox's ImageNet images."""
-    import skimage.data as skd
     from PIL import Image
 
-    out = []
-    for name in (
-        "astronaut",
-        "chelsea",
-        "coffee",
-        "rocket",
-        "hubble_deep_field",
-        "retina",
-        "camera",
-        "brick",
-        "grass",
-        "gravel",
-        "moon",
-        "page",
-        "text",
-        "coins",
-        "clock",
-    ):
-        a = np.asarray(getattr(skd, name)())
-        out.append((np.stack([a] * 3, -1) if a.ndim == 2 else a[..., :3]).astype(np.uint8))
+    from tests.support.photos import skimage_photos
+
+    out = skimage_photos()
     spec = importlib.util.find_spec("foolbox")
     if spec is not None and spec.submodule_search_locations:
         folder = Path(next(iter(spec.submodule_search_locations))) / "data"

@@ -28,6 +28,7 @@ from rxvision.evaluation.model_eval import (
 from rxvision.evaluation.plots import render_html_report
 from rxvision.evaluation.trust import INVARIANCE_TRANSFORMS, invariance_rows
 from rxvision.registry.gate import GateInput, decide
+from tests.support.photos import skimage_photos
 
 TINY = [
     "model.backbone=mobilenetv3_small_100",
@@ -114,7 +115,7 @@ def test_invariance_transforms_keep_the_image_shape_and_change_pixels():
 def test_energy_scores_separate_pills_from_real_photos(tmp_path):
     """A linear probe on pretrained features of synthetic pills, calibrated on held-out pills:
     scikit-image's real photos (people, animals, objects, textures) mostly come out unknown."""
-    skd = pytest.importorskip("skimage.data")
+    pytest.importorskip("skimage.data")
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import roc_auc_score
 
@@ -137,27 +138,7 @@ def test_energy_scores_separate_pills_from_real_photos(tmp_path):
         with torch.no_grad():
             return model.embed(x).numpy()
 
-    photos = []
-    for name in (
-        "astronaut",
-        "chelsea",
-        "coffee",
-        "rocket",
-        "hubble_deep_field",
-        "retina",
-        "camera",
-        "brick",
-        "grass",
-        "gravel",
-        "moon",
-        "page",
-        "text",
-        "coins",
-        "clock",
-    ):
-        a = np.asarray(getattr(skd, name)())
-        a = np.stack([a] * 3, -1) if a.ndim == 2 else a[..., :3]
-        photos.append(a.astype(np.uint8))
+    photos = skimage_photos()
     x, ood = embed([load_rgb(f) for f in files]), embed(photos)
     order = np.random.default_rng(0).permutation(len(files))
     tr, va, te = order[:48], order[48:72], order[72:]
