@@ -239,6 +239,27 @@ def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, n_bins: in
     return calibration_bins(p, y, n_bins).ece
 
 
+def scored_classes(labels: np.ndarray, preds: np.ndarray) -> np.ndarray:
+    """The classes the macro averages count: those in the truth or the predictions.
+
+    A class absent from both says nothing about the model (counting it as F1 = 0 would sink
+    macro-F1 on a small split for no error of the model's), while predicting a class that never
+    occurs is an error and counts (F1 = 0). sklearn's default label set is the same.
+    """
+    return np.union1d(labels, preds)
+
+
+def macro_f1(labels: np.ndarray, preds: np.ndarray, num_classes: int) -> float:
+    """The project's one macro-F1 (class indices in [0, num_classes)): the mean per-class F1
+    over :func:`scored_classes`. The evaluation (``macro_f1``), its bootstrap and the training
+    loop's validation (``val_macro_f1``) all use it, so the two keys mean the same thing."""
+    labels = np.asarray(labels, dtype=np.int64)
+    if labels.size == 0:
+        return 0.0
+    preds = np.asarray(preds, dtype=np.int64)
+    return float(_accuracy_and_macro_f1(labels, preds, num_classes)[1, 0])
+
+
 def _accuracy_and_macro_f1(
     labels: np.ndarray, preds: np.ndarray, num_classes: int, axis: int = -1
 ) -> np.ndarray:
@@ -246,7 +267,8 @@ def _accuracy_and_macro_f1(
 
     Hand-written because sklearn scores one sample set per call, which is ~1000x slower for
     1000 resamples; it counts confusion cells with one bincount per batch. Macro-F1 averages
-    over classes present in the resample's truth or predictions, as the point estimate does.
+    over :func:`scored_classes` of each resample (truth or predictions): F1 = 2tp / (2tp + fp +
+    fn) is defined exactly for those.
     """
     labels = np.atleast_2d(labels)
     preds = np.atleast_2d(preds)
@@ -315,6 +337,11 @@ def bootstrap_intervals(
     }
 
 
+def top_k_key(k: int) -> str:
+    """The metric name of top-k accuracy (``top3_accuracy`` for the default k = 3)."""
+    return f"top{k}_accuracy"
+
+
 def _top_k(labels: np.ndarray, probs: np.ndarray, k: int) -> float:
     num_classes = probs.shape[1]
     if k >= num_classes:
@@ -330,18 +357,16 @@ def point_metrics(probs: np.ndarray, labels: np.ndarray, cfg: EvaluationConfig) 
     num_classes = probs.shape[1]
     preds = probs.argmax(axis=1)
     all_labels = np.arange(num_classes)
-    # averages over classes seen in truth or predictions: a class missing from a small test set
-    # must not count as F1 = 0 and sink macro-F1 (sklearn's default label set does the same).
-    seen = np.union1d(labels, preds)
+    seen = scored_classes(labels, preds)
     m: dict[str, float] = {"accuracy": float(accuracy_score(labels, preds))}
-    m[f"top{cfg.top_k}_accuracy"] = _top_k(labels, probs, cfg.top_k)
+    m[top_k_key(cfg.top_k)] = _top_k(labels, probs, cfg.top_k)
     for avg in ("macro", "weighted"):
         p, r, f, _ = precision_recall_fscore_support(
             labels, preds, labels=seen, average=avg, zero_division=0
         )
         m[f"{avg}_precision"] = float(p)
         m[f"{avg}_recall"] = float(r)
-        m[f"{avg}_f1"] = float(f)
+        m[f"{avg}_f1"] = macro_f1(labels, preds, num_classes) if avg == "macro" else float(f)
     m["ece"] = calibration_bins(probs, labels, cfg.calibration_bins).ece
     m["log_loss"] = float(log_loss(labels, probs, labels=all_labels))
     m["n_samples"] = len(labels)

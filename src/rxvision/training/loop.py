@@ -17,12 +17,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from sklearn.metrics import f1_score
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from rxvision.config import RxVisionConfig
+from rxvision.evaluation.metrics import macro_f1
 from rxvision.models import build_model
 from rxvision.training import distributed as ddp_utils
 from rxvision.training.callbacks import (
@@ -479,7 +479,7 @@ class Trainer:
 
     @torch.no_grad()
     def validate(self, model: nn.Module) -> dict[str, float]:
-        """Loss, accuracy and macro-F1 (over all classes) of ``model`` on the val split,
+        """Loss, accuracy and macro-F1 (the evaluation's) of ``model`` on the val split,
         each rank predicting its shard and the predictions gathered."""
         model.eval()  # the bare module: no DDP collectives, ranks may hold different counts
         loss_sum, preds, labels = 0.0, [], []
@@ -504,15 +504,7 @@ class Trainer:
         return {
             "val_loss": loss_sum / n,
             "val_accuracy": float((pred == true).mean()) if len(true) else 0.0,
-            "val_macro_f1": float(
-                f1_score(
-                    true,
-                    pred,
-                    average="macro",
-                    labels=list(range(self.num_classes)),
-                    zero_division=0,
-                )
-            ),
+            "val_macro_f1": macro_f1(true, pred, self.num_classes),
         }
 
 

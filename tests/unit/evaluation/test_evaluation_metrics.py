@@ -268,3 +268,19 @@ def test_bad_inputs_raise_a_clear_error(probs, labels, classes, words):
     with pytest.raises(RxVisionError, match=None) as info:
         evaluate(probs, labels, list(classes), EvaluationConfig())
     assert words in str(info.value)
+
+
+def test_macro_f1_is_the_evaluations_and_skips_classes_absent_from_truth_and_predictions():
+    # the training loop's val_macro_f1 calls this same function: one meaning for both keys
+    from rxvision.evaluation.metrics import macro_f1
+
+    labels = np.array([0, 0, 1, 1, 2, 2])
+    preds = np.array([0, 1, 1, 1, 2, 0])
+    res = evaluate(one_hot_probs(preds.tolist(), 5), labels, list("abcde"), EvaluationConfig())
+    assert macro_f1(labels, preds, 5) == pytest.approx(res.metrics["macro_f1"])
+    assert macro_f1(labels, preds, 5) == pytest.approx((1 / 2 + 4 / 5 + 2 / 3) / 3)
+    assert macro_f1(labels, labels, 5) == 1.0  # classes 3 and 4 occur nowhere: not counted
+    assert macro_f1(labels, np.array([0, 0, 1, 1, 2, 3]), 5) == pytest.approx(
+        f1_score(labels, [0, 0, 1, 1, 2, 3], average="macro", zero_division=0)
+    )
+    assert macro_f1(np.array([], dtype=np.int64), np.array([], dtype=np.int64), 5) == 0.0
