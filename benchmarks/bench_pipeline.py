@@ -85,8 +85,7 @@ def main() -> int:
 
     overrides = list(args.overrides)
     if args.tiny:
-        sys.path.insert(0, str(ROOT / "tests" / "integration"))
-        from conftest import TINY_OVERRIDES
+        from tests.support.overrides import TINY_OVERRIDES
 
         overrides = [*TINY_OVERRIDES, *overrides]
     lib_cfg = load_config(args.profile, None, [*overrides, f"data.cache_dir={work / 'lib-cache'}"])

@@ -49,7 +49,6 @@ from bentos.guard import GuardSettings, ImageRoute, RequestGuard
 from bentos.store import (
     BUNDLE_SUBDIR,
     FALLBACK_SUBDIR,
-    MODEL_NAME,
     PROJECTOR_FILE,
     SERVICE_CONFIG_FILE,
 )
@@ -57,6 +56,7 @@ from bentos.traffic import TrafficLogger, monitoring_service_config
 from bentos.ui import page_app
 from rxvision.config import RxVisionConfig, load_config, read_yaml
 from rxvision.errors import RxVisionError
+from rxvision.names import MODEL_NAME, STAGE_KEY, VERSION_NUMBER_KEY
 from rxvision.serving import (
     CircuitBreaker,
     ImageLimits,
@@ -152,9 +152,10 @@ REJECTED = bentoml.metrics.Counter(
 
 
 def _model_version(model: Any) -> str:
-    """ZenML model version from the BentoML labels when deployed by the pipeline, else the tag."""
+    """ZenML model version number from the BentoML labels when deployed by the pipeline, else
+    the BentoML tag's version."""
     labels = dict(getattr(model.info, "labels", {}) or {}) if hasattr(model, "info") else {}
-    return str(labels.get("zenml_model_version") or model.tag.version)
+    return str(labels.get(VERSION_NUMBER_KEY) or model.tag.version)
 
 
 def _fallback_version(folder: Path) -> str | None:
@@ -440,7 +441,7 @@ class RxVision:
         return {
             "model_version": self.model_version,
             "bentoml_tag": str(self.bento_model.tag),
-            "stage": self.labels.get("zenml_model_stage", "unknown"),
+            "stage": self.labels.get(STAGE_KEY, "unknown"),
             "classes": list(self.info.classes),
             "metrics": dict(self.info.metrics),
             "backbone": self.info.backbone,

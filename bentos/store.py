@@ -13,11 +13,11 @@ from typing import Any
 import bentoml
 
 from rxvision.models.bundle import read_bundle_info
-from rxvision.serving import ONNX_FILE, write_export_manifest
+from rxvision.names import MODEL_NAME, VERSION_NUMBER_KEY
+from rxvision.serving import EXPORT_MANIFEST, ONNX_FILE, write_export_manifest
 
 log = logging.getLogger(__name__)
 
-MODEL_NAME = "rxvision-classifier"
 BUNDLE_SUBDIR = "bundle"
 # the previous production model (bundle + ONNX), which the service falls back to
 FALLBACK_SUBDIR = "fallback"
@@ -71,7 +71,7 @@ def save_bundle_to_bentoml(
     ) as model:
         target = Path(model.path) / BUNDLE_SUBDIR
         shutil.copytree(
-            bundle, target, ignore=shutil.ignore_patterns(ONNX_FILE, "export.json", "*.tmp")
+            bundle, target, ignore=shutil.ignore_patterns(ONNX_FILE, EXPORT_MANIFEST, "*.tmp")
         )
         onnx_path = target / ONNX_FILE
         if onnx_file is not None:
@@ -108,7 +108,7 @@ def current_model(name: str = MODEL_NAME) -> tuple[Path, str] | None:
     if not (folder / ONNX_FILE).is_file():
         return None
     labels = dict(model.info.labels or {})
-    return folder, str(labels.get("zenml_model_version") or model.tag.version)
+    return folder, str(labels.get(VERSION_NUMBER_KEY) or model.tag.version)
 
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -18,8 +18,8 @@ from pipelines import RunConfig
 from pipelines.deployment import PRODUCTION
 from rxvision.config import RxVisionConfig
 from rxvision.errors import RxVisionError
-from steps.batch_inference import SUMMARY, batch_predict
-from steps.common import EMBEDDING_PROJECTOR, MODEL_BUNDLE, MODEL_NAME, config_param
+from steps.batch_inference import batch_predict
+from steps.common import BATCH_SUMMARY, EMBEDDING_PROJECTOR, MODEL_BUNDLE, MODEL_NAME, config_param
 
 logger = logging.getLogger(__name__)
 PIPELINE_NAME = "rxvision_batch_inference"
@@ -71,7 +71,7 @@ def run_batch_inference(
         output_csv=str(Path(output_csv).resolve()),
     )
     run = Client().get_pipeline_run(run.id)
-    return run, run.steps["batch_predict"].outputs[SUMMARY][0].load()
+    return run, run.steps["batch_predict"].outputs[BATCH_SUMMARY][0].load()
 
 
 def main(cfg: RxVisionConfig, args: argparse.Namespace) -> int:

@@ -19,13 +19,19 @@ from zenml import Model, get_pipeline_context, pipeline
 from pipelines import RunConfig
 from rxvision.config import RxVisionConfig
 from rxvision.errors import RxVisionError
-from steps.common import EMBEDDING_PROJECTOR, MODEL_BUNDLE, MODEL_NAME, SPLITS, config_param
-from steps.deployment import (
-    build_bento_step,
-    deploy_bento_step,
-    export_model_step,
-    save_to_bentoml_step,
+from steps.common import (
+    BENTO,
+    BENTOML_MODEL,
+    CONTAINER,
+    DEPLOYED_SERVICE,
+    EMBEDDING_PROJECTOR,
+    EXPORT_REPORT,
+    MODEL_BUNDLE,
+    MODEL_NAME,
+    SPLITS,
+    config_param,
 )
+from steps.deployment import build_bento, deploy_bento, export_model, save_to_bentoml
 
 logger = logging.getLogger(__name__)
 PIPELINE_NAME = "rxvision_deployment"
@@ -44,10 +50,10 @@ def deployment_pipeline(config: RunConfig, containerize: bool = False) -> None:
     splits = model.get_artifact(SPLITS)
     projector = model.get_artifact(EMBEDDING_PROJECTOR)
     params = config_param(config)
-    exported, _report, _profile = export_model_step(bundle, splits, params)
-    tag = save_to_bentoml_step(bundle, exported, projector, params)
-    bento, _container = build_bento_step(tag, bundle, containerize)
-    deploy_bento_step(
+    exported, _report, _profile = export_model(bundle, splits, params)
+    tag = save_to_bentoml(bundle, exported, projector, params)
+    bento, _container = build_bento(tag, bundle, containerize)
+    deploy_bento(
         bento,
         port=config.serving.port,
         working_dir=str(REPO_ROOT),
@@ -112,17 +118,17 @@ def run_deployment(
     run = pipe(config=cfg, containerize=containerize)
     run = Client().get_pipeline_run(run.id)
     mv = run.model_version
-    service = run.steps["deploy_bento_step"].outputs["deployed_service"][0].load()
-    report = run.steps["export_model_step"].outputs["export_report"][0].load()
-    container = run.steps["build_bento_step"].outputs["container_image"][0].load()
-    bento_tag = run.steps["build_bento_step"].outputs["bento"][0].load().tag
+    service = run.steps["deploy_bento"].outputs[DEPLOYED_SERVICE][0].load()
+    report = run.steps["export_model"].outputs[EXPORT_REPORT][0].load()
+    container = run.steps["build_bento"].outputs[CONTAINER][0].load()
+    bento_tag = run.steps["build_bento"].outputs[BENTO][0].load().tag
     summary = {
         "model_version": mv.number,
         "stage": str(mv.stage),
         "url": service.prediction_url,
         "service_uuid": str(service.uuid),
         "bento": str(bento_tag),
-        "bentoml_model": run.steps["save_to_bentoml_step"].outputs["bentoml_model_tag"][0].load(),
+        "bentoml_model": run.steps["save_to_bentoml"].outputs[BENTOML_MODEL][0].load(),
         "export": report,
         "container": container,
     }

@@ -20,8 +20,8 @@ from pipelines.deployment import PRODUCTION, model_for
 from rxvision.config import RxVisionConfig
 from rxvision.errors import RxVisionError
 from rxvision.monitoring.traffic_log import parse_window, resolve_log_dir
-from steps.common import MODEL_NAME, REFERENCE_FEATURES, config_param
-from steps.monitoring import DRIFT_RESULT, alert_on_drift, check_drift, load_traffic
+from steps.common import DRIFT_RESULT, MODEL_NAME, REFERENCE_FEATURES, config_param
+from steps.monitoring import alert_on_drift, check_drift, load_traffic
 from steps.operations import export_drift_metrics
 
 logger = logging.getLogger(__name__)

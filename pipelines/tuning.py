@@ -20,9 +20,9 @@ from zenml.enums import ExecutionMode
 from pipelines import RunConfig
 from rxvision.config import RxVisionConfig
 from rxvision.errors import RxVisionError
-from steps.common import config_param
+from steps.common import BEST_CONFIG, STUDY_SUMMARY, TUNING_PLOTS, config_param
 from steps.data import load_data, split_data, validate_data
-from steps.tuning import BEST_CONFIG, PLOT_NAMES, STUDY_SUMMARY, tune_hyperparameters
+from steps.tuning import tune_hyperparameters
 
 logger = logging.getLogger(__name__)
 PIPELINE_NAME = "rxvision_tuning"
@@ -77,7 +77,7 @@ def run_outputs(run: Any) -> dict[str, Any]:
         "run_name": run.name,
         "summary": outputs[STUDY_SUMMARY][0].load(),
         "best_config": outputs[BEST_CONFIG][0].load(),
-        "plots": {name: str(outputs[name][0].load()) for name in PLOT_NAMES},
+        "plots": {name: str(outputs[name][0].load()) for name in TUNING_PLOTS},
     }
 
 

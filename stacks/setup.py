@@ -25,7 +25,6 @@ logger = logging.getLogger(__name__)
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_HOME = PROJECT_ROOT / ".rxvision"
 LOCAL_STACK = "rxvision-local"
-MODEL_NAME = "rxvision-classifier"
 
 LOCAL_STACK_FILE = Path(__file__).resolve().parent / "local.yaml"
 

@@ -10,12 +10,9 @@ import pandas as pd
 from zenml import get_step_context, log_metadata, step
 from zenml.logger import get_logger
 
-from steps.common import to_config
+from steps.common import BATCH_PREDICTIONS, BATCH_SUMMARY, to_config
 
 logger = get_logger(__name__)
-
-PREDICTIONS = "batch_predictions"
-SUMMARY = "batch_summary"
 
 
 @step(enable_cache=False)
@@ -25,7 +22,7 @@ def batch_predict(
     input_path: str,
     output_csv: str,
     config: dict[str, Any],
-) -> tuple[Annotated[pd.DataFrame, PREDICTIONS], Annotated[dict[str, Any], SUMMARY]]:
+) -> tuple[Annotated[pd.DataFrame, BATCH_PREDICTIONS], Annotated[dict[str, Any], BATCH_SUMMARY]]:
     """The service's serving path (rxvision.serving.classify); features logged through the
     service's TrafficLogger (sampled by monitoring.traffic_sample_rate) into the traffic
     folder the monitoring pipeline reads."""

@@ -2,7 +2,8 @@
 
 Artifact names are part of the contract with the deployment and monitoring pipelines: they
 read the production model version's ``model_bundle`` (a directory, see
-rxvision.models.bundle), ``evaluation`` and ``reference_features`` artifacts.
+rxvision.models.bundle), ``evaluation`` and ``reference_features`` artifacts. Every step's
+output names are defined here, none in the step modules.
 """
 
 from __future__ import annotations
@@ -16,17 +17,21 @@ from zenml.io import fileio
 from zenml.materializers.base_materializer import BaseMaterializer
 
 from rxvision.config import RxVisionConfig, config_from_dict
+from rxvision.names import MODEL_NAME  # noqa: F401 - re-exported for the pipelines
 
-MODEL_NAME = "rxvision-classifier"
-# artifact names (stable: other pipelines and the tests read them by name)
+# Artifact names, every step output's in one place (stable: other pipelines, the dashboard and
+# the tests read them by name).
+# training: data
 DATASET_INDEX = "dataset_index"
 DATASET_FINGERPRINT = "dataset_fingerprint"
+CLEAN_INDEX = "clean_index"
 VALIDATION_REPORT = "validation_report"
 VALIDATION_HTML = "validation_report_html"
+IMAGE_FEATURE_TABLE = "image_feature_table"
 DATA_QUALITY_HTML = "data_quality_report"
-IMAGE_FEATURES = "image_feature_table"
 SPLITS = "dataset_splits"
 TEST_FINGERPRINT = "test_fingerprint"
+# training: model, evaluation, drift reference, registration
 TRAINED_BUNDLE = "trained_bundle"
 TRAINING_HISTORY = "training_history"
 MODEL_BUNDLE = "model_bundle"
@@ -37,10 +42,34 @@ EVALUATION_PLOTS = "evaluation_plots"
 HELDOUT_PREDICTIONS = "heldout_predictions"
 REFERENCE_FEATURES = "reference_features"
 REFERENCE_PROFILE = "reference_profile"
+REFERENCE_PROFILE_SUMMARY = "reference_profile_summary"
 EMBEDDING_PROJECTOR = "embedding_projector"
 GATE_DECISION = "gate_decision"
 REGISTRATION = "registration"
 MODEL_CARD = "model_card"
+# tuning
+STUDY_SUMMARY = "study_summary"
+BEST_CONFIG = "best_config"
+TUNING_PLOTS = ("optimization_history", "param_importances", "parallel_coordinates")
+# deployment
+EXPORT_DIR = "exported_model"
+EXPORT_REPORT = "export_report"
+EXPORT_PROFILE = "export_profile"
+BENTOML_MODEL = "bentoml_model_tag"
+BENTO = "bento"
+CONTAINER = "container_image"
+DEPLOYED_SERVICE = "deployed_service"
+# monitoring and operations
+TRAFFIC_FEATURES = "traffic_features"
+TRAFFIC_PROFILE = "traffic_profile"
+DRIFT_REPORT = "drift_report"
+DRIFT_RESULT = "drift_result"
+WHYLOGS_DRIFT = "whylogs_drift"
+ALERTED = "drift_alerted"
+DRIFT_METRICS = "drift_metrics"
+# batch inference
+BATCH_PREDICTIONS = "batch_predictions"
+BATCH_SUMMARY = "batch_summary"
 # MLflow 3 has no stages: the ZenML stage is mirrored as a registered-model alias of this name
 MLFLOW_STAGE_ALIASES = {"production": "production", "staging": "staging"}
 

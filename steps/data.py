@@ -19,10 +19,11 @@ from rxvision.config import DataConfig
 from rxvision.data.sources import DatasetIndex
 from rxvision.data.split import DatasetSplits, fingerprint, stratified_split
 from steps.common import (
+    CLEAN_INDEX,
     DATA_QUALITY_HTML,
     DATASET_FINGERPRINT,
     DATASET_INDEX,
-    IMAGE_FEATURES,
+    IMAGE_FEATURE_TABLE,
     SPLITS,
     TEST_FINGERPRINT,
     VALIDATION_HTML,
@@ -61,7 +62,7 @@ def load_data(
 def validate_data(
     index: DatasetIndex, dataset_fingerprint: str, data_config: dict[str, Any]
 ) -> tuple[
-    Annotated[DatasetIndex, "clean_index"],
+    Annotated[DatasetIndex, CLEAN_INDEX],
     Annotated[dict[str, Any], VALIDATION_REPORT],
     Annotated[HTMLString, VALIDATION_HTML],
 ]:
@@ -91,7 +92,7 @@ def validate_data(
 @step
 def profile_data(
     index: DatasetIndex, dataset_fingerprint: str, data_config: dict[str, Any]
-) -> tuple[Annotated[pd.DataFrame, IMAGE_FEATURES], Annotated[HTMLString, DATA_QUALITY_HTML]]:
+) -> tuple[Annotated[pd.DataFrame, IMAGE_FEATURE_TABLE], Annotated[HTMLString, DATA_QUALITY_HTML]]:
     """The image-feature table (what drift monitoring compares) and an Evidently
     data-quality report over it, per class, shown in the dashboard."""
     from evidently import Report

@@ -15,20 +15,25 @@ from zenml import get_step_context, log_metadata, step
 from zenml.logger import get_logger
 
 from rxvision.data.split import DatasetSplits
-from steps.common import MODEL_NAME, scalar_metrics, to_config
+from rxvision.names import STAGE_KEY, VERSION_NAME_KEY, VERSION_NUMBER_KEY, ZENML_MODEL_KEY
+from steps.common import (
+    BENTO,
+    BENTOML_MODEL,
+    CONTAINER,
+    DEPLOYED_SERVICE,
+    EXPORT_DIR,
+    EXPORT_PROFILE,
+    EXPORT_REPORT,
+    MODEL_NAME,
+    scalar_metrics,
+    to_config,
+)
 
 logger = get_logger(__name__)
 
-EXPORT_DIR = "exported_model"
-EXPORT_REPORT = "export_report"
-EXPORT_PROFILE = "export_profile"
-BENTOML_MODEL = "bentoml_model_tag"
-BENTO = "bento"
-CONTAINER = "container_image"
-
 
 @step(enable_cache=False)
-def export_model_step(
+def export_model(
     model_bundle: Path, splits: DatasetSplits, config: dict[str, Any]
 ) -> tuple[
     Annotated[Path, EXPORT_DIR],
@@ -37,7 +42,7 @@ def export_model_step(
 ]:
     """ONNX/TorchScript/int8 with parity on the version's own test images, and a latency
     profile (a table in the dashboard and model-version metadata)."""
-    from rxvision.export import export_model
+    from rxvision import export
     from rxvision.models import load_bundle
     from rxvision.serving import ImageLimits, prepare
 
@@ -51,7 +56,7 @@ def export_model_step(
     )
     labels = [splits.classes.index(s.label) for s in test]
     out = Path(tempfile.mkdtemp(prefix="rxvision-export-"))
-    result = export_model(
+    result = export.export_model(
         loaded.model, out, cfg.export, loaded.info.normalization["image_size"], images, labels
     )
     report = result.to_dict()
@@ -73,13 +78,15 @@ def export_model_step(
 
 
 @step(enable_cache=False)
-def save_to_bentoml_step(
+def save_to_bentoml(
     model_bundle: Path, exported_model: Path, embedding_projector: str, config: dict[str, Any]
 ) -> Annotated[str, BENTOML_MODEL]:
     """The bundle + its ONNX + drift projector into the BentoML store, labelled with lineage,
     with the model deployed so far as the fallback and the resolved serving/monitoring config."""
     from bentos.store import current_model, save_bundle_to_bentoml
+    from rxvision.evaluation.metrics import top_k_keys
     from rxvision.models import read_bundle_info
+    from rxvision.models.bundle import ONNX_FILE
 
     context = get_step_context()
     mv = context.model
@@ -91,16 +98,16 @@ def save_to_bentoml_step(
         projector = Path(tempfile.mkdtemp()) / "projector.json"
         projector.write_text(embedding_projector)
     labels = {
-        "zenml_model": MODEL_NAME,
-        "zenml_model_version": str(mv.number),
-        "zenml_model_version_name": str(mv.version),
-        "zenml_model_stage": str(mv.stage or "none"),
+        ZENML_MODEL_KEY: MODEL_NAME,
+        VERSION_NUMBER_KEY: str(mv.number),
+        VERSION_NAME_KEY: str(mv.version),
+        STAGE_KEY: str(mv.stage or "none"),
         "mlflow_run_id": (mlflow.get("run_id") if isinstance(mlflow, dict) else "") or "",
         "metrics": json.dumps(
             {
                 k: round(v, 4)
                 for k, v in scalar_metrics(info.metrics).items()
-                if k in ("accuracy", "macro_f1", "ece", "top3_accuracy")
+                if k in ("accuracy", "macro_f1", "ece") or k in top_k_keys(info.metrics)
             }
         ),
         "classes": ",".join(info.classes),
@@ -114,7 +121,7 @@ def save_to_bentoml_step(
     model = save_bundle_to_bentoml(
         Path(model_bundle),
         labels=labels,
-        onnx_file=Path(exported_model) / "model.onnx",
+        onnx_file=Path(exported_model) / ONNX_FILE,
         projector_file=projector,
         metadata={"mlflow": mlflow},
         fallback=previous[0] if previous else None,
@@ -135,7 +142,7 @@ def save_to_bentoml_step(
 
 
 @step(enable_cache=False)
-def build_bento_step(
+def build_bento(
     bentoml_model_tag: str, model_bundle: Path, containerize: bool
 ) -> tuple[Annotated[bento_module.Bento, BENTO], Annotated[dict[str, Any], CONTAINER]]:
     """`bentoml build` of bentos/bentofile.yaml; with ``containerize``, `bentoml containerize`
@@ -144,7 +151,7 @@ def build_bento_step(
 
     from zenml.integrations.bentoml.constants import DEFAULT_BENTO_FILENAME
 
-    from bentos.store import build_bento, docker_status, dockerfile_path
+    from bentos import store
 
     # ZenML's BentoML deployer reads model_uri/bento_uri from the Bento's labels
     bento_uri = os.path.join(
@@ -155,14 +162,14 @@ def build_bento_step(
         "model_uri": str(model_bundle),
         "bento_uri": bento_uri,
     }
-    bento = build_bento(bentoml_model_tag, labels=labels)
+    bento = store.build_bento(bentoml_model_tag, labels=labels)
     container: dict[str, Any] = {
         "requested": containerize,
         "image": None,
-        "dockerfile": str(dockerfile_path(bento)),
+        "dockerfile": str(store.dockerfile_path(bento)),
     }
     if containerize:
-        ok, why = docker_status()
+        ok, why = store.docker_status()
         if ok:
             import bentoml
 
@@ -185,11 +192,9 @@ from zenml.services.service import BaseService
 # re-exported: deployments made before the move name the class by this module's path
 from steps.bentoml_local import RxVisionBentoMLLocalService, deploy_with_service_class  # noqa: F401
 
-DEPLOYED_SERVICE = "deployed_service"
-
 
 @step(enable_cache=False)
-def deploy_bento_step(
+def deploy_bento(
     bento: bento_module.Bento, port: int, working_dir: str, timeout: int, host: str = "127.0.0.1"
 ) -> Annotated[BaseService, DEPLOYED_SERVICE]:
     """ZenML's BentoML model deployer (local `bentoml serve` daemon, listed by `zenml

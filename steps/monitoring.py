@@ -14,17 +14,17 @@ from zenml import get_step_context, log_metadata, step
 from zenml.logger import get_logger
 from zenml.types import HTMLString
 
-from steps.common import to_config
+from steps.common import (
+    ALERTED,
+    DRIFT_REPORT,
+    DRIFT_RESULT,
+    TRAFFIC_FEATURES,
+    TRAFFIC_PROFILE,
+    WHYLOGS_DRIFT,
+    to_config,
+)
 
 logger = get_logger(__name__)
-
-# artifact names (stable: tests and the dashboard read them by name)
-TRAFFIC_FEATURES = "traffic_features"
-TRAFFIC_PROFILE = "traffic_profile"
-DRIFT_REPORT = "drift_report"
-DRIFT_RESULT = "drift_result"
-WHYLOGS_DRIFT = "whylogs_drift"
-ALERTED = "drift_alerted"
 
 
 @step(enable_cache=False)

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 from zenml import get_step_context, log_metadata, step
 
-DRIFT_METRICS = "drift_metrics"
+from steps.common import DRIFT_METRICS
 
 
 @step(enable_cache=False)

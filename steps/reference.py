@@ -12,7 +12,13 @@ import pandas as pd
 from zenml import log_metadata, step
 
 from rxvision.data.split import DatasetSplits
-from steps.common import EMBEDDING_PROJECTOR, REFERENCE_FEATURES, REFERENCE_PROFILE, to_config
+from steps.common import (
+    EMBEDDING_PROJECTOR,
+    REFERENCE_FEATURES,
+    REFERENCE_PROFILE,
+    REFERENCE_PROFILE_SUMMARY,
+    to_config,
+)
 
 
 @step
@@ -22,7 +28,7 @@ def reference_features(
     Annotated[pd.DataFrame, REFERENCE_FEATURES],
     Annotated[str, EMBEDDING_PROJECTOR],
     Annotated[bytes, REFERENCE_PROFILE],
-    Annotated[pd.DataFrame, "reference_profile_summary"],
+    Annotated[pd.DataFrame, REFERENCE_PROFILE_SUMMARY],
 ]:
     """Feature table of the held-out images (with predictions and embedding components),
     the fitted projector (JSON) and a serialized whylogs profile with its summary table."""

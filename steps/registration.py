@@ -27,6 +27,7 @@ from zenml.logger import get_logger
 from zenml.types import HTMLString
 
 from rxvision.data.split import DatasetSplits
+from rxvision.names import MLFLOW_STAGE_TAG, VERSION_NAME_KEY, VERSION_NUMBER_KEY
 from steps.common import (
     EVALUATION,
     GATE_DECISION,
@@ -151,7 +152,7 @@ def register_model(
         set_stage(
             model.model_version_id, stage, source=f"quality gate of {context.pipeline_run.name}"
         )
-    mlflow_info = _mirror_to_mlflow(model_bundle, str(model.version), stage)
+    mlflow_info = _mirror_to_mlflow(model_bundle, model, stage)
     if mlflow_info:
         metadata["mlflow"] = mlflow_info
     model.log_metadata(metadata)
@@ -259,11 +260,11 @@ def mirror_stage(mv: Any, stage: str) -> dict[str, Any] | None:
             client.delete_registered_model_alias(MODEL_NAME, alias)
     if stage in MLFLOW_STAGE_ALIASES:
         client.set_registered_model_alias(MODEL_NAME, MLFLOW_STAGE_ALIASES[stage], version)
-    client.set_model_version_tag(MODEL_NAME, version, "rxvision.stage", stage)
+    client.set_model_version_tag(MODEL_NAME, version, MLFLOW_STAGE_TAG, stage)
     return {"version": version, "alias": MLFLOW_STAGE_ALIASES.get(stage)}
 
 
-def _mirror_to_mlflow(bundle: Path, zenml_version: str, stage: str | None) -> dict[str, Any] | None:
+def _mirror_to_mlflow(bundle: Path, model: Any, stage: str | None) -> dict[str, Any] | None:
     """Log the bundle into the run as an MLflow pyfunc model and register it as a version of
     the MLflow model of the same name; the stage becomes an alias. None when the stack has
     no MLflow model registry."""
@@ -288,7 +289,11 @@ def _mirror_to_mlflow(bundle: Path, zenml_version: str, stage: str | None) -> di
         source=logged.model_uri,
         run_id=run.info.run_id,
         model_id=getattr(logged, "model_id", None),
-        tags={"zenml_model_version": zenml_version, "rxvision.stage": stage or "rejected"},
+        tags={
+            VERSION_NUMBER_KEY: str(model.number),
+            VERSION_NAME_KEY: str(model.version),
+            MLFLOW_STAGE_TAG: stage or "rejected",
+        },
     )
     if stage in MLFLOW_STAGE_ALIASES:
         client.set_registered_model_alias(MODEL_NAME, MLFLOW_STAGE_ALIASES[stage], mv.version)

@@ -13,12 +13,10 @@ from zenml.logger import get_logger
 from zenml.types import HTMLString
 
 from rxvision.data.split import DatasetSplits
-from steps.common import to_config
+from steps.common import BEST_CONFIG, STUDY_SUMMARY, TUNING_PLOTS, to_config
 
 logger = get_logger(__name__)
-STUDY_SUMMARY = "study_summary"
-BEST_CONFIG = "best_config"
-PLOT_NAMES = ("optimization_history", "param_importances", "parallel_coordinates")
+OPTIMIZATION_HISTORY, PARAM_IMPORTANCES, PARALLEL_COORDINATES = TUNING_PLOTS
 
 
 @step(enable_cache=False)
@@ -27,9 +25,9 @@ def tune_hyperparameters(
 ) -> tuple[
     Annotated[dict[str, Any], STUDY_SUMMARY],
     Annotated[str, BEST_CONFIG],
-    Annotated[HTMLString, "optimization_history"],
-    Annotated[HTMLString, "param_importances"],
-    Annotated[HTMLString, "parallel_coordinates"],
+    Annotated[HTMLString, OPTIMIZATION_HISTORY],
+    Annotated[HTMLString, PARAM_IMPORTANCES],
+    Annotated[HTMLString, PARALLEL_COORDINATES],
 ]:
     """Add trials to the study (train/val only), then report the study as it stands."""
     from rxvision.tuning import best_config_yaml, open_study, run_study, storage_url, study_plots
@@ -63,5 +61,5 @@ def tune_hyperparameters(
     return (
         outcome,
         best_config_yaml(cfg, outcome),
-        *(HTMLString(plots[name]) for name in PLOT_NAMES),
+        *(HTMLString(plots[name]) for name in TUNING_PLOTS),
     )

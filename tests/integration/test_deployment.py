@@ -77,7 +77,7 @@ def test_export_is_parity_checked_and_profiled_as_metadata(deployed) -> None:
     export = summary["export"]
     assert export["passed"] and export["parity"]["onnx"]["top1_agreement"] == 1.0
     assert export["profile"] and export["int8_accuracy_change"] is not None
-    profile = run.steps["export_model_step"].outputs["export_profile"][0].load()
+    profile = run.steps["export_model"].outputs["export_profile"][0].load()
     assert {"format", "batch_size", "p50_ms", "p99_ms", "throughput_ips"} <= set(profile.columns)
     meta = _production().run_metadata
     assert "export" in meta and "latency_profile" in meta and "bentoml_model" in meta
@@ -93,7 +93,8 @@ def test_bentoml_model_carries_lineage_labels(deployed) -> None:
     bundle = read_bundle_info(_production().get_artifact("model_bundle").load())
     assert labels["sha256"] == bundle.sha256
     assert labels["zenml_model"] == "rxvision-classifier"
-    assert labels["zenml_model_version"] == str(_production().number)
+    assert labels["zenml_model_version_number"] == str(_production().number)
+    assert labels["zenml_model_version_name"] == str(_production().name)
     assert labels["classes"].split(",") == bundle.classes
     assert "mlflow_run_id" in labels and "metrics" in labels and "preprocessing" in labels
 

@@ -80,7 +80,7 @@ def test_shifted_traffic_is_reported_with_artifact_and_metadata(trained, shifted
     from zenml.client import Client
 
     from pipelines.monitoring import run_monitoring
-    from steps.monitoring import DRIFT_REPORT, WHYLOGS_DRIFT
+    from steps.common import DRIFT_REPORT, WHYLOGS_DRIFT
 
     assert shifted >= 20
     run, result = run_monitoring(trained, "1h")
@@ -181,7 +181,7 @@ def test_served_traffic_reaches_the_monitoring_pipeline(trained, tmp_path):
     bento_model = save_bundle_to_bentoml(
         mv.get_artifact(MODEL_BUNDLE).load(),
         projector_file=projector_file,
-        labels={"zenml_model_version": mv.number},
+        labels={"zenml_model_version_number": mv.number},
     )
     log_dir = tmp_path / "served-traffic"
     port = _free_port()

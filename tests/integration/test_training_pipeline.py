@@ -105,6 +105,8 @@ def test_mlflow_run_has_params_epoch_metrics_and_registry_alias(first_run) -> No
     from mlflow.tracking import MlflowClient
     from zenml.client import Client
 
+    from rxvision.names import MODEL_NAME
+
     cfg, _, out = first_run
     mlflow_info = out["registration"]["mlflow"]
     tracker = Client().active_stack.experiment_tracker
@@ -119,7 +121,9 @@ def test_mlflow_run_has_params_epoch_metrics_and_registry_alias(first_run) -> No
     assert {"config", "environment", "plots"} <= artifacts
     production = client.get_model_version_by_alias("rxvision-classifier", "production")
     assert str(production.version) == mlflow_info["version"]
-    assert production.tags["zenml_model_version"] == out["registration"]["version"]
+    assert production.tags["zenml_model_version_name"] == out["registration"]["version"]
+    zenml_version = Client().get_model_version(MODEL_NAME, out["registration"]["version"])
+    assert production.tags["zenml_model_version_number"] == str(zenml_version.number)
 
 
 def test_worse_model_is_rejected_with_fail_on_gate_and_production_stays(

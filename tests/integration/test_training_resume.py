@@ -16,31 +16,21 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.support.overrides import TINY_OVERRIDES
+
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
 EPOCHS = 4
-# tiny synthetic pills, but a fine-tuned backbone so an epoch lasts long enough to be killed in
+# the tier's tiny run, with more images, the default split and a fine-tuned backbone, so an
+# epoch lasts long enough to be killed in
 OVERRIDES = (
-    "data.synthetic.num_classes=3",
+    *TINY_OVERRIDES,
     "data.synthetic.images_per_class=40",
-    "data.synthetic.image_size=48",
-    "data.image_size=32",
-    "data.loader.batch_size=8",
-    "data.loader.eval_batch_size=16",
-    "data.loader.num_workers=0",
-    "data.loader.pin_memory=false",
-    "data.loader.persistent_workers=false",
-    "data.validation.min_resolution=16",
+    "data.split.val_fraction=0.15",
+    "data.split.test_fraction=0.15",
     "model.freeze_backbone=false",
     f"training.epochs={EPOCHS}",
-    "training.num_threads=1",
-    "training.early_stopping.enabled=false",
-    "evaluation.bootstrap_samples=0",
-    "gate.min_accuracy=0.0",
-    "gate.min_macro_f1=0.0",
-    "gate.max_ece=1.0",
-    "monitoring.min_rows=5",
 )
 
 

@@ -107,12 +107,12 @@ def test_best_config_loads_with_config_flag_and_reproduces_the_best_trial(two_ru
 def test_plots_are_dashboard_visualizations_and_html_files(two_runs) -> None:
     from zenml.client import Client
 
-    from steps.tuning import PLOT_NAMES
+    from steps.common import TUNING_PLOTS
 
     run = Client().get_pipeline_run(two_runs["second"]["run"].id)
     outputs = run.steps["tune_hyperparameters"].outputs
     folder = two_runs["home"].home / "tuning" / STUDY
-    for name in PLOT_NAMES:
+    for name in TUNING_PLOTS:
         assert outputs[name][0].visualizations, f"{name} has no visualization"
         page = (folder / f"{name}.html").read_text()
         assert "plotly" in page.lower() and STUDY in page

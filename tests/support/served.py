@@ -7,7 +7,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-LABELS = {"zenml_model_version": "7", "zenml_model_stage": "production"}
+LABELS = {"zenml_model_version_number": "7", "zenml_model_stage": "production"}
 
 
 def _static_batch(onnx_path: Path) -> None:

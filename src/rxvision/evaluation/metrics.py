@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -340,6 +341,13 @@ def bootstrap_intervals(
 def top_k_key(k: int) -> str:
     """The metric name of top-k accuracy (``top3_accuracy`` for the default k = 3)."""
     return f"top{k}_accuracy"
+
+
+def top_k_keys(metrics: Mapping[str, Any]) -> dict[str, int]:
+    """The top-k accuracy keys present in a metrics dict, with their k: k is
+    ``evaluation.top_k`` of the run that measured them, so readers look it up, not assume 3."""
+    found = (re.fullmatch(r"top(\d+)_accuracy", key) for key in metrics)
+    return {m.group(0): int(m.group(1)) for m in found if m}
 
 
 def _top_k(labels: np.ndarray, probs: np.ndarray, k: int) -> float:

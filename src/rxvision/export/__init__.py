@@ -22,6 +22,7 @@ from rxvision.errors import RxVisionError
 from rxvision.export.checks import LatencyStats, ParityReport, check_parity, profile_latency
 from rxvision.export.runtimes import OnnxRunner, Runner, TorchRunner, softmax
 from rxvision.lazy import lazy_names
+from rxvision.models.bundle import ONNX_FILE
 
 if TYPE_CHECKING:
     import torch
@@ -71,7 +72,6 @@ __getattr__, __dir__ = lazy_names(__name__, _LAZY, __all__)
 
 log = logging.getLogger(__name__)
 
-ONNX_FILE = "model.onnx"
 TORCHSCRIPT_FILE = "model.torchscript.pt"
 # formats that compute what PyTorch computes (logits within export.parity_atol); the others
 # (int8, TensorRT fp16) approximate it and are judged by top-1 agreement only

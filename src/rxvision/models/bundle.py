@@ -36,6 +36,9 @@ log = logging.getLogger(__name__)
 BUNDLE_FORMAT = 1
 WEIGHTS_FILE = "weights.pt"
 META_FILE = "bundle.json"
+# the ONNX export of the weights: written by rxvision.export, kept beside the bundle's files for
+# rxvision.serving (the one definition; both import it from here)
+ONNX_FILE = "model.onnx"
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,8 @@ from __future__ import annotations
 import html
 from typing import Any
 
+from rxvision.evaluation.metrics import top_k_keys
+
 _STYLE = """
 body{font:14px/1.4 system-ui,sans-serif;color:#1d2630;margin:1rem}
 h1{font-size:1.3rem;margin:0 0 .3rem} h2{font-size:1rem;margin:1.2rem 0 .4rem}
@@ -18,7 +20,8 @@ th{color:#5b6670;font-weight:600} .pass{color:#1b7a35} .fail{color:#a11b1b} .na{
 .node{border:1px solid #9aa7b2;border-radius:.4rem;padding:.3rem .6rem;background:#f4f7f9}
 .arrow{color:#5b6670} code{font-size:.85rem}
 """
-HEADLINE = ("accuracy", "macro_f1", "weighted_f1", "ece", "top3_accuracy")
+# shown first, in this order; then the top-k accuracy the evaluation measured (top{k}_accuracy)
+HEADLINE = ("accuracy", "macro_f1", "weighted_f1", "ece")
 
 
 def _e(value: Any) -> str:
@@ -27,11 +30,12 @@ def _e(value: Any) -> str:
 
 def _metric_rows(metrics: dict[str, Any], num_classes: int | None) -> str:
     rows = []
-    for name in HEADLINE:
+    top_k = top_k_keys(metrics)
+    for name in (*HEADLINE, *top_k):
         if name not in metrics or metrics[name] is None:
             continue
-        if name == "top3_accuracy" and num_classes is not None and num_classes <= 3:
-            continue  # top-3 of three classes or fewer says nothing
+        if name in top_k and num_classes is not None and num_classes <= top_k[name]:
+            continue  # top-k of k classes or fewer says nothing
         low, high = metrics.get(f"{name}_ci_low"), metrics.get(f"{name}_ci_high")
         interval = (
             f"{float(low):.3f} to {float(high):.3f}" if low is not None and high is not None else ""

@@ -22,10 +22,10 @@ import numpy as np
 
 from rxvision.calibration import CalibratedBatch, calibrate
 from rxvision.errors import RxVisionError
+from rxvision.models.bundle import ONNX_FILE
 
 log = logging.getLogger(__name__)
 
-ONNX_FILE = "model.onnx"
 EXPORT_MANIFEST = "export.json"
 
 Runtime = Literal["auto", "onnx", "torch"]

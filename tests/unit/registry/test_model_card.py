@@ -63,3 +63,35 @@ def test_model_card_is_script_free_and_shows_history_metrics_rules_lineage():
 
 def test_top3_is_left_out_where_it_cannot_mean_anything():
     assert "top3_accuracy" not in _card(["a", "b"])
+
+
+def test_model_card_shows_the_top_k_the_evaluation_measured():
+    from rxvision.evaluation.metrics import top_k_key, top_k_keys
+
+    metrics = {"accuracy": 0.9, "macro_f1": 0.88, "ece": 0.03, "top5_accuracy": 0.97}
+    assert top_k_keys(metrics) == {"top5_accuracy": 5} and top_k_key(5) == "top5_accuracy"
+    page = render_model_card(
+        model="rxvision-classifier",
+        version="2",
+        stage=None,
+        metrics=metrics,
+        gate_rules=[],
+        stage_history=[],
+        dataset_fingerprint="a" * 64,
+        test_fingerprint="b" * 64,
+        lineage={},
+        classes=list("abcdef"),
+    )
+    assert "top5_accuracy" in page and "0.9700" in page
+    assert "top5_accuracy" not in render_model_card(
+        model="m",
+        version="2",
+        stage=None,
+        metrics=metrics,
+        gate_rules=[],
+        stage_history=[],
+        dataset_fingerprint="a" * 64,
+        test_fingerprint="b" * 64,
+        lineage={},
+        classes=list("abcde"),
+    )
