@@ -144,7 +144,7 @@ def alert_on_drift(result: dict[str, Any]) -> Annotated[bool, ALERTED]:
                 "event": "drift",
                 "pipeline_run": run.name,
                 "pipeline_run_id": str(run.id),
-                "model_version": str(context.model.version) if context.model else None,
+                "model_version": str(context.model.number) if context.model else None,
                 "report_uri": report.uri,
                 "report_artifact_id": str(report.id),
                 "reason": result["reason"],

@@ -24,7 +24,7 @@ def export_drift_metrics(
     home = Path(os.environ.get("RXVISION_HOME", ".rxvision"))
     out = export_drift_status(
         result,
-        str(model.version) if model else "unknown",
+        str(model.number) if model else "unknown",  # model_version is the number everywhere
         home / "metrics" / "rxvision_drift.prom",
         pushgateway or os.environ.get("RXVISION_PUSHGATEWAY") or None,
     )
