@@ -1,0 +1,167 @@
+"""The deployment pipeline on a stack without a BentoML model deployer but with an image
+builder (what the Kubernetes stack has): real ZenML stacks registered in this module's own
+state folder with ZenML's `local` (Docker) image builder flavor. Without a Docker daemon the
+run builds the Bento and its image build context, then stops at the image build with one line
+naming what is missing; with a daemon the image is built and the manifests rendered."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+REGISTRY = "localhost:5000/rxvision"
+
+
+def _docker() -> tuple[bool, str]:
+    from bentos.store import docker_status
+
+    return docker_status()
+
+
+@pytest.fixture(scope="module")
+def trained(isolated_home, tiny_config):
+    """A tiny production model in this module's own state folder (on rxvision-local)."""
+    from pipelines.training import run_training
+
+    cfg = tiny_config("export.parity_images=4")
+    run_training(cfg)
+    return cfg
+
+
+def _register(tmp_path: Path, name: str, extra: str) -> str:
+    """A stack of the local orchestrator and artifact store (where the model's artifacts
+    are) plus ``extra`` components, registered from a stack file like stacks/*.yaml."""
+    from stacks.register import register_stack
+
+    spec = tmp_path / f"{name}.yaml"
+    spec.write_text(
+        f"name: {name}\ncomponents:\n"
+        "  orchestrator: {name: rxvision-local-orchestrator, flavor: local}\n"
+        "  artifact_store:\n    name: rxvision-local-artifacts\n    flavor: local\n"
+        "    configuration:\n      path: ${RXVISION_HOME}/artifacts\n" + extra
+    )
+    return register_stack(spec)
+
+
+@pytest.fixture()
+def on_stack(trained) -> Iterator:
+    """Run on a given stack for one test; the module's active stack comes back after."""
+    from stacks.setup import use_stack
+
+    saved = os.environ.get("ZENML_ACTIVE_STACK_ID")
+
+    def use(name: str) -> None:
+        use_stack(name)
+
+    yield use
+    if saved is None:
+        os.environ.pop("ZENML_ACTIVE_STACK_ID", None)
+    else:
+        os.environ["ZENML_ACTIVE_STACK_ID"] = saved
+
+
+def _last_deployment_run():
+    from zenml.client import Client
+
+    from pipelines.deployment import PIPELINE_NAME
+
+    return Client().get_pipeline(PIPELINE_NAME).last_run
+
+
+@pytest.mark.skipif(_docker()[0], reason="a Docker daemon answers here: the build succeeds")
+def test_without_a_daemon_the_run_builds_the_context_and_stops_with_one_line(
+    trained, on_stack, tmp_path
+) -> None:
+    from zenml.enums import ExecutionStatus
+
+    from pipelines.deployment import run_deployment
+    from rxvision.errors import RxVisionError
+
+    on_stack(
+        _register(
+            tmp_path,
+            "rxvision-image-builder-test",
+            "  image_builder: {name: rxvision-test-docker-builder, flavor: local}\n"
+            "  container_registry:\n    name: rxvision-test-registry\n    flavor: default\n"
+            f"    configuration: {{uri: '{REGISTRY}'}}\n",
+        )
+    )
+    with pytest.raises(RxVisionError) as err:
+        run_deployment(trained)
+    message = str(err.value)
+    assert "\n" not in err.value.problem and err.value.hint  # one line, then what to do
+    assert "image builder 'rxvision-test-docker-builder' (local) cannot build" in message
+    assert f"{REGISTRY}/rxvision:" in message and "No container engine is available" in message
+    assert "`bento_build_context` artifact" in message  # the hint: how to build it by hand
+
+    run = _last_deployment_run()
+    assert "deploy_bento_step" not in run.steps  # the BentoML deployer path did not run
+    assert run.steps["build_bento_image_step"].status == ExecutionStatus.FAILED
+    context = Path(run.steps["bento_build_context_step"].outputs["bento_build_context"][0].load())
+    dockerfile = (context / "Dockerfile").read_text()
+    assert dockerfile == (context / "env" / "docker" / "Dockerfile").read_text()
+    assert "COPY" in dockerfile and "--mount=type=cache" not in dockerfile  # no BuildKit
+    assert "torch" not in dockerfile
+    assert (context / "bento.yaml").is_file()
+    assert (context / "src" / "bentos" / "service.py").is_file()
+    assert (context / "env" / "python" / "requirements.txt").is_file()
+    tag = run.steps["save_to_bentoml_step"].outputs["bentoml_model_tag"][0].load()
+    name, version = tag.split(":")
+    model = context / "models" / name / version
+    assert (model / "bundle" / "model.onnx").is_file() and (model / "model.yaml").is_file()
+
+
+def test_the_local_stack_keeps_the_bentoml_deployer_path(isolated_home) -> None:
+    from zenml.client import Client
+
+    from steps.k8s_deploy import BENTOML_TARGET, deployment_target
+
+    assert Client().active_stack_model.name == "rxvision-local"
+    assert deployment_target() == BENTOML_TARGET  # its BentoML model deployer
+
+
+def test_a_stack_that_can_deploy_nowhere_is_a_clear_error(trained, on_stack, tmp_path) -> None:
+    from pipelines.deployment import run_deployment
+    from rxvision.errors import RxVisionError
+
+    on_stack(_register(tmp_path, "rxvision-no-deployer-test", ""))
+    with pytest.raises(
+        RxVisionError, match="neither a BentoML model deployer nor an image builder"
+    ):
+        run_deployment(trained)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not _docker()[0], reason=f"no Docker daemon here: {_docker()[1]}")
+def test_with_a_daemon_the_image_is_built_and_the_manifests_rendered(
+    trained, on_stack, tmp_path
+) -> None:
+    import subprocess
+
+    import yaml
+
+    from pipelines.deployment import run_deployment
+
+    # no registry: the image stays in the local daemon (a push needs a registry to exist)
+    on_stack(
+        _register(
+            tmp_path,
+            "rxvision-docker-build-test",
+            "  image_builder: {name: rxvision-test-docker-builder, flavor: local}\n",
+        )
+    )
+    _run, summary = run_deployment(trained)
+    k8s = summary["kubernetes"]
+    assert k8s["image"].startswith("rxvision:")
+    inspect = subprocess.run(
+        ["docker", "image", "inspect", k8s["image"]], capture_output=True, check=False
+    )
+    assert inspect.returncode == 0, inspect.stderr
+    manifests = list(yaml.safe_load_all(Path(k8s["file"]).read_text()))
+    assert manifests[0]["spec"]["template"]["spec"]["containers"][0]["image"] == k8s["image"]
+    assert not k8s["applied"] and k8s["command"].endswith(k8s["file"])
