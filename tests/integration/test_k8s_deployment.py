@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from zenml import Model, pipeline
 
 pytestmark = pytest.mark.integration
 
@@ -165,3 +166,56 @@ def test_with_a_daemon_the_image_is_built_and_the_manifests_rendered(
     manifests = list(yaml.safe_load_all(Path(k8s["file"]).read_text()))
     assert manifests[0]["spec"]["template"]["spec"]["containers"][0]["image"] == k8s["image"]
     assert not k8s["applied"] and k8s["command"].endswith(k8s["file"])
+
+
+@pipeline(
+    name="rxvision_k8s_render_test",
+    enable_cache=False,
+    model=Model(name="rxvision-classifier", version="production"),
+)
+def _render_only(config: dict, image: str) -> None:
+    """The Kubernetes branch's last step alone (the image is given, not built here)."""
+    from steps.k8s_deploy import render_k8s_manifests_step
+
+    render_k8s_manifests_step(image, config)
+
+
+def test_manifests_step_renders_valid_yaml_a_dashboard_page_and_says_why_not_applied(
+    trained, tmp_path, monkeypatch
+) -> None:
+    import yaml
+    from zenml.client import Client
+
+    kv = pytest.importorskip("kubernetes_validate", reason="kubernetes-validate: dev extras")
+    from tests.support.launch import free_port
+
+    dead = f"http://127.0.0.1:{free_port()}"  # a kubeconfig whose cluster is not there
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: x\n"
+        f"clusters: [{{name: c, cluster: {{server: '{dead}'}}}}]\n"
+        "users: [{name: u, user: {token: t}}]\n"
+        "contexts: [{name: x, context: {cluster: c, user: u}}]\n"
+    )
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    cfg = trained.model_copy(deep=True)
+    cfg.kubernetes.apply, cfg.kubernetes.replicas, cfg.kubernetes.gpu_count = True, 3, 1
+    run = _render_only(config=cfg.model_dump(mode="json"), image="registry.example/rxvision:9")
+    step = Client().get_pipeline_run(run.id).steps["render_k8s_manifests_step"]
+    manifests = list(yaml.safe_load_all(step.outputs["k8s_manifests"][0].load()))
+    for manifest in manifests:
+        kv.validate(manifest, kv.latest_version(), strict=True)
+    deployment = manifests[0]
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == "registry.example/rxvision:9"
+    assert deployment["spec"]["replicas"] == 3
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    outcome = step.outputs["k8s_apply"][0].load()
+    assert not outcome["applied"] and f"the cluster at {dead} did not answer" in outcome["reason"]
+    view = step.outputs["k8s_manifests_view"][0]
+    assert view.visualizations  # the dashboard shows the page
+    page = view.load()
+    assert "kubectl apply --server-side" in page and "<script" not in page.lower()
+    meta = Client().get_model_version("rxvision-classifier", "production").run_metadata
+    assert meta["kubernetes"]["image"] == "registry.example/rxvision:9"
