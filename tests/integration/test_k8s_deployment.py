@@ -16,6 +16,7 @@ from zenml import Model, pipeline
 pytestmark = pytest.mark.integration
 
 REGISTRY = "localhost:5000/rxvision"
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _docker() -> tuple[bool, str]:
@@ -219,3 +220,38 @@ def test_manifests_step_renders_valid_yaml_a_dashboard_page_and_says_why_not_app
     assert "kubectl apply --server-side" in page and "<script" not in page.lower()
     meta = Client().get_model_version("rxvision-classifier", "production").run_metadata
     assert meta["kubernetes"]["image"] == "registry.example/rxvision:9"
+
+
+def test_on_the_k8s_deploy_stack_the_pipeline_compiles_into_the_image_branch(
+    trained, tiny_config, on_stack
+) -> None:
+    """stacks/k8s-deploy.yaml (Kaniko, registry, S3; no cluster needed to register) with
+    configs/deployment-k8s.yaml: the image and manifest steps instead of the BentoML deployer."""
+    from zenml.client import Client
+    from zenml.config.compiler import Compiler
+    from zenml.config.pipeline_run_configuration import PipelineRunConfiguration
+    from zenml.stack import Stack
+
+    from pipelines import read_run_config
+    from pipelines.deployment import deployment_pipeline
+    from stacks.register import register_stack
+
+    name = register_stack(ROOT / "stacks" / "k8s-deploy.yaml")
+    profile, sections, options = read_run_config(ROOT / "configs" / "deployment-k8s.yaml")
+    assert profile == "full"
+    cfg = tiny_config(config_file=sections)  # the file's sections on the tiny demo config
+    on_stack(name)
+    pipe = deployment_pipeline.copy()
+    pipe.prepare(config=cfg)
+    snapshot = Compiler().compile(
+        pipeline=pipe,
+        stack=Stack.from_model(Client().get_stack(name)),
+        run_configuration=PipelineRunConfiguration.model_validate(options),
+    )
+    steps = snapshot.step_configurations
+    assert "deploy_bento_step" not in steps
+    image_branch = {"bento_build_context_step", "build_bento_image_step"}
+    image_branch.add("render_k8s_manifests_step")
+    assert image_branch <= set(steps)
+    rendered = steps["render_k8s_manifests_step"].config.parameters["config"]["kubernetes"]
+    assert rendered["replicas"] == 2 and rendered["gpu_count"] == 0 and rendered["apply"] is False
