@@ -255,3 +255,33 @@ def test_on_the_k8s_deploy_stack_the_pipeline_compiles_into_the_image_branch(
     assert image_branch <= set(steps)
     rendered = steps["render_k8s_manifests_step"].config.parameters["config"]["kubernetes"]
     assert rendered["replicas"] == 2 and rendered["gpu_count"] == 0 and rendered["apply"] is False
+
+
+def test_summary_shows_the_image_the_manifests_file_and_the_kubectl_line(capsys) -> None:
+    from types import SimpleNamespace
+
+    from pipelines.deployment import print_summary
+    from rxvision.deploy.k8s import kubectl_command
+
+    k8s = {
+        "image": f"{REGISTRY}/rxvision:abc",
+        "file": "/state/k8s/rxvision-k8s.yaml",
+        "command": kubectl_command("/state/k8s/rxvision-k8s.yaml"),
+        "applied": False,
+        "reason": "not asked (kubernetes.apply is false)",
+        "objects": [],
+    }
+    summary = {
+        "model_version": 3,
+        "stage": "production",
+        "bento": "rxvision:abc",
+        "bentoml_model": "rxvision-classifier:xyz",
+        "export": {"parity": {}, "profile": [], "unavailable": {}},
+        "container": {"requested": False, "dockerfile": "/b/env/docker/Dockerfile"},
+        "kubernetes": k8s,
+    }
+    print_summary(SimpleNamespace(name="rxvision_deployment-1"), summary)
+    out = " ".join(capsys.readouterr().out.split())
+    assert k8s["image"] in out and "not asked" in out
+    assert "kubectl apply --server-side --field-manager=rxvision -f" in out
+    assert "URL" not in out
