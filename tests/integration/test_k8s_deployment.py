@@ -75,29 +75,48 @@ def _last_deployment_run():
     return Client().get_pipeline(PIPELINE_NAME).last_run
 
 
+def _deploy_with_run_py(home: Path, stack: str):
+    """`python run.py --pipeline deployment --stack NAME` on this module's state folder, in
+    its own process: a process builds one Bento (the service module pins its model when
+    BentoML imports it, and test_deployment.py builds another in this process)."""
+    import subprocess
+    import sys
+
+    from tests.integration.conftest import TINY_OVERRIDES
+
+    env = {k: v for k, v in os.environ.items() if k != "ZENML_ACTIVE_STACK_ID"}
+    env["RXVISION_HOME"] = str(home)
+    sets = [a for o in (*TINY_OVERRIDES, "export.parity_images=4") for a in ("--set", o)]
+    return subprocess.run(
+        [sys.executable, str(ROOT / "run.py"), "--pipeline", "deployment", "--stack", stack] + sets,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=900,
+        check=False,
+    )
+
+
 @pytest.mark.skipif(_docker()[0], reason="a Docker daemon answers here: the build succeeds")
 def test_without_a_daemon_the_run_builds_the_context_and_stops_with_one_line(
-    trained, on_stack, tmp_path
+    trained, isolated_home, tmp_path
 ) -> None:
     from zenml.enums import ExecutionStatus
 
-    from pipelines.deployment import run_deployment
-    from rxvision.errors import RxVisionError
-
-    on_stack(
-        _register(
-            tmp_path,
-            "rxvision-image-builder-test",
-            "  image_builder: {name: rxvision-test-docker-builder, flavor: local}\n"
-            "  container_registry:\n    name: rxvision-test-registry\n    flavor: default\n"
-            f"    configuration: {{uri: '{REGISTRY}'}}\n",
-        )
+    stack = _register(
+        tmp_path,
+        "rxvision-image-builder-test",
+        "  image_builder: {name: rxvision-test-docker-builder, flavor: local}\n"
+        "  container_registry:\n    name: rxvision-test-registry\n    flavor: default\n"
+        f"    configuration: {{uri: '{REGISTRY}'}}\n",
     )
-    with pytest.raises(RxVisionError) as err:
-        run_deployment(trained)
-    message = str(err.value)
-    assert "\n" not in err.value.problem and err.value.hint  # one line, then what to do
-    assert "image builder 'rxvision-test-docker-builder' (local) cannot build" in message
+    proc = _deploy_with_run_py(isolated_home.home, stack)
+    assert proc.returncode == 2, (proc.stdout + proc.stderr)[-3000:]
+    assert "Traceback" not in proc.stderr
+    message = proc.stderr[proc.stderr.rindex("error: ") :]
+    problem = message.splitlines()[0]  # one line, then the hint
+    assert "image builder 'rxvision-test-docker-builder' (local) cannot build" in problem
     assert f"{REGISTRY}/rxvision:" in message and "No container engine is available" in message
     assert "`bento_build_context` artifact" in message  # the hint: how to build it by hand
 
@@ -141,32 +160,30 @@ def test_a_stack_that_can_deploy_nowhere_is_a_clear_error(trained, on_stack, tmp
 @pytest.mark.slow
 @pytest.mark.skipif(not _docker()[0], reason=f"no Docker daemon here: {_docker()[1]}")
 def test_with_a_daemon_the_image_is_built_and_the_manifests_rendered(
-    trained, on_stack, tmp_path
+    trained, isolated_home, tmp_path
 ) -> None:
     import subprocess
 
     import yaml
 
-    from pipelines.deployment import run_deployment
-
     # no registry: the image stays in the local daemon (a push needs a registry to exist)
-    on_stack(
-        _register(
-            tmp_path,
-            "rxvision-docker-build-test",
-            "  image_builder: {name: rxvision-test-docker-builder, flavor: local}\n",
-        )
+    stack = _register(
+        tmp_path,
+        "rxvision-docker-build-test",
+        "  image_builder: {name: rxvision-test-docker-builder, flavor: local}\n",
     )
-    _run, summary = run_deployment(trained)
-    k8s = summary["kubernetes"]
-    assert k8s["image"].startswith("rxvision:")
+    proc = _deploy_with_run_py(isolated_home.home, stack)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    steps = _last_deployment_run().steps
+    image = steps["build_bento_image_step"].outputs["bento_image"][0].load()
+    assert image.startswith("rxvision:")
+    manifests_file = isolated_home.home / "k8s" / "rxvision-k8s.yaml"
     inspect = subprocess.run(
-        ["docker", "image", "inspect", k8s["image"]], capture_output=True, check=False
+        ["docker", "image", "inspect", image], capture_output=True, check=False
     )
     assert inspect.returncode == 0, inspect.stderr
-    manifests = list(yaml.safe_load_all(Path(k8s["file"]).read_text()))
-    assert manifests[0]["spec"]["template"]["spec"]["containers"][0]["image"] == k8s["image"]
-    assert not k8s["applied"] and k8s["command"].endswith(k8s["file"])
+    manifests = list(yaml.safe_load_all(manifests_file.read_text()))
+    assert manifests[0]["spec"]["template"]["spec"]["containers"][0]["image"] == image
 
 
 @pipeline(
