@@ -93,6 +93,7 @@ VERSION = {  # /version of a real API server (the client checks every field is t
     "platform": "linux/amd64",
 }
 
+
 class _ApiServer:
     """A small stand-in for the Kubernetes API server (the library's unit tier may use
     fakes): answers /version and records each PATCH with its query and body."""
