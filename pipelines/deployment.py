@@ -1,7 +1,9 @@
 """The deployment pipeline: the production model version -> export (parity-checked, profiled)
 -> BentoML model store with lineage labels -> Bento -> ZenML's BentoML model deployer (local
 `bentoml serve` daemon on serving.host, 127.0.0.1 by default; see steps/bentoml_local.py for
-why not its stock step) -> the URL.
+why not its stock step) -> the URL. On a stack without that deployer but with an image
+builder (Kubernetes): the Bento's image, built and pushed by the stack, and its manifests
+(steps/k8s_deploy.py).
 
     python run.py --pipeline deployment [--model-version V] [--containerize]
 """
@@ -15,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from zenml import Model, get_pipeline_context, pipeline
+from zenml.enums import ExecutionMode
 
 from pipelines import RunConfig
 from rxvision.config import RxVisionConfig
@@ -32,6 +35,7 @@ from steps.common import (
     config_param,
 )
 from steps.deployment import build_bento, deploy_bento, export_model, save_to_bentoml
+from steps.k8s_deploy import KUBERNETES_TARGET, deploy_to_kubernetes, deployment_target
 
 logger = logging.getLogger(__name__)
 PIPELINE_NAME = "rxvision_deployment"
@@ -40,7 +44,13 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 DEPLOY_TIMEOUT_S = 300  # a contended 2-core CPU needs about a minute to load and warm up
 
 
-@pipeline(name=PIPELINE_NAME, enable_cache=False, model=Model(name=MODEL_NAME, version=PRODUCTION))
+# FAIL_FAST: a step's user error reaches run.py as itself (one line), as in training
+@pipeline(
+    name=PIPELINE_NAME,
+    enable_cache=False,
+    model=Model(name=MODEL_NAME, version=PRODUCTION),
+    execution_mode=ExecutionMode.FAIL_FAST,
+)
 def deployment_pipeline(config: RunConfig, containerize: bool = False) -> None:
     """The pipeline's model version (production unless the run config's ``model:`` names
     another) -> its bundle, splits and projector -> export -> Bento -> deploy. ZenML resolves
@@ -53,6 +63,9 @@ def deployment_pipeline(config: RunConfig, containerize: bool = False) -> None:
     exported, _report, _profile = export_model(bundle, splits, params)
     tag = save_to_bentoml(bundle, exported, projector, params)
     bento, _container = build_bento(tag, bundle, containerize)
+    if deployment_target() == KUBERNETES_TARGET:  # the stack's image builder, no deployer
+        deploy_to_kubernetes(bento, params)
+        return
     deploy_bento(
         bento,
         port=config.serving.port,
@@ -109,29 +122,33 @@ def run_deployment(
     """Run the pipeline on the active stack; returns (pipeline run, summary dict)."""
     from zenml.client import Client
 
-    from pipelines import with_run_options
+    from pipelines import call_pipeline, with_run_options
 
     resolve_model_version(model_version)  # none yet: a one-line error before anything runs
     pipe = with_run_options(deployment_pipeline, zenml_options)
     if model_version is not None:
         pipe = pipe.with_options(model=model_for(model_version))
-    run = pipe(config=cfg, containerize=containerize)
+    run = call_pipeline(pipe, config=cfg, containerize=containerize)
     run = Client().get_pipeline_run(run.id)
     mv = run.model_version
-    service = run.steps["deploy_bento"].outputs[DEPLOYED_SERVICE][0].load()
     report = run.steps["export_model"].outputs[EXPORT_REPORT][0].load()
     container = run.steps["build_bento"].outputs[CONTAINER][0].load()
     bento_tag = run.steps["build_bento"].outputs[BENTO][0].load().tag
     summary = {
         "model_version": mv.number,
         "stage": str(mv.stage),
-        "url": service.prediction_url,
-        "service_uuid": str(service.uuid),
         "bento": str(bento_tag),
         "bentoml_model": run.steps["save_to_bentoml"].outputs[BENTOML_MODEL][0].load(),
         "export": report,
         "container": container,
     }
+    if "deploy_bento" in run.steps:
+        service = run.steps["deploy_bento"].outputs[DEPLOYED_SERVICE][0].load()
+        summary.update(url=service.prediction_url, service_uuid=str(service.uuid))
+    else:
+        from steps.k8s_deploy import kubernetes_summary
+
+        summary["kubernetes"] = kubernetes_summary(run, cfg)
     return run, summary
 
 
@@ -173,7 +190,16 @@ def print_summary(run: Any, summary: dict[str, Any]) -> None:
             "container", container.get("image") or f"[yellow]skipped: {container.get('skipped')}[/]"
         )
     table.add_row("dockerfile", container["dockerfile"])
-    table.add_row("URL", f"[bold]{summary['url']}[/]  (POST /classify with a multipart 'image')")
+    if "kubernetes" in summary:
+        k8s = summary["kubernetes"]
+        table.add_row("image", k8s["image"])
+        table.add_row("manifests", k8s["file"])
+        table.add_row("applied", ", ".join(k8s["objects"]) if k8s["applied"] else k8s["reason"])
+        if not k8s["applied"]:
+            table.add_row("apply with", f"[bold]{k8s['command']}[/]")
+    else:
+        url = f"[bold]{summary['url']}[/]  (POST /classify with a multipart 'image')"
+        table.add_row("URL", url)
     Console().print(Panel(table, title="RxVision deployment", expand=False))
 
 

@@ -59,6 +59,12 @@ BENTOML_MODEL = "bentoml_model_tag"
 BENTO = "bento"
 CONTAINER = "container_image"
 DEPLOYED_SERVICE = "deployed_service"
+# the Kubernetes branch (steps/k8s_deploy.py)
+BUILD_CONTEXT = "bento_build_context"
+BENTO_IMAGE = "bento_image"
+K8S_MANIFESTS = "k8s_manifests"
+K8S_MANIFESTS_VIEW = "k8s_manifests_view"
+K8S_APPLY = "k8s_apply"
 # monitoring and operations
 TRAFFIC_FEATURES = "traffic_features"
 TRAFFIC_PROFILE = "traffic_profile"

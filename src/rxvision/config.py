@@ -520,6 +520,11 @@ class KubernetesConfig(_Strict):
     api_key_secret_key: str = "api-key"
     service_type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = "ClusterIP"
     node_selector: dict[str, str] = Field(default_factory=dict)
+    # the deployment pipeline applies the manifests (server-side apply) only when this is true
+    # and the cluster answers; otherwise it prints the `kubectl apply` line
+    apply: bool = False
+    # the kubeconfig context to apply with (None: the current one; in-cluster inside a pod)
+    context: str | None = None
 
     @model_validator(mode="after")
     def _replica_bounds(self) -> KubernetesConfig:

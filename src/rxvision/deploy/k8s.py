@@ -4,16 +4,21 @@ liveness on /livez, the API key from a Secret, Prometheus scrape annotations), a
 a HorizontalPodAutoscaler on CPU.
 
     python -m rxvision.deploy.k8s --image registry.example.com/rxvision:TAG > rxvision.yaml
-    kubectl apply -f rxvision.yaml
+    kubectl apply --server-side --field-manager=rxvision -f rxvision.yaml
 
 Plain dictionaries (no cluster, no client needed); tests validate them against the
-Kubernetes schema offline.
+Kubernetes schema offline. The deployment pipeline on a stack with an image builder renders
+them for the image it built, shows them in the dashboard (``manifests_html``) and applies
+them with ``apply_if_asked`` (server-side apply through the kubernetes client).
 """
 
 from __future__ import annotations
 
 import argparse
+import html
+import os
 import sys
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -141,6 +146,155 @@ def render_manifests(cfg: RxVisionConfig, image: str | None = None) -> list[dict
 def to_yaml(manifests: list[dict[str, Any]]) -> str:
     """One multi-document YAML for ``kubectl apply -f``."""
     return yaml.safe_dump_all(manifests, sort_keys=False)
+
+
+# ------------------------------------------------------------------------ applying
+FIELD_MANAGER = "rxvision"  # the owner of the fields we apply (server-side apply)
+
+
+def kubectl_command(path: str | Path) -> str:
+    """The command that applies the manifests file the same way the pipeline would."""
+    return f"kubectl apply --server-side --field-manager={FIELD_MANAGER} -f {path}"
+
+
+def connect(
+    context: str | None = None, config_file: str | Path | None = None, timeout_s: float = 5.0
+) -> tuple[Any | None, str]:
+    """(a kubernetes ApiClient, "") when the cluster answers, else (None, why not). Inside a
+    pod without a named context: the pod's service account; else the kubeconfig
+    (``config_file``, $KUBECONFIG or ~/.kube/config) and ``context`` (None: its current)."""
+    try:
+        from kubernetes import client, config
+    except ImportError:
+        return None, "the kubernetes Python client is not installed (pip install kubernetes)"
+    try:
+        if context is None and config_file is None and "KUBERNETES_SERVICE_HOST" in os.environ:
+            config.load_incluster_config()
+            api = client.ApiClient()
+        else:
+            config_file = config_file or os.environ.get("KUBECONFIG") or "~/.kube/config"
+            api = config.new_client_from_config(
+                config_file=str(Path(config_file).expanduser()),
+                context=context,
+                persist_config=False,
+            )
+    except Exception as exc:  # noqa: BLE001 - ConfigException, OSError, TypeError, ...
+        return None, f"no usable kubeconfig ({_first_line(exc)})"
+    try:
+        client.VersionApi(api).get_code(_request_timeout=timeout_s)
+    except Exception as exc:  # noqa: BLE001 - connection errors, ApiException (401, ...)
+        return None, f"the cluster at {api.configuration.host} did not answer ({_first_line(exc)})"
+    return api, ""
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:200]
+
+
+def object_path(manifest: dict[str, Any]) -> str:
+    """The REST path of a namespaced object (core ``v1`` or a ``group/version``)."""
+    version = manifest["apiVersion"]
+    prefix = f"/apis/{version}" if "/" in version else f"/api/{version}"
+    meta = manifest["metadata"]
+    # the plural is the lower-case kind + "s" for the three kinds we render
+    return f"{prefix}/namespaces/{meta['namespace']}/{manifest['kind'].lower()}s/{meta['name']}"
+
+
+def apply_manifests(api: Any, manifests: list[dict[str, Any]]) -> list[str]:
+    """Server-side apply of each manifest (created or updated, our fields forced); returns
+    ``Kind/name`` of each. A refusal by the cluster is an RxVisionError naming the object."""
+    from kubernetes.client.exceptions import ApiException
+
+    applied = []
+    for manifest in manifests:
+        name = f"{manifest['kind']}/{manifest['metadata']['name']}"
+        try:
+            api.call_api(
+                object_path(manifest),
+                "PATCH",
+                query_params=[("fieldManager", FIELD_MANAGER), ("force", "true")],
+                header_params={
+                    "Content-Type": "application/apply-patch+yaml",
+                    "Accept": "application/json",
+                },
+                body=manifest,
+                auth_settings=["BearerToken"],
+                response_type="object",
+                _return_http_data_only=True,
+                _request_timeout=30,
+            )
+        except ApiException as exc:
+            raise RxVisionError(
+                f"the cluster refused {name} in namespace "
+                f"'{manifest['metadata']['namespace']}': {exc.status} {exc.reason}",
+                "create the namespace and check that you may apply there "
+                f"(kubectl auth can-i patch {manifest['kind'].lower()}s -n "
+                f"{manifest['metadata']['namespace']})",
+            ) from None
+        applied.append(name)
+    return applied
+
+
+def apply_if_asked(
+    cfg: RxVisionConfig, manifests: list[dict[str, Any]], config_file: str | Path | None = None
+) -> dict[str, Any]:
+    """Apply when ``kubernetes.apply`` is true and the cluster answers; otherwise say why not.
+    Returns {applied, reason, objects, context}: what the step records and the summary shows."""
+    k8s = cfg.kubernetes
+    outcome: dict[str, Any] = {"applied": False, "objects": [], "context": k8s.context}
+    if not k8s.apply:
+        outcome["reason"] = "not asked (kubernetes.apply is false)"
+        return outcome
+    api, why = connect(k8s.context, config_file)
+    if api is None:
+        outcome["reason"] = why
+        return outcome
+    outcome.update(applied=True, reason="applied", objects=apply_manifests(api, manifests))
+    return outcome
+
+
+def manifests_html(manifests: list[dict[str, Any]], outcome: dict[str, Any], command: str) -> str:
+    """A script-free page for the dashboard: what the manifests ask for, whether they were
+    applied (or the command that applies them), and the YAML itself."""
+    deployment, service, hpa = manifests
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    resources = container["resources"]
+    env = {e["name"]: e for e in container.get("env", [])}
+    key = env.get("RXVISION_API_KEY", {}).get("valueFrom", {}).get("secretKeyRef")
+    spec = hpa["spec"]
+    cpu = spec["metrics"][0]["resource"]["target"]["averageUtilization"]
+    rows = [
+        ("image", container["image"]),
+        (
+            "namespace / name",
+            f"{deployment['metadata']['namespace']} / {deployment['metadata']['name']}",
+        ),
+        ("replicas", str(deployment["spec"]["replicas"])),
+        ("autoscaling", f"{spec['minReplicas']}..{spec['maxReplicas']} pods at {cpu} % CPU"),
+        ("requests", ", ".join(f"{k}={v}" for k, v in resources["requests"].items())),
+        ("limits", ", ".join(f"{k}={v}" for k, v in resources.get("limits", {}).items()) or "none"),
+        ("readiness", container["readinessProbe"]["httpGet"]["path"]),
+        ("API key", f"Secret {key['name']}, key {key['key']}" if key else "none"),
+        ("service", f"{service['spec']['type']} port {service['spec']['ports'][0]['port']}"),
+        (
+            "applied",
+            ", ".join(outcome["objects"])
+            if outcome.get("applied")
+            else f"no: {outcome.get('reason')}",
+        ),
+        ("apply with", command),
+    ]
+    table = "".join(
+        f"<tr><th>{html.escape(k)}</th><td><code>{html.escape(v)}</code></td></tr>" for k, v in rows
+    )
+    return (
+        "<!doctype html><html><head><meta charset='utf-8'><title>Kubernetes manifests</title>"
+        "<style>body{font-family:sans-serif;margin:1em}th{text-align:left;padding-right:1em}"
+        "pre{background:#f4f4f4;padding:1em;overflow:auto}</style></head><body>"
+        "<h2>Kubernetes manifests: Deployment, Service, HorizontalPodAutoscaler</h2>"
+        f"<table>{table}</table><pre>{html.escape(to_yaml(manifests))}</pre></body></html>"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
