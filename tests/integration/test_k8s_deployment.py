@@ -121,7 +121,7 @@ def test_without_a_daemon_the_run_builds_the_context_and_stops_with_one_line(
     assert "`bento_build_context` artifact" in message  # the hint: how to build it by hand
 
     run = _last_deployment_run()
-    assert "deploy_bento_step" not in run.steps  # the BentoML deployer path did not run
+    assert "deploy_bento" not in run.steps  # the BentoML deployer path did not run
     assert run.steps["build_bento_image"].status == ExecutionStatus.FAILED
     context = Path(run.steps["save_build_context"].outputs["bento_build_context"][0].load())
     dockerfile = (context / "Dockerfile").read_text()
@@ -131,7 +131,7 @@ def test_without_a_daemon_the_run_builds_the_context_and_stops_with_one_line(
     assert (context / "bento.yaml").is_file()
     assert (context / "src" / "bentos" / "service.py").is_file()
     assert (context / "env" / "python" / "requirements.txt").is_file()
-    tag = run.steps["save_to_bentoml_step"].outputs["bentoml_model_tag"][0].load()
+    tag = run.steps["save_to_bentoml"].outputs["bentoml_model_tag"][0].load()
     name, version = tag.split(":")
     model = context / "models" / name / version
     assert (model / "bundle" / "model.onnx").is_file() and (model / "model.yaml").is_file()
@@ -266,7 +266,7 @@ def test_on_the_k8s_deploy_stack_the_pipeline_compiles_into_the_image_branch(
         run_configuration=PipelineRunConfiguration.model_validate(options),
     )
     steps = snapshot.step_configurations
-    assert "deploy_bento_step" not in steps
+    assert "deploy_bento" not in steps
     image_branch = {"save_build_context", "build_bento_image"}
     image_branch.add("render_k8s_manifests")
     assert image_branch <= set(steps)
