@@ -26,6 +26,7 @@ from steps.deployment import (
     export_model_step,
     save_to_bentoml_step,
 )
+from steps.step_output import OUTPUT_HOOKS
 
 logger = logging.getLogger(__name__)
 PIPELINE_NAME = "rxvision_deployment"
@@ -34,7 +35,12 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 DEPLOY_TIMEOUT_S = 300  # a contended 2-core CPU needs about a minute to load and warm up
 
 
-@pipeline(name=PIPELINE_NAME, enable_cache=False, model=Model(name=MODEL_NAME, version=PRODUCTION))
+@pipeline(
+    name=PIPELINE_NAME,
+    enable_cache=False,
+    model=Model(name=MODEL_NAME, version=PRODUCTION),
+    **OUTPUT_HOOKS,
+)
 def deployment_pipeline(config: RunConfig, containerize: bool = False) -> None:
     """The pipeline's model version (production unless the run config's ``model:`` names
     another) -> its bundle, splits and projector -> export -> Bento -> deploy. ZenML resolves
