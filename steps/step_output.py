@@ -42,6 +42,7 @@ class ProgressToTerminal:
         if is_progress_redraw(text):
             if self._terminal is not None:
                 try:
+                    self.captured.flush()  # keep the order of what is already buffered
                     self._terminal.write(text.encode(self.encoding or "utf-8", "replace"))
                     self._terminal.flush()
                 except (OSError, ValueError):
