@@ -3,7 +3,8 @@ folder: the stored step logs (what the dashboard's Logs tab reads) hold no infor
 tagged ERROR while a genuine error still is; and in a real headless Chromium against the local
 ZenML server started by `python run.py --dashboard`, the one-time sign-up form, the runs list,
 the run's step graph and the reports (validation, Evidently data summary, evaluation, model
-card) render with visible content in the dashboard's script-free frame. Screenshots are kept
+card) render with visible content in the dashboard's script-free frame, and a step's Logs tab
+shows its stored lines. Screenshots are kept
 under the test's tmp dir (their paths are printed)."""
 
 from __future__ import annotations
@@ -265,5 +266,13 @@ def test_dashboard_shows_signup_runs_graph_and_reports_without_scripts(
                     page.locator("iframe").first.wait_for(state="detached", timeout=30_000)
                 except playwright.TimeoutError:
                     _open_graph(page, run_page)
+
+            # a step's stored log, as its Logs tab shows it: the per-epoch lines
+            page.locator(".react-flow__node").filter(
+                has=page.get_by_text("train_model", exact=True)
+            ).first.click()
+            page.get_by_role("tab", name="Logs").last.click()
+            page.get_by_text(re.compile(r"epoch 2/2 +train_loss")).first.wait_for()
+            _shot(page, tmp_path, f"{len(REPORTS) + 4}-train_model-logs")
         finally:
             browser.close()
