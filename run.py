@@ -109,6 +109,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="start the local ZenML dashboard on this state folder and exit",
     )
     p.add_argument(
+        "--dashboard-port",
+        type=int,
+        default=8237,
+        metavar="PORT",
+        help="with --dashboard: the port on 127.0.0.1 (default: 8237)",
+    )
+    p.add_argument(
         "--env",
         action="store_true",
         help="print shell exports that point the zenml, mlflow and bentoml commands "
@@ -212,7 +219,7 @@ def _run(args: argparse.Namespace) -> int:
             if isinstance(handler, logging.StreamHandler):
                 handler.addFilter(_no_traceback_for_user_errors)
     if args.dashboard:
-        return _dashboard(paths, dashboard_command(paths))
+        return _dashboard(paths, args.dashboard_port, dashboard_command(paths, args.dashboard_port))
     if args.env:
         return _print_env(paths)
     if args.promote is None and (args.to_stage or args.force or args.reason):
@@ -278,7 +285,7 @@ def _print_env(paths: Any) -> int:
     return 0
 
 
-def _dashboard(paths: Any, command: str) -> int:
+def _dashboard(paths: Any, port: int, command: str) -> int:
     """Start ZenML's local dashboard on this state folder (runs in the background)."""
     import subprocess
 
@@ -292,10 +299,10 @@ def _dashboard(paths: Any, command: str) -> int:
             "the `zenml` command is not installed next to this Python",
             "pip install 'zenml[server,local]'",
         )
-    rc = subprocess.call([str(zenml_cli), "login", "--local", "--port", "8237"])
+    rc = subprocess.call([str(zenml_cli), "login", "--local", "--port", str(port)])
     if rc == 0:
-        stop = command.replace("login --local --port 8237", "logout --local")
-        print(f"dashboard: http://127.0.0.1:8237  (stop it: {stop})")
+        stop = command.replace(f"login --local --port {port}", "logout --local")
+        print(f"dashboard: http://127.0.0.1:{port}  (stop it: {stop})")
     return rc
 
 

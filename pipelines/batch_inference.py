@@ -20,12 +20,18 @@ from rxvision.config import RxVisionConfig
 from rxvision.errors import RxVisionError
 from steps.batch_inference import batch_predict
 from steps.common import BATCH_SUMMARY, EMBEDDING_PROJECTOR, MODEL_BUNDLE, MODEL_NAME, config_param
+from steps.step_output import OUTPUT_HOOKS
 
 logger = logging.getLogger(__name__)
 PIPELINE_NAME = "rxvision_batch_inference"
 
 
-@pipeline(name=PIPELINE_NAME, enable_cache=False, model=Model(name=MODEL_NAME, version=PRODUCTION))
+@pipeline(
+    name=PIPELINE_NAME,
+    enable_cache=False,
+    model=Model(name=MODEL_NAME, version=PRODUCTION),
+    **OUTPUT_HOOKS,
+)
 def batch_inference_pipeline(config: RunConfig, input_path: str, output_csv: str) -> None:
     """The pipeline's model version (production unless the run config's ``model:`` names
     another) -> its bundle and projector -> predictions CSV + traffic log."""

@@ -36,6 +36,7 @@ from steps.common import (
 )
 from steps.deployment import build_bento, deploy_bento, export_model, save_to_bentoml
 from steps.k8s_deploy import KUBERNETES_TARGET, deploy_to_kubernetes, deployment_target
+from steps.step_output import OUTPUT_HOOKS
 
 logger = logging.getLogger(__name__)
 PIPELINE_NAME = "rxvision_deployment"
@@ -50,6 +51,7 @@ DEPLOY_TIMEOUT_S = 300  # a contended 2-core CPU needs about a minute to load an
     enable_cache=False,
     model=Model(name=MODEL_NAME, version=PRODUCTION),
     execution_mode=ExecutionMode.FAIL_FAST,
+    **OUTPUT_HOOKS,
 )
 def deployment_pipeline(config: RunConfig, containerize: bool = False) -> None:
     """The pipeline's model version (production unless the run config's ``model:`` names

@@ -23,13 +23,19 @@ from rxvision.monitoring.traffic_log import parse_window, resolve_log_dir
 from steps.common import DRIFT_RESULT, MODEL_NAME, REFERENCE_FEATURES, config_param
 from steps.monitoring import alert_on_drift, check_drift, load_traffic
 from steps.operations import export_drift_metrics
+from steps.step_output import OUTPUT_HOOKS
 
 logger = logging.getLogger(__name__)
 PIPELINE_NAME = "rxvision_monitoring"
 EXIT_DRIFT = 4
 
 
-@pipeline(name=PIPELINE_NAME, enable_cache=False, model=Model(name=MODEL_NAME, version=PRODUCTION))
+@pipeline(
+    name=PIPELINE_NAME,
+    enable_cache=False,
+    model=Model(name=MODEL_NAME, version=PRODUCTION),
+    **OUTPUT_HOOKS,
+)
 def monitoring_pipeline(
     config: RunConfig,
     window: str | None = None,

@@ -28,6 +28,7 @@ from steps.data import load_data, profile_data, split_data, validate_data
 from steps.evaluation import evaluate_model
 from steps.reference import reference_features
 from steps.registration import quality_gate, register_model
+from steps.step_output import OUTPUT_HOOKS
 from steps.training import train_model
 
 logger = logging.getLogger(__name__)
@@ -45,7 +46,12 @@ def model_definition() -> Model:
     )
 
 
-@pipeline(name=PIPELINE_NAME, model=model_definition(), execution_mode=ExecutionMode.FAIL_FAST)
+@pipeline(
+    name=PIPELINE_NAME,
+    model=model_definition(),
+    execution_mode=ExecutionMode.FAIL_FAST,
+    **OUTPUT_HOOKS,
+)
 def training_pipeline(config: RunConfig) -> None:
     """The steps in order; the experiment tracker is the active stack's (if it has one).
     Steps take the config (or its data section) as a JSON mapping: shown in the dashboard and

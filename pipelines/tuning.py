@@ -22,13 +22,14 @@ from rxvision.config import RxVisionConfig
 from rxvision.errors import RxVisionError
 from steps.common import BEST_CONFIG, STUDY_SUMMARY, TUNING_PLOTS, config_param
 from steps.data import load_data, split_data, validate_data
+from steps.step_output import OUTPUT_HOOKS
 from steps.tuning import tune_hyperparameters
 
 logger = logging.getLogger(__name__)
 PIPELINE_NAME = "rxvision_tuning"
 
 
-@pipeline(name=PIPELINE_NAME, execution_mode=ExecutionMode.FAIL_FAST)
+@pipeline(name=PIPELINE_NAME, execution_mode=ExecutionMode.FAIL_FAST, **OUTPUT_HOOKS)
 def tuning_pipeline(config: RunConfig) -> None:
     """The training pipeline's data steps, then the study. Steps take the config as a JSON
     mapping, like the training pipeline's. The checks run here, while the pipeline is composed

@@ -2,5 +2,7 @@
 
 Modules: ``data`` (load, validate, profile, split), ``training``, ``evaluation``,
 ``reference`` (drift reference features), ``registration`` (quality gate + Model Control
-Plane), ``tracking`` (MLflow), ``common`` (artifact names and shared helpers).
+Plane), ``tracking`` (MLflow), ``common`` (artifact names and shared helpers), ``report_pages``
+(reports as a static page plus the interactive HTML), ``step_output`` (the pipelines'
+``on_init`` hook that keeps informational output out of the stored ERROR lines).
 """

@@ -18,6 +18,7 @@ from zenml.types import HTMLString
 from rxvision.config import DataConfig
 from rxvision.data.sources import DatasetIndex
 from rxvision.data.split import DatasetSplits, fingerprint, stratified_split
+from rxvision.monitoring.report_html import ReportPages
 from steps.common import (
     CLEAN_INDEX,
     DATA_QUALITY_HTML,
@@ -29,6 +30,7 @@ from steps.common import (
     VALIDATION_HTML,
     VALIDATION_REPORT,
 )
+from steps.report_pages import INTERACTIVE_FILE, ReportPagesMaterializer
 
 logger = get_logger(__name__)
 
@@ -89,17 +91,18 @@ def validate_data(
     return clean, report_dict, HTMLString(report.to_html())
 
 
-@step
+@step(output_materializers={DATA_QUALITY_HTML: ReportPagesMaterializer})
 def profile_data(
     index: DatasetIndex, dataset_fingerprint: str, data_config: dict[str, Any]
-) -> tuple[Annotated[pd.DataFrame, IMAGE_FEATURE_TABLE], Annotated[HTMLString, DATA_QUALITY_HTML]]:
-    """The image-feature table (what drift monitoring compares) and an Evidently
-    data-quality report over it, per class, shown in the dashboard."""
+) -> tuple[Annotated[pd.DataFrame, IMAGE_FEATURE_TABLE], Annotated[ReportPages, DATA_QUALITY_HTML]]:
+    """The image-feature table (what drift monitoring compares) and an Evidently data
+    summary over it: a static page the dashboard shows, the interactive report beside it."""
     from evidently import Report
     from evidently.presets import DataSummaryPreset
 
     from rxvision.data.images import load_rgb
     from rxvision.monitoring.features import feature_table
+    from rxvision.monitoring.report_html import evidently_static_html
 
     data = DataConfig.model_validate(data_config)
     images = (load_rgb(s.path) for s in index.samples)
@@ -109,7 +112,14 @@ def profile_data(
     # Evidently 0.7's own API (ZenML's evidently step speaks the legacy one).
     snapshot = Report([DataSummaryPreset()]).run(current_data=table, reference_data=None)
     log_metadata({"feature_rows": len(table), "source": data.source})
-    return table, HTMLString(snapshot.get_html_str(as_iframe=False))
+    static = evidently_static_html(
+        snapshot.dict(),
+        f"Data summary: {len(table)} images, {table['label'].nunique()} classes",
+        note=f"Evidently's DataSummaryPreset over the image features. The interactive "
+        f"report is this artifact's second visualization ({INTERACTIVE_FILE}): download it "
+        "and open it in a browser.",
+    )
+    return table, ReportPages(static, snapshot.get_html_str(as_iframe=False))
 
 
 @step

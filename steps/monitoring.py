@@ -12,8 +12,8 @@ from uuid import UUID
 import pandas as pd
 from zenml import get_step_context, log_metadata, step
 from zenml.logger import get_logger
-from zenml.types import HTMLString
 
+from rxvision.monitoring.report_html import ReportPages
 from steps.common import (
     ALERTED,
     DRIFT_REPORT,
@@ -23,6 +23,7 @@ from steps.common import (
     WHYLOGS_DRIFT,
     to_config,
 )
+from steps.report_pages import ReportPagesMaterializer
 
 logger = get_logger(__name__)
 
@@ -48,24 +49,26 @@ def load_traffic(
     return df
 
 
-@step(enable_cache=False)
+@step(enable_cache=False, output_materializers={DRIFT_REPORT: ReportPagesMaterializer})
 def check_drift(
     reference: pd.DataFrame,
     traffic: pd.DataFrame,
     config: dict[str, Any],
     model_version_id: str | None = None,
 ) -> tuple[
-    Annotated[HTMLString, DRIFT_REPORT],
+    Annotated[ReportPages, DRIFT_REPORT],
     Annotated[dict[str, Any], DRIFT_RESULT],
     Annotated[pd.DataFrame, WHYLOGS_DRIFT],
     Annotated[bytes, TRAFFIC_PROFILE],
 ]:
     """Evidently report + whylogs comparison; the decision goes to the step, the run and the
-    model version as metadata."""
+    model version as metadata. The report is a static page (what the dashboard shows) with
+    Evidently's interactive HTML beside it."""
     from zenml.client import Client
 
     from rxvision.monitoring.drift import detect_drift
     from rxvision.monitoring.profiles import traffic_profile
+    from rxvision.monitoring.report_html import drift_static_html
 
     cfg = to_config(config)
     # the evaluation's uncertain_rate / unknown_rate, recorded on the version at registration
@@ -105,7 +108,7 @@ def check_drift(
         log_metadata(meta, infer_model=True)
     profile = traffic_profile(traffic) if len(traffic) else None
     return (
-        HTMLString(result.report_html()),
+        ReportPages(drift_static_html(result), result.html),
         summary,
         result.whylogs,
         profile.serialize() if profile is not None else b"",
