@@ -76,9 +76,16 @@ def _idx(path: Path, offset: int) -> np.ndarray:
 
 
 def write_imagefolder(
-    out: Path, classes: list[str], per_class: int, ratio: float, side: int, seed: int = 0
+    out: Path,
+    classes: list[str],
+    per_class: int,
+    ratio: float,
+    side: int,
+    seed: int = 0,
+    palette: bool = False,
 ) -> dict[str, int]:
-    """``per_class`` images of each class (the last class / ratio) from the training file."""
+    """``per_class`` images of each class (the last class / ratio) from the training file, as
+    8-bit grayscale PNGs (with ``palette``, every other one as a palette PNG)."""
     if not (FASHION_DIR / "train-images-idx3-ubyte.gz").is_file():
         raise RxVisionError(
             f"Fashion-MNIST not found in {FASHION_DIR}", "apt-get install dataset-fashion-mnist"
@@ -91,10 +98,9 @@ def write_imagefolder(
         n = per_class if k < len(classes) - 1 else max(5, round(per_class / ratio))
         rows = rng.choice(np.flatnonzero(labels == FASHION_CLASSES.index(name)), n, replace=False)
         (out / name).mkdir(parents=True, exist_ok=True)
-        for i in rows:
-            Image.fromarray(images[i]).resize((side, side), Image.BICUBIC).save(
-                out / name / f"{i}.png"
-            )
+        for j, i in enumerate(rows):
+            image = Image.fromarray(images[i]).resize((side, side), Image.BICUBIC)
+            (image.convert("P") if palette and j % 2 else image).save(out / name / f"{i}.png")
         counts[name] = n
     return counts
 
@@ -345,6 +351,9 @@ def main() -> None:
         help="torch threads for every run (default: torch's); on a machine other "
         "jobs oversubscribe, 1 thread can be several times faster than 2",
     )
+    parser.add_argument(
+        "--palette", action="store_true", help="write every other PNG as a palette image"
+    )
     parser.add_argument("--no-reference", action="store_true")
     parser.add_argument(
         "--step-costs",
@@ -376,9 +385,12 @@ def main() -> None:
         step_costs(cfg, [int(v) for v in args.step_costs.split(",")])
         return
     classes = args.classes.split(",")
-    counts = write_imagefolder(work / "photos", classes, args.per_class, args.ratio, args.side)
+    counts = write_imagefolder(
+        work / "photos", classes, args.per_class, args.ratio, args.side, palette=args.palette
+    )
     load0 = os.getloadavg()
-    print(f"data: Fashion-MNIST {counts} as {args.side}px PNGs in {work / 'photos'}")
+    kind = "grayscale + palette" if args.palette else "grayscale"
+    print(f"data: Fashion-MNIST {counts} as {args.side}px {kind} PNGs in {work / 'photos'}")
     print(
         f"machine: {os.cpu_count()} cores, torch threads {torch.get_num_threads()}, "
         f"load average at start {load0[0]:.2f}"
