@@ -105,12 +105,16 @@ def write_imagefolder(
     return counts
 
 
-def _row(name: str, metrics: dict, seconds: float) -> str:
+def _scores(metrics: dict) -> str:
     return (
-        f"{name:<28} acc {metrics['accuracy']:.4f} [{metrics['accuracy_ci_low']:.4f}, "
+        f"acc {metrics['accuracy']:.4f} [{metrics['accuracy_ci_low']:.4f}, "
         f"{metrics['accuracy_ci_high']:.4f}]  macro_f1 {metrics['macro_f1']:.4f} "
-        f"[{metrics['macro_f1_ci_low']:.4f}, {metrics['macro_f1_ci_high']:.4f}]  {seconds:6.0f} s"
+        f"[{metrics['macro_f1_ci_low']:.4f}, {metrics['macro_f1_ci_high']:.4f}]"
     )
+
+
+def _row(name: str, metrics: dict, seconds: float) -> str:
+    return f"{name:<28} {_scores(metrics)}  {seconds:6.0f} s"
 
 
 def _cpu_s() -> float:
@@ -127,6 +131,7 @@ class Phases:
 
     def __init__(self) -> None:
         self.rows: list[tuple[str, float, float]] = []
+        self.note = ""
         self._wall, self._cpu = time.perf_counter(), _cpu_s()
 
     def mark(self, name: str) -> None:
@@ -144,7 +149,7 @@ class Phases:
         self.rows.append((f"{last} (total)", wall, cpu))
 
     def table(self, title: str) -> str:
-        lines = [f"  phases of {title} (wall s / CPU s):"]
+        lines = [f"  phases of {title} (wall s / CPU s){self.note}:"]
         lines += [f"    {n:<34} {w:7.1f} {c:7.1f}" for n, w, c in self.rows]
         return "\n".join(lines)
 
@@ -184,19 +189,26 @@ def product_run(cfg: RxVisionConfig, work: Path, splits=None):
     phases.mark("split")
     result = fit(cfg, splits, work / f"run-{len(list(work.glob('run-*')))}")
     phases.mark("fit")
+    plan = result.time_budget
+    phases.note = f", {result.epochs_run} epochs" + (
+        f" (time budget {plan['budget_s']:.0f} s, epoch 1 took {plan['measured_epoch_s']:.0f} s)"
+        if plan
+        else ""
+    )
     phases.split(
         "setup, checkpoints, rest",
         _fit_parts(result.history, len(splits.train), cfg.data.loader.batch_size),
     )
     test = ImageDataset(splits.test, splits.label_map, build_eval_transform(result.normalization))
-    preds = predict(
-        result.model,
-        build_loader(test, cfg.data.loader, train=False),
-        torch.device("cpu"),
-        tta=cfg.evaluation.tta,
-    )
+    loader = build_loader(test, cfg.data.loader, train=False)
+    preds = predict(result.model, loader, torch.device("cpu"), tta=cfg.evaluation.tta)
     phases.mark(f"test inference (tta {cfg.evaluation.tta})")
     seconds = time.perf_counter() - start
+    # the other TTA setting on the same weights (a paired comparison; not in the timings)
+    other = "none" if cfg.evaluation.tta == "flip" else "flip"
+    alt = predict(result.model, loader, torch.device("cpu"), tta=other)
+    alt_metrics = evaluate(alt.probs, alt.labels, splits.classes, cfg.evaluation).metrics
+    phases.note += f"; with tta {other}: {_scores(alt_metrics)}"
     return (
         evaluate(preds.probs, preds.labels, splits.classes, cfg.evaluation).metrics,
         seconds,
