@@ -261,15 +261,54 @@ def step_costs(cfg: RxVisionConfig, sizes: list[int], rounds: int = 3, steps: in
                     opt.step()
                     if i:
                         times[name].append(time.process_time() - start)
+        errors = _gradient_errors(models, cfg, x, y, loss_fn)
         base = float(np.median(times["fp32"]))
         print(
             f"  {size:4d} px: "
             + ", ".join(
-                f"{n} {np.median(t) * 1e3:.0f} ms ({np.median(t) / base:.2f}x)"
+                f"{n} {np.median(t) * 1e3:.0f} ms ({np.median(t) / base:.2f}x, "
+                f"gradient error {errors[n]:.2%})"
                 for n, t in times.items()
             ),
             flush=True,
         )
+
+
+def _gradient_errors(models: dict, cfg: RxVisionConfig, x, y, loss_fn) -> dict[str, float]:
+    """Per setting: the median, over parameters with a gradient norm > 1e-3, of the relative
+    error of one batch's gradient against the same model in float64 (fresh pretrained
+    weights, no dropout, so only the arithmetic differs)."""
+    import copy
+
+    from rxvision.models import build_model
+
+    torch.manual_seed(0)
+    base = build_model(cfg.model.model_copy(update={"dropout": 0.0}), 2, load_weights=True)
+
+    def grads(model, xb, bf16=False):
+        model.train()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss = loss_fn(model(xb).float(), y)
+        loss.backward()
+        return {n: p.grad.double() for n, p in model.named_parameters() if p.grad is not None}
+
+    truth = grads(copy.deepcopy(base).double(), x.double())
+    keep = [n for n, g in truth.items() if g.norm() > 1e-3]
+    out = {}
+    for name, (_, _, bf16, cl) in models.items():
+        from rxvision.training.cpu_bf16 import guard_cpu_bf16
+
+        model = copy.deepcopy(base)
+        if cl:
+            model = model.to(memory_format=torch.channels_last)
+        if bf16:
+            guard_cpu_bf16(model)
+        xb = x.contiguous(memory_format=torch.channels_last) if cl else x
+        got = grads(model, xb, bf16)
+        out[name] = float(
+            np.median([((got[n] - truth[n]).norm() / truth[n].norm()).item() for n in keep])
+        )
+    return out
 
 
 # The study's search space around the real-data recipe: the knobs the issue names that keep
