@@ -57,7 +57,8 @@ def resolve_device_type(cfg: TrainingConfig) -> str:
 
 def resolve_precision(cfg: TrainingConfig, device_type: str) -> Precision:
     """The precision a run trains in; ``auto`` is bf16 where the device supports it, else
-    fp32 (never fp16: it needs loss scaling and can overflow where bf16 cannot)."""
+    fp32 (never fp16: it needs loss scaling and can overflow where bf16 cannot). On a CPU the
+    Trainer then keeps bf16 only if faster_cpu_precision measures it cheaper."""
     if cfg.precision == "auto":
         if device_type == "cuda":
             ok = torch.cuda.is_bf16_supported()
