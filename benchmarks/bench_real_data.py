@@ -2,6 +2,8 @@
 machine, one process.
 
     python benchmarks/bench_real_data.py [--per-class 800] [--ratio 1] [--variant NAME=k=v,k=v]
+        [--tune N] [--palette] [--threads 1]
+    python benchmarks/bench_real_data.py --threads 1 --step-costs 64,128
 
 Data: two classes of Fashion-MNIST (real photos of clothes, Zalando; Debian package
 dataset-fashion-mnist, installs offline), written out as an ImageFolder of 64 px PNGs
@@ -11,8 +13,11 @@ dataset-fashion-mnist, installs offline), written out as an ImageFolder of 64 px
 profile with its real-data recipe, through the library (load, validate, split, fit, evaluate).
 The reference is benchmarks/reference_finetune.py on the same train split (it uses no val
 split), scored on the same test split. ``--variant`` adds product runs with overrides
-(ablations). Prints accuracy and macro-F1 with bootstrap intervals, wall time, the
-majority-class baseline, and the machine's load (other jobs share the cores).
+(ablations). ``--tune N`` adds the library's tuning study on train/val and a final run of its
+best parameters. Prints accuracy and macro-F1 with bootstrap intervals, wall time, each product
+run's phases (wall and CPU seconds), the majority-class baseline, and the machine's load
+(other jobs share the cores). ``--step-costs`` only measures one training step's CPU cost
+and gradient error in fp32, bf16 and channels_last.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import argparse
 import gzip
 import logging
 import os
+import resource
 import sys
 import tempfile
 import time
@@ -38,7 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from reference_finetune import train_and_predict
 
-from rxvision.config import EvaluationConfig, load_config
+from rxvision.config import EvaluationConfig, RxVisionConfig, config_from_dict, load_config
 from rxvision.data import (
     ImageDataset,
     apply_policy,
@@ -52,6 +58,7 @@ from rxvision.errors import RxVisionError
 from rxvision.evaluation import evaluate, predict
 from rxvision.registry import majority_baseline
 from rxvision.training import fit
+from rxvision.tuning import apply_params, run_study
 
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 FASHION_CLASSES = [
@@ -74,9 +81,16 @@ def _idx(path: Path, offset: int) -> np.ndarray:
 
 
 def write_imagefolder(
-    out: Path, classes: list[str], per_class: int, ratio: float, side: int, seed: int = 0
+    out: Path,
+    classes: list[str],
+    per_class: int,
+    ratio: float,
+    side: int,
+    seed: int = 0,
+    palette: bool = False,
 ) -> dict[str, int]:
-    """``per_class`` images of each class (the last class / ratio) from the training file."""
+    """``per_class`` images of each class (the last class / ratio) from the training file, as
+    8-bit grayscale PNGs (with ``palette``, every other one as a palette PNG)."""
     if not (FASHION_DIR / "train-images-idx3-ubyte.gz").is_file():
         raise RxVisionError(
             f"Fashion-MNIST not found in {FASHION_DIR}", "apt-get install dataset-fashion-mnist"
@@ -89,25 +103,76 @@ def write_imagefolder(
         n = per_class if k < len(classes) - 1 else max(5, round(per_class / ratio))
         rows = rng.choice(np.flatnonzero(labels == FASHION_CLASSES.index(name)), n, replace=False)
         (out / name).mkdir(parents=True, exist_ok=True)
-        for i in rows:
-            Image.fromarray(images[i]).resize((side, side), Image.BICUBIC).save(
-                out / name / f"{i}.png"
-            )
+        for j, i in enumerate(rows):
+            image = Image.fromarray(images[i]).resize((side, side), Image.BICUBIC)
+            (image.convert("P") if palette and j % 2 else image).save(out / name / f"{i}.png")
         counts[name] = n
     return counts
 
 
-def _row(name: str, metrics: dict, seconds: float) -> str:
+def _scores(metrics: dict) -> str:
     return (
-        f"{name:<28} acc {metrics['accuracy']:.4f} [{metrics['accuracy_ci_low']:.4f}, "
+        f"acc {metrics['accuracy']:.4f} [{metrics['accuracy_ci_low']:.4f}, "
         f"{metrics['accuracy_ci_high']:.4f}]  macro_f1 {metrics['macro_f1']:.4f} "
-        f"[{metrics['macro_f1_ci_low']:.4f}, {metrics['macro_f1_ci_high']:.4f}]  {seconds:6.0f} s"
+        f"[{metrics['macro_f1_ci_low']:.4f}, {metrics['macro_f1_ci_high']:.4f}]"
     )
 
 
-def product_run(data_dir: Path, work: Path, overrides: list[str], splits=None):
-    """The default run through the library; returns (metrics, wall s, splits, config)."""
-    cfg = load_config(
+def _row(name: str, metrics: dict, seconds: float) -> str:
+    return f"{name:<28} {_scores(metrics)}  {seconds:6.0f} s"
+
+
+def _cpu_s() -> float:
+    """CPU seconds of this process and its finished children (loader workers)."""
+    own, kids = (
+        resource.getrusage(resource.RUSAGE_SELF),
+        resource.getrusage(resource.RUSAGE_CHILDREN),
+    )
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+class Phases:
+    """Wall and CPU seconds of the named phases of one run, in order."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[str, float, float]] = []
+        self.note = ""
+        self._wall, self._cpu = time.perf_counter(), _cpu_s()
+
+    def mark(self, name: str) -> None:
+        wall, cpu = time.perf_counter(), _cpu_s()
+        self.rows.append((name, wall - self._wall, cpu - self._cpu))
+        self._wall, self._cpu = wall, cpu
+
+    def split(self, name: str, parts: dict[str, float]) -> None:
+        """Break the last phase's wall time into ``parts`` (wall s, from the run's history);
+        the remainder keeps the phase's name."""
+        last, wall, cpu = self.rows.pop()
+        for part, seconds in parts.items():
+            self.rows.append((f"{last}: {part}", seconds, float("nan")))
+        self.rows.append((f"{last}: {name}", wall - sum(parts.values()), float("nan")))
+        self.rows.append((f"{last} (total)", wall, cpu))
+
+    def table(self, title: str) -> str:
+        lines = [f"  phases of {title} (wall s / CPU s){self.note}:"]
+        lines += [f"    {n:<34} {w:7.1f} {c:7.1f}" for n, w, c in self.rows]
+        return "\n".join(lines)
+
+
+def _fit_parts(history: list[dict], train_images: int, batch: int) -> dict[str, float]:
+    """Training and validation wall seconds of the fit loop, from its history rows."""
+    trained = (train_images // batch) * batch  # drop_last
+    train_s = sum(trained / r["images_per_s"] for r in history)
+    return {
+        "train epochs": train_s,
+        "validation passes": sum(r["epoch_time_s"] for r in history) - train_s,
+    }
+
+
+def product_config(data_dir: Path, work: Path, overrides: list[str]) -> RxVisionConfig:
+    """What ``run.py --pipeline training --set data.source=imagefolder --set data.path=DIR``
+    trains (the demo profile, its real-data recipe picked by the source), plus ``overrides``."""
+    return load_config(
         "demo",
         overrides=[
             "data.source=imagefolder",
@@ -116,22 +181,200 @@ def product_run(data_dir: Path, work: Path, overrides: list[str], splits=None):
             *overrides,
         ],
     )
+
+
+def product_run(cfg: RxVisionConfig, work: Path, splits=None):
+    """One run through the library; returns (metrics, wall s, splits, config, phases)."""
     start = time.perf_counter()
+    phases = Phases()
     index = load_source(cfg.data)
     index = apply_policy(index, validate_dataset(index, cfg.data.validation), cfg.data.validation)
+    phases.mark("load + validate data")
     splits = splits or stratified_split(index, cfg.data.split)
+    phases.mark("split")
     result = fit(cfg, splits, work / f"run-{len(list(work.glob('run-*')))}")
-    test = ImageDataset(splits.test, splits.label_map, build_eval_transform(result.normalization))
-    preds = predict(
-        result.model, build_loader(test, cfg.data.loader, train=False), torch.device("cpu")
+    phases.mark("fit")
+    plan = result.time_budget
+    phases.note = f", {result.epochs_run} epochs" + (
+        f" (time budget {plan['budget_s']:.0f} s, epoch 1 took {plan['measured_epoch_s']:.0f} s)"
+        if plan
+        else ""
     )
+    phases.split(
+        "setup, checkpoints, rest",
+        _fit_parts(result.history, len(splits.train), cfg.data.loader.batch_size),
+    )
+    test = ImageDataset(splits.test, splits.label_map, build_eval_transform(result.normalization))
+    loader = build_loader(test, cfg.data.loader, train=False)
+    preds = predict(result.model, loader, torch.device("cpu"), tta=cfg.evaluation.tta)
+    phases.mark(f"test inference (tta {cfg.evaluation.tta})")
     seconds = time.perf_counter() - start
+    # the other TTA setting on the same weights (a paired comparison; not in the timings)
+    other = "none" if cfg.evaluation.tta == "flip" else "flip"
+    alt = predict(result.model, loader, torch.device("cpu"), tta=other)
+    alt_metrics = evaluate(alt.probs, alt.labels, splits.classes, cfg.evaluation).metrics
+    phases.note += f"; with tta {other}: {_scores(alt_metrics)}"
     return (
         evaluate(preds.probs, preds.labels, splits.classes, cfg.evaluation).metrics,
         seconds,
         splits,
         cfg,
+        phases,
     )
+
+
+def step_costs(cfg: RxVisionConfig, sizes: list[int], rounds: int = 3, steps: int = 4) -> None:
+    """CPU milliseconds per training step (batch of the recipe's size, the recipe's model,
+    AdamW, its loss) in fp32, bf16 autocast (with the product's CPU guard) and channels_last,
+    interleaved round by round so load changes hit every setting alike; the median of the
+    rounds. CPU time, not wall: other jobs on the machine change wall time far more."""
+    from rxvision.models import build_model
+    from rxvision.training.cpu_bf16 import cpu_supports_bf16, guard_cpu_bf16
+
+    settings = {
+        "fp32": (False, False),
+        "bf16": (True, False),
+        "fp32 channels_last": (False, True),
+        "bf16 channels_last": (True, True),
+    }
+    batch = cfg.data.loader.batch_size
+    print(f"step costs (CPU ms per step of {batch}; avx512_bf16/amx: {cpu_supports_bf16()}):")
+    for size in sizes:
+        models = {}
+        for name, (bf16, cl) in settings.items():
+            torch.manual_seed(0)
+            model = build_model(cfg.model, 2, load_weights=True)
+            if cl:
+                model = model.to(memory_format=torch.channels_last)
+            if bf16:
+                guard_cpu_bf16(model)
+            opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+            models[name] = (model.train(), opt, bf16, cl)
+        loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=cfg.training.label_smoothing)
+        x = torch.randn(batch, 3, size, size)
+        y = torch.randint(0, 2, (batch,))
+        times: dict[str, list[float]] = {name: [] for name in settings}
+        for _ in range(rounds):
+            for name, (model, opt, bf16, cl) in models.items():
+                xb = x.contiguous(memory_format=torch.channels_last) if cl else x
+                for i in range(steps + 1):  # the first step of a round warms up
+                    start = time.process_time()
+                    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                        loss = loss_fn(model(xb).float(), y)
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+                    if i:
+                        times[name].append(time.process_time() - start)
+        errors = _gradient_errors(models, cfg, x, y, loss_fn)
+        base = float(np.median(times["fp32"]))
+        print(
+            f"  {size:4d} px: "
+            + ", ".join(
+                f"{n} {np.median(t) * 1e3:.0f} ms ({np.median(t) / base:.2f}x, "
+                f"gradient error {errors[n]:.2%})"
+                for n, t in times.items()
+            ),
+            flush=True,
+        )
+
+
+def _gradient_errors(models: dict, cfg: RxVisionConfig, x, y, loss_fn) -> dict[str, float]:
+    """Per setting: the median, over parameters with a gradient norm > 1e-3, of the relative
+    error of one batch's gradient against the same model in float64 (fresh pretrained
+    weights, no dropout, so only the arithmetic differs)."""
+    import copy
+
+    from rxvision.models import build_model
+
+    torch.manual_seed(0)
+    base = build_model(cfg.model.model_copy(update={"dropout": 0.0}), 2, load_weights=True)
+
+    def grads(model, xb, bf16=False):
+        model.train()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss = loss_fn(model(xb).float(), y)
+        loss.backward()
+        return {n: p.grad.double() for n, p in model.named_parameters() if p.grad is not None}
+
+    truth = grads(copy.deepcopy(base).double(), x.double())
+    keep = [n for n, g in truth.items() if g.norm() > 1e-3]
+    out = {}
+    for name, (_, _, bf16, cl) in models.items():
+        from rxvision.training.cpu_bf16 import guard_cpu_bf16
+
+        model = copy.deepcopy(base)
+        if cl:
+            model = model.to(memory_format=torch.channels_last)
+        if bf16:
+            guard_cpu_bf16(model)
+        xb = x.contiguous(memory_format=torch.channels_last) if cl else x
+        got = grads(model, xb, bf16)
+        out[name] = float(
+            np.median([((got[n] - truth[n]).norm() / truth[n].norm()).item() for n in keep])
+        )
+    return out
+
+
+# The study's search space around the real-data recipe: the knobs the issue names that keep
+# the run's length (image size and backbone change the time per epoch, so they stay fixed).
+TUNING_SPACE = {
+    "training.optimizer.lr": {"low": 3e-4, "high": 3e-3, "log": True},
+    "training.optimizer.weight_decay": {"low": 1e-4, "high": 1e-1, "log": True},
+    "training.label_smoothing": {"low": 0.0, "high": 0.2},
+    "augmentation_strength": {"low": 0.5, "high": 1.5},
+    "model.dropout": {"low": 0.0, "high": 0.4},
+}
+
+
+def tuning_study(base: RxVisionConfig, splits, work: Path, n_trials: int) -> list[str]:
+    """The library's tuning on the train/val splits (the recipe enqueued as trial 0; the test
+    split is withheld from every trial), then one final run of the best parameters scored on
+    the test split like the default run. Returns the result rows."""
+    cfg = base.model_copy(deep=True)
+    recipe = {
+        "training.optimizer.lr": cfg.training.optimizer.lr,
+        "training.optimizer.weight_decay": cfg.training.optimizer.weight_decay,
+        "training.label_smoothing": cfg.training.label_smoothing,
+        "augmentation_strength": 1.0,
+        "model.dropout": cfg.model.dropout,
+    }
+    cfg = apply_params(cfg, {})  # a validated copy
+    data = cfg.model_dump(mode="json")
+    data["tuning"].update(
+        study_name="bench-real",
+        n_trials=n_trials,
+        timeout_s=None,
+        metric=cfg.training.checkpoint.monitor,
+        search_space=TUNING_SPACE,
+        enqueue=[recipe],
+        pruner={"name": "median", "n_startup_trials": 2, "n_warmup_steps": 2},
+    )
+    cfg = config_from_dict(data)
+    start = time.perf_counter()
+    outcome = run_study(cfg, splits, work / "trials", f"sqlite:///{work / 'optuna.db'}")
+    study_s = time.perf_counter() - start
+    states = [t["state"] for t in outcome.trials]
+    print(
+        f"tuning: {len(states)} trials ({states.count('complete')} complete, "
+        f"{states.count('pruned')} pruned) in {study_s:.0f} s; best trial "
+        f"{outcome.best['number']} ({outcome.metric} {outcome.best['value']:.4f} on val): "
+        f"{outcome.best['params']}",
+        flush=True,
+    )
+    for t in outcome.trials:
+        print(
+            f"  trial {t['number']}: {t['state']} after {t['epochs']} epochs, "
+            f"value {t['value'] if t['value'] is not None else t['last_reported']}, "
+            f"{t['duration_s'] or 0:.0f} s",
+            flush=True,
+        )
+    tuned = apply_params(base, outcome.best["params"])
+    m, s, _, _, ph = product_run(tuned, work, splits=splits)
+    print(ph.table("product tuned"), flush=True)
+    row = _row("product tuned (final run)", m, s) + f"  (+ study {study_s:.0f} s)"
+    print(row, flush=True)
+    return [row]
 
 
 def main() -> None:
@@ -164,7 +407,25 @@ def main() -> None:
         help="torch threads for every run (default: torch's); on a machine other "
         "jobs oversubscribe, 1 thread can be several times faster than 2",
     )
+    parser.add_argument(
+        "--palette", action="store_true", help="write every other PNG as a palette image"
+    )
     parser.add_argument("--no-reference", action="store_true")
+    parser.add_argument(
+        "--step-costs",
+        default="",
+        metavar="SIZES",
+        help="only measure the CPU cost of a training step in fp32/bf16/channels_last at "
+        "these image sizes (comma-separated), then exit",
+    )
+    parser.add_argument(
+        "--tune",
+        type=int,
+        default=0,
+        metavar="N",
+        help="a tuning study of N trials (the recipe first) on train/val, then the best "
+        "parameters' final run on the test split",
+    )
     parser.add_argument("--reference-fp32", action="store_true", help="reference without bf16")
     args = parser.parse_args()
     logging.basicConfig(
@@ -175,19 +436,28 @@ def main() -> None:
         torch.set_num_threads(args.threads)
         args.overrides = [f"training.num_threads={args.threads}", *args.overrides]
     work = Path(tempfile.mkdtemp(prefix="rxv-real-"))
+    if args.step_costs:
+        cfg = product_config(work, work, args.overrides)
+        step_costs(cfg, [int(v) for v in args.step_costs.split(",")])
+        return
     classes = args.classes.split(",")
-    counts = write_imagefolder(work / "photos", classes, args.per_class, args.ratio, args.side)
+    counts = write_imagefolder(
+        work / "photos", classes, args.per_class, args.ratio, args.side, palette=args.palette
+    )
     load0 = os.getloadavg()
-    print(f"data: Fashion-MNIST {counts} as {args.side}px PNGs in {work / 'photos'}")
+    kind = "grayscale + palette" if args.palette else "grayscale"
+    print(f"data: Fashion-MNIST {counts} as {args.side}px {kind} PNGs in {work / 'photos'}")
     print(
         f"machine: {os.cpu_count()} cores, torch threads {torch.get_num_threads()}, "
         f"load average at start {load0[0]:.2f}"
     )
 
     rows = []
-    metrics, seconds, splits, cfg = product_run(work / "photos", work, args.overrides)
+    base_cfg = product_config(work / "photos", work, args.overrides)
+    metrics, seconds, splits, cfg, phases = product_run(base_cfg, work)
     rows.append(_row("product default", metrics, seconds))
     print(rows[-1], flush=True)
+    print(phases.table("product default"), flush=True)
     print(
         f"  recipe {cfg.recipe}: {cfg.model.backbone} @{cfg.data.image_size}px, "
         f"{cfg.training.epochs} epochs, precision {cfg.training.precision}, "
@@ -198,8 +468,8 @@ def main() -> None:
     if not args.no_reference:
         label_of = splits.label_map
         items = lambda samples: [(s.path, label_of.index(s.label)) for s in samples]
-        start = time.perf_counter()
-        probs, _train_s = train_and_predict(
+        start, cpu0 = time.perf_counter(), _cpu_s()
+        probs, train_s = train_and_predict(
             items(splits.train),
             items(splits.test),
             len(splits.classes),
@@ -211,12 +481,23 @@ def main() -> None:
         ref = evaluate(probs, labels, splits.classes, eval_cfg).metrics
         rows.append(_row("reference script", ref, time.perf_counter() - start))
         print(rows[-1], flush=True)
+        print(
+            f"  phases of reference script: train epochs {train_s:.1f} s wall, the rest "
+            f"(setup, test inference) {time.perf_counter() - start - train_s:.1f} s; "
+            f"CPU {_cpu_s() - cpu0:.1f} s",
+            flush=True,
+        )
     for spec in args.variant:
         name, _, sets = spec.partition("=")
         extra = [s for s in sets.split(",") if s]
-        m, s, _, _ = product_run(work / "photos", work, [*args.overrides, *extra], splits=splits)
+        variant_cfg = product_config(work / "photos", work, [*args.overrides, *extra])
+        m, s, _, _, ph = product_run(variant_cfg, work, splits=splits)
         rows.append(_row(f"product {name}", m, s))
         print(rows[-1], flush=True)
+        print(ph.table(f"product {name}"), flush=True)
+
+    if args.tune:
+        rows += tuning_study(base_cfg, splits, work, args.tune)
 
     support = [sum(s.label == c for s in splits.test) for c in splits.classes]
     base = majority_baseline(support)

@@ -239,7 +239,8 @@ class TrainingConfig(_Strict):
     grad_clip_norm: float | None = Field(1.0, gt=0, description="global L2 norm; None disables")
     accumulate_grad_batches: int = Field(1, ge=1)
     # 32: fp32; 16: fp16 autocast + GradScaler (CUDA only); bf16: bf16 autocast (CPU or CUDA);
-    # auto: bf16 where the GPU or CPU (avx512_bf16 / AMX) supports it, fp32 elsewhere.
+    # auto: bf16 where the GPU supports it; on a CPU with avx512_bf16 / AMX, whichever of
+    # bf16 and fp32 a short probe of the model measures faster; fp32 elsewhere.
     precision: Literal["32", "16", "bf16", "auto"] = "32"
     # model and input batches in NHWC (channels_last) memory format
     channels_last: bool = False

@@ -43,6 +43,7 @@ from rxvision.training.setup import (
     build_scheduler,
     config_digest,
     configure_batchnorm,
+    faster_cpu_precision,
     freeze_bn_statistics,
     plan_epochs,
     resolve_class_weights,
@@ -115,6 +116,10 @@ class Trainer:
             guard_cpu_bf16(model)
             if self.ema is not None:
                 guard_cpu_bf16(self.ema.module)
+            if tcfg.precision == "auto":  # bf16 only where it is measured faster here
+                shape = (self.cfg.data.loader.batch_size, 3, *([self.cfg.data.image_size] * 2))
+                chosen = faster_cpu_precision(model, shape, tcfg.channels_last)
+                self.precision = precision = ddp_utils.broadcast_object(chosen, rv.world)
         seed_all(tcfg.seed + 1000 * self.rank)  # ranks differ in dropout / mixup draws
 
         self.loaders = build_loaders(

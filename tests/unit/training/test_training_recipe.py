@@ -248,3 +248,41 @@ def test_an_unreadable_last_checkpoint_is_a_clear_error_naming_no_resume(
         fit_datasets(tiny_config(epochs=1), train, val, CLASSES, tmp_path)
     result = fit_datasets(tiny_config(epochs=1, resume=False), train, val, CLASSES, tmp_path)
     assert result.epochs_run == 1
+
+
+def test_precision_probe_leaves_weights_statistics_and_rng_as_they_were() -> None:
+    from rxvision.training.setup import faster_cpu_precision
+
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Dropout(0.5), nn.Flatten())
+    model.eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    rng = torch.get_rng_state()
+    chosen = faster_cpu_precision(model, (4, 3, 16, 16), channels_last=True)
+    assert chosen.dtype in (None, torch.bfloat16) and chosen.use_scaler is False
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, before[key]), key
+    assert all(p.grad is None for p in model.parameters())
+    assert not model.training and torch.equal(torch.get_rng_state(), rng)
+
+
+@pytest.mark.skipif(not cpu_supports_bf16(), reason="auto is fp32 without native bf16")
+@pytest.mark.parametrize("measured", ["32", "bf16"])
+def test_auto_precision_trains_in_what_the_probe_measured_faster(
+    tmp_path: Path, data3, monkeypatch: pytest.MonkeyPatch, measured: str
+) -> None:
+    from rxvision.training.setup import Precision
+
+    dtype = torch.bfloat16 if measured == "bf16" else None
+    monkeypatch.setattr(
+        loop_module, "faster_cpu_precision", lambda *a, **k: Precision("cpu", dtype, False)
+    )
+    summaries: list[dict[str, Any]] = []
+
+    class Record(TrainingHook):
+        def on_train_end(self, summary: dict[str, Any]) -> None:
+            summaries.append(summary)
+
+    train, val = data3
+    cfg = tiny_config(epochs=1, precision="auto", early_stopping={"enabled": False})
+    fit_datasets(cfg, train, val, CLASSES, tmp_path, hooks=[Record()])
+    assert summaries[0]["precision"] == measured
