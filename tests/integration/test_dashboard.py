@@ -21,22 +21,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.support.browser import launch, sync_playwright
+
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-default-apps",
-    "--no-first-run",
-    "--disable-sync",
-    "--metrics-recording-only",
-    "--disable-dev-shm-usage",
-]
 # the dashboard draws slowly on 2 busy cores; waits are bounds, not timings under test
 BROWSER_TIMEOUT_MS = 180_000
 # reports the dashboard must show, with a text each must contain
@@ -213,16 +202,15 @@ def _open_report(page, artifact: str):
 def test_dashboard_shows_signup_runs_graph_and_reports_without_scripts(
     trained, dashboard, tmp_path
 ) -> None:
-    if not CHROMIUM.is_file():
-        pytest.skip("Chromium is not installed (Debian package `chromium`; .ci/run installs it)")
-    playwright = pytest.importorskip("playwright.sync_api", reason="playwright is missing")
     from zenml.client import Client
 
     _, run = trained
     project = Client().active_project.name
     steps = list(Client().get_pipeline_run(run.id).steps)
-    with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
+    with sync_playwright() as p:
+        from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+        browser = launch(p)
         try:
             context = browser.new_context(
                 viewport={"width": 1400, "height": 900}, reduced_motion="reduce"
@@ -264,7 +252,7 @@ def test_dashboard_shows_signup_runs_graph_and_reports_without_scripts(
                 page.keyboard.press("Escape")  # close the artifact's panel
                 try:
                     page.locator("iframe").first.wait_for(state="detached", timeout=30_000)
-                except playwright.TimeoutError:
+                except PlaywrightTimeout:
                     _open_graph(page, run_page)
 
             # a step's stored log, as its Logs tab shows it: the per-epoch lines

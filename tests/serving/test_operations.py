@@ -17,23 +17,12 @@ import pytest
 import yaml
 from PIL import Image
 
+from tests.support.browser import launch, sync_playwright
+
 pytestmark = [pytest.mark.serving, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = Path(os.environ.get("RXVISION_TEST_ARTIFACTS", ROOT / ".rxvision" / "test-artifacts"))
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-default-apps",
-    "--no-first-run",
-    "--disable-sync",
-    "--metrics-recording-only",
-    "--disable-dev-shm-usage",
-]
 
 
 def _png(seed: int = 0, size: int = 40) -> bytes:
@@ -133,17 +122,12 @@ def test_prometheus_scrapes_the_service_and_reads_its_series_back(server, promet
 
 
 def test_upload_page_shows_photo_answer_set_and_confidence_in_chromium(server, tmp_path) -> None:
-    if not CHROMIUM.is_file():
-        pytest.skip("Chromium is not installed (Debian package `chromium`; .ci/run installs it)")
-    playwright = pytest.importorskip(
-        "playwright.sync_api", reason="the playwright package is missing"
-    )
     image = tmp_path / "pill.png"
     image.write_bytes(_png(7, 64))
     classes = httpx.post(f"{server.url}/model_info", json={}, timeout=30).json()
     classes = classes.get("classes") or []
-    with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
+    with sync_playwright() as p:
+        browser = launch(p)
         try:
             page = browser.new_page(viewport={"width": 900, "height": 700})
             errors: list[str] = []
