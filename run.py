@@ -212,6 +212,9 @@ def _run(args: argparse.Namespace) -> int:
 
     paths = configure_environment()
     args.state = paths
+    from pipelines import metadata_cache
+
+    metadata_cache.install()  # ZenML's source resolution re-reads every package's metadata
     import zenml  # noqa: F401  (sets up logging to the console; see main)
 
     if not args.debug:

@@ -2,6 +2,11 @@
 tf_efficientnet_lite0 @128 on CPU) and report its test accuracy and training time.
 
     python benchmarks/bench_demo.py [--set key=value ...] [--run-dir DIR]
+    python benchmarks/bench_demo.py --compare-precision [--rounds 2]
+
+--compare-precision trains one epoch on 30 images per class instead, alternating the profile's
+precision and memory format (training.precision=auto, channels_last) with the reference
+fp32 + NCHW (precision 32, channels_last false), and prints wall and CPU seconds of each.
 
 Reference in the same run: the accuracy of always predicting the largest training class, and
 the goal (test accuracy >= 0.98, training <= 180 s on 2 cores)."""
@@ -10,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import resource
 import tempfile
 import time
 from collections import Counter
@@ -36,6 +42,43 @@ GOAL_ACCURACY = 0.98
 GOAL_TRAIN_S = 180.0
 
 
+def cpu_seconds() -> float:
+    """User + system CPU of this process and its finished children (loader workers)."""
+    own, kids = (
+        resource.getrusage(resource.RUSAGE_SELF),
+        resource.getrusage(resource.RUSAGE_CHILDREN),
+    )
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def compare_precision(overrides: list[str], rounds: int) -> None:
+    """One-epoch fits, the profile's precision/memory format against fp32 + NCHW."""
+    from rxvision.training.setup import resolve_precision
+
+    base = [*overrides, "data.synthetic.images_per_class=30", "training.epochs=1"]
+    variants = {
+        "fp32, NCHW (reference)": ["training.precision=32", "training.channels_last=false"],
+        "profile (precision auto, channels_last)": [],
+    }
+    totals: dict[str, list[float]] = {name: [0.0, 0.0] for name in variants}
+    for r in range(rounds):
+        for name, sets in variants.items():
+            cfg = load_config("demo", overrides=[*base, *sets])
+            splits = stratified_split(load_source(cfg.data), cfg.data.split)
+            t0, c0 = time.perf_counter(), cpu_seconds()
+            result = fit(cfg, splits, Path(tempfile.mkdtemp(prefix="rxv-prec-")))
+            wall, cpu = time.perf_counter() - t0, cpu_seconds() - c0
+            totals[name][0] += wall
+            totals[name][1] += cpu
+            print(
+                f"round {r + 1} {name}: {wall:.1f} s wall, {cpu:.1f} s CPU, precision "
+                f"{resolve_precision(cfg.training, 'cpu').name}, val_accuracy "
+                f"{result.history[-1]['val_accuracy']:.3f}"
+            )
+    (ref_w, ref_c), (new_w, new_c) = totals.values()
+    print(f"profile vs reference: {new_w / ref_w:.2f}x wall, {new_c / ref_c:.2f}x CPU")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -46,10 +89,15 @@ def main() -> None:
     parser.add_argument(
         "--run-dir", type=Path, default=None, help="training run folder (default: a temp dir)"
     )
+    parser.add_argument("--compare-precision", action="store_true", help="see above")
+    parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    if args.compare_precision:
+        compare_precision(args.overrides, args.rounds)
+        return
 
     cfg = load_config("demo", overrides=args.overrides)
     t0 = time.perf_counter()

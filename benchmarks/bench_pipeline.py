@@ -6,11 +6,16 @@ Measures, in one process and on the same config (wall seconds and CPU seconds):
   2. the ZenML training pipeline on a fresh local stack (a clean RXVISION_HOME: data generated,
      ZenML store and stack created, nothing cached);
   3. the same pipeline again on that now-warm state (data cached, cached data steps);
-and prints the ratios pipeline clean / library cold and pipeline warm / library warm.
+and prints the ratios pipeline clean / library cold and pipeline warm / library warm, with
+the wall and CPU seconds of each step (from ZenML's "Step `x` has started/finished" log lines).
+``--compare-metadata-cache`` then runs the warm pipeline twice more, without and with
+``pipelines.metadata_cache`` (ZenML re-reading every package's metadata), alternating.
 
     python benchmarks/bench_pipeline.py                       # demo profile (minutes)
     python benchmarks/bench_pipeline.py --tiny                # the integration tests' tiny config
     python benchmarks/bench_pipeline.py --set training.epochs=2
+    python benchmarks/bench_pipeline.py --tiny --compare-metadata-cache
+    python benchmarks/bench_pipeline.py --pipeline-only     # the clean run alone, per step
 
 The library reference runs first, on its own data cache, so the pipeline's clean run still
 has to generate the synthetic data (as a user's first run does); Python imports are already
@@ -22,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import resource
 import shutil
 import sys
@@ -29,6 +35,7 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -40,6 +47,34 @@ def cpu_seconds() -> float:
     own = resource.getrusage(resource.RUSAGE_SELF)
     kids = resource.getrusage(resource.RUSAGE_CHILDREN)
     return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+class StepClock(logging.Handler):
+    """Wall and CPU seconds per step, taken at ZenML's step start/finish log lines (the local
+    orchestrator runs steps in this process, one after the other)."""
+
+    PATTERN = re.compile(r"Step `?([\w-]+)`? has (started|finished)")
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.open: dict[str, tuple[float, float]] = {}
+        self.steps: dict[str, tuple[float, float]] = {}
+
+    def emit(self, record: logging.LogRecord) -> None:
+        match = self.PATTERN.search(re.sub(r"\x1b\[[0-9;]*m", "", record.getMessage()))
+        if match is None:
+            return
+        name, event = match.groups()
+        now = (time.perf_counter(), cpu_seconds())
+        if event == "started":
+            self.open[name] = now
+        elif name in self.open:
+            t0, c0 = self.open.pop(name)
+            self.steps[name] = (now[0] - t0, now[1] - c0)
+
+    def take(self) -> dict[str, tuple[float, float]]:
+        steps, self.steps = self.steps, {}
+        return steps
 
 
 def library_only(cfg: Any, run_dir: Path) -> dict[str, float]:
@@ -72,8 +107,17 @@ def main() -> int:
     )
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument(
+        "--pipeline-only", action="store_true", help="only the pipeline's clean run (per step)"
+    )
+    parser.add_argument(
+        "--compare-metadata-cache",
+        action="store_true",
+        help="two more warm runs: without, then with pipelines.metadata_cache",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
+    clock = StepClock()
 
     from stacks.setup import configure_environment, ensure_local_stack
 
@@ -100,29 +144,49 @@ def main() -> int:
         figures[f"{key}_cpu_s"] = cpu_seconds() - c0
         return result
 
-    # cold: pays the imports and generates the synthetic data; warm: the same again
-    timed("library_cold", lambda: library_only(lib_cfg, work / "lib-run-1"))
-    metrics = timed("library_warm", lambda: library_only(lib_cfg, work / "lib-run-2"))
-    figures["library_macro_f1"] = metrics.get("macro_f1")
+    if not args.pipeline_only:
+        # cold: pays the imports and generates the synthetic data; warm: the same again
+        timed("library_cold", lambda: library_only(lib_cfg, work / "lib-run-1"))
+        metrics = timed("library_warm", lambda: library_only(lib_cfg, work / "lib-run-2"))
+        figures["library_macro_f1"] = metrics.get("macro_f1")
 
+    import zenml  # noqa: F401  (its logger set-up comes first, then the step clock)
+
+    from pipelines import metadata_cache
     from pipelines.training import run_outputs, run_training
+
+    logging.getLogger("zenml").addHandler(clock)
 
     def pipeline_run(clean: bool) -> Any:
         if clean:
             ensure_local_stack(paths)  # a first run creates the ZenML store and the stack
         return run_outputs(run_training(cfg))["registration"]["stage"]
 
-    figures["pipeline_clean_stage"] = timed("pipeline_clean", lambda: pipeline_run(True))
-    figures["pipeline_warm_stage"] = timed("pipeline_warm", lambda: pipeline_run(False))
-    for label, ref in (("clean", "library_cold"), ("warm", "library_warm")):
-        for unit in ("s", "cpu_s"):
-            figures[f"ratio_{label}_{unit}"] = (
-                figures[f"pipeline_{label}_{unit}"] / figures[f"{ref}_{unit}"]
-            )
+    runs = ["pipeline_clean"] if args.pipeline_only else ["pipeline_clean", "pipeline_warm"]
+    for key in runs:
+        figures[f"{key}_stage"] = timed(key, lambda k=key: pipeline_run(k == "pipeline_clean"))
+        figures[f"{key}_steps"] = clock.take()
+    if args.compare_metadata_cache:
+        for key, cached in (("pipeline_warm_uncached", False), ("pipeline_warm_cached", True)):
+            metadata_cache.uninstall()
+            if cached:
+                timed(key, lambda: pipeline_run(False))
+            else:  # call_pipeline installs the cache: not this time
+                with mock.patch.object(metadata_cache, "install", lambda: False):
+                    timed(key, lambda: pipeline_run(False))
+            figures[f"{key}_steps"] = clock.take()
+            runs.append(key)
+    if not args.pipeline_only:
+        for label, ref in (("clean", "library_cold"), ("warm", "library_warm")):
+            for unit in ("s", "cpu_s"):
+                figures[f"ratio_{label}_{unit}"] = (
+                    figures[f"pipeline_{label}_{unit}"] / figures[f"{ref}_{unit}"]
+                )
 
-    for key in ("library_cold", "library_warm", "pipeline_clean", "pipeline_warm"):
+    libs = [] if args.pipeline_only else ["library_cold", "library_warm"]
+    for key in [*libs, *runs]:
         line = f"{key:15s}: {figures[key + '_s']:7.1f} s wall {figures[key + '_cpu_s']:7.1f} s CPU"
-        if key.startswith("pipeline"):
+        if key in ("pipeline_clean", "pipeline_warm") and not args.pipeline_only:
             label = key.split("_")[1]
             line += (
                 f"   vs library_{'cold' if label == 'clean' else 'warm'}: "
@@ -130,6 +194,12 @@ def main() -> int:
                 f"{figures[f'ratio_{label}_cpu_s']:.2f}x CPU"
             )
         print(line)
+    for key in runs:
+        steps = figures[f"{key}_steps"]
+        print(
+            f"{key} per step (wall s / CPU s): "
+            + ", ".join(f"{name} {wall:.1f}/{cpu:.1f}" for name, (wall, cpu) in steps.items())
+        )
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2, default=str))
     shutil.rmtree(work, ignore_errors=True)  # the temporary state folder and data

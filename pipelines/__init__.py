@@ -93,8 +93,10 @@ def with_run_options(pipeline: Any, options: dict[str, Any] | None) -> Any:
 def call_pipeline(pipeline: Any, **params: Any) -> Any:
     """Run ``pipeline(**params)`` and return the run; a step's RxVisionError that ZenML
     wrapped is raised as itself, so callers see the one-line user error."""
+    from pipelines import metadata_cache
     from rxvision.errors import find_user_error
 
+    metadata_cache.install()  # ZenML's source resolution re-reads every package's metadata
     try:
         return pipeline(**params)
     except RxVisionError:

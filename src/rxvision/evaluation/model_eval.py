@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import io
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -86,6 +86,53 @@ def predict_samples(
     return predict(
         model, loader, device=resolve_device(device), with_embeddings=with_embeddings, tta=tta
     )
+
+
+class _Views:
+    """Each raw-image transform followed by the eval transform, stacked (V, C, H, W): one
+    decode per image for every invariance view (picklable for loader workers)."""
+
+    def __init__(
+        self, pres: Sequence[Callable[[np.ndarray], np.ndarray]], then: Callable[..., Any]
+    ) -> None:
+        self.pres, self.then = list(pres), then
+
+    def __call__(self, image: np.ndarray) -> dict[str, Any]:
+        views = [torch.as_tensor(self.then(image=pre(image))["image"]) for pre in self.pres]
+        return {"image": torch.stack(views)}
+
+
+def _flattened(loader: Iterable[Any]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """(B, V, C, H, W) batches as (B * V, C, H, W), each label repeated per view."""
+    for x, y in loader:
+        yield x.flatten(0, 1), torch.as_tensor(y).repeat_interleave(x.shape[1])
+
+
+def predict_invariance(
+    model: torch.nn.Module,
+    samples: Sequence[Sample],
+    classes: Sequence[str],
+    normalization: Any,
+    cfg: RxVisionConfig,
+    names: Sequence[str],
+    device: str | torch.device = "auto",
+) -> dict[str, np.ndarray]:
+    """Predicted labels of `samples` under each invariance transform in `names`, from one
+    loader pass: every image is decoded once and its views go through the model together
+    (as many images per forward as an eval batch), instead of one pass per transform."""
+    from rxvision.data.loader import ImageDataset, build_loader
+    from rxvision.data.transforms import build_eval_transform
+
+    if not names:
+        return {}
+    views = _Views([INVARIANCE_TRANSFORMS[n] for n in names], build_eval_transform(normalization))
+    dataset = ImageDataset(list(samples), LabelMap(list(classes)), views)
+    lcfg = cfg.data.loader
+    lcfg = lcfg.model_copy(update={"eval_batch_size": max(1, lcfg.eval_batch_size // len(names))})
+    loader = build_loader(dataset, lcfg, train=False, seed=cfg.training.seed)
+    logits = predict(model, _flattened(loader), device=resolve_device(device)).logits
+    labels = logits.reshape(len(samples), len(names), -1).argmax(axis=2)
+    return {name: labels[:, i] for i, name in enumerate(names)}
 
 
 def _calibrated_probs(preds: Predictions, calibration: Calibration | None) -> np.ndarray:
@@ -264,12 +311,7 @@ def evaluate_trained_bundle(
     ).ece
 
     base = test_p.plain_logits.argmax(axis=1)
-    transformed = {
-        name: predict_samples(
-            model, test, classes, norm, cfg, device=device, pre=INVARIANCE_TRANSFORMS[name]
-        ).logits.argmax(axis=1)
-        for name in ev.invariance
-    }
+    transformed = predict_invariance(model, test, classes, norm, cfg, ev.invariance, device)
     inv = invariance_rows(base, transformed)
     result.metrics.update(invariance_metrics(inv))
     result.metrics["worst_class_accuracy"] = worst_class_accuracy(result.per_class)
@@ -345,6 +387,7 @@ __all__ = [
     "ModelEvaluation",
     "evaluate_bundle",
     "evaluate_trained_bundle",
+    "predict_invariance",
     "predict_samples",
     "report_sections",
     "resolve_device",

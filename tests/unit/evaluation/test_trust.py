@@ -21,6 +21,7 @@ from rxvision.errors import RxVisionError
 from rxvision.evaluation.model_eval import (
     evaluate_bundle,
     evaluate_trained_bundle,
+    predict_invariance,
     predict_samples,
     report_sections,
     resolve_device,
@@ -100,6 +101,24 @@ def _flip_invariance(model: nn.Module, samples: list[Sample]) -> float:
 def test_flip_invariance_is_one_for_an_invariant_model_and_zero_for_a_side_detector(halves):
     assert _flip_invariance(FlipAveraged(), halves) == 1.0
     assert _flip_invariance(SideModel(), halves) == 0.0
+
+
+def test_one_pass_invariance_gives_the_labels_of_one_pass_per_transform(halves):
+    # 2 images per loader batch (10 // 4 views): the views must stay with their images
+    cfg = load_config("demo", overrides=[*TINY, "data.loader.eval_batch_size=10"])
+    norm = Normalization(image_size=32, mean=(0.5,) * 3, std=(0.5,) * 3)
+    classes, names = ["left", "right"], list(INVARIANCE_TRANSFORMS)
+    model = SideModel()
+    got = predict_invariance(model, halves, classes, norm, cfg, names, device="cpu")
+    assert list(got) == names
+    for name in names:
+        one = predict_samples(
+            model, halves, classes, norm, cfg, device="cpu", pre=INVARIANCE_TRANSFORMS[name]
+        ).logits.argmax(1)
+        np.testing.assert_array_equal(got[name], one, err_msg=name)
+    flipped = got["hflip"]
+    assert (flipped != np.array([classes.index(s.label) for s in halves])).all()
+    assert predict_invariance(model, halves, classes, norm, cfg, [], device="cpu") == {}
 
 
 def test_invariance_transforms_keep_the_image_shape_and_change_pixels():
