@@ -61,34 +61,12 @@ def trained(isolated_home, tiny_config, tmp_path_factory):
 def _log_dark_traffic(cfg) -> int:
     """The dataset's pills at a third of their brightness, predicted by the production model
     and logged the way the service logs them."""
-    from zenml.client import Client
-    from zenml.enums import ModelStages
-
-    from bentos.traffic import TrafficLogger, monitoring_options
     from rxvision.data.images import load_rgb
     from rxvision.data.sources import load_source
-    from rxvision.monitoring import EmbeddingProjector
-    from rxvision.serving.predictor import Predictor
+    from tests.support.production import log_production_traffic
 
-    mv = Client().get_model_version("rxvision-classifier", ModelStages.PRODUCTION)
-    predictor = Predictor.from_bundle(mv.get_artifact("model_bundle").load(), runtime="torch")
-    projector_json = mv.get_artifact("embedding_projector").load()
-    projector = EmbeddingProjector.from_json(projector_json) if projector_json else None
-    logger = TrafficLogger(
-        predictor.classes,
-        model_version=str(mv.number),
-        projector=projector,
-        monitor_options=monitoring_options(cfg.serving),
-    )
     images = [(load_rgb(s.path) * 0.3).astype(np.uint8) for s in load_source(cfg.data).samples]
-    logged = 0
-    for start in range(0, len(images), 8):
-        batch = images[start : start + 8]
-        probs, emb = predictor.predict_arrays(predictor.preprocess(batch))
-        logged += logger.log_prediction(
-            batch, probs, file_sizes=[1000] * len(batch), embeddings=emb
-        )
-    return logged
+    return log_production_traffic(cfg, images)[0]
 
 
 def test_drift_posts_one_alert_with_the_report_and_retrains(

@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.support.production import production_version
+
 pytestmark = pytest.mark.integration
 
 
@@ -42,15 +44,6 @@ def deployed(trained):
     deployer.delete_model_server(summary["service_uuid"], timeout=120)
 
 
-def _production():
-    from zenml.client import Client
-    from zenml.enums import ModelStages
-
-    from steps.common import MODEL_NAME
-
-    return Client().get_model_version(MODEL_NAME, ModelStages.PRODUCTION)
-
-
 def test_deployed_service_answers_with_the_production_version(deployed) -> None:
     cfg, _run, summary = deployed
     url = summary["url"].rstrip("/")
@@ -63,10 +56,14 @@ def test_deployed_service_answers_with_the_production_version(deployed) -> None:
     )
     assert resp.status_code == 200, resp.text
     body = resp.json()
-    assert body["model_version"] == str(_production().number)
+    assert body["model_version"] == str(production_version().number)
     assert (
         body["label"]
-        in _production().get_artifact("model_bundle").load().joinpath("bundle.json").read_text()
+        in production_version()
+        .get_artifact("model_bundle")
+        .load()
+        .joinpath("bundle.json")
+        .read_text()
     )
     info = httpx.post(f"{url}/model_info", json={}, timeout=30).json()
     assert info["stage"] == "production"
@@ -79,7 +76,7 @@ def test_export_is_parity_checked_and_profiled_as_metadata(deployed) -> None:
     assert export["profile"] and export["int8_accuracy_change"] is not None
     profile = run.steps["export_model"].outputs["export_profile"][0].load()
     assert {"format", "batch_size", "p50_ms", "p99_ms", "throughput_ips"} <= set(profile.columns)
-    meta = _production().run_metadata
+    meta = production_version().run_metadata
     assert "export" in meta and "latency_profile" in meta and "bentoml_model" in meta
 
 
@@ -90,11 +87,11 @@ def test_bentoml_model_carries_lineage_labels(deployed) -> None:
 
     _cfg, _run, summary = deployed
     labels = bentoml.models.get(summary["bentoml_model"]).info.labels
-    bundle = read_bundle_info(_production().get_artifact("model_bundle").load())
+    bundle = read_bundle_info(production_version().get_artifact("model_bundle").load())
     assert labels["sha256"] == bundle.sha256
     assert labels["zenml_model"] == "rxvision-classifier"
-    assert labels["zenml_model_version_number"] == str(_production().number)
-    assert labels["zenml_model_version_name"] == str(_production().name)
+    assert labels["zenml_model_version_number"] == str(production_version().number)
+    assert labels["zenml_model_version_name"] == str(production_version().name)
     assert labels["classes"].split(",") == bundle.classes
     assert "mlflow_run_id" in labels and "metrics" in labels and "preprocessing" in labels
 
@@ -131,7 +128,7 @@ def test_batch_inference_writes_predictions_and_logs_traffic(trained, tmp_path) 
     assert len(table) == 7 and table["predicted"].notna().sum() == 6
     assert table.loc[table["path"].str.endswith("missing.png"), "error"].item() == "unreadable"
     assert summary["predicted"] == 6 and summary["accuracy"] is not None
-    assert summary["model_version"] == str(_production().number)
+    assert summary["model_version"] == str(production_version().number)
     assert summary["logged_rows"] == 6 and summary["logging_errors"] == 0
     logged = read_traffic_log(trained.serving.log_dir)
     assert len(logged) >= 6

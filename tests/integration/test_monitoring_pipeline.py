@@ -10,6 +10,8 @@ import time
 import numpy as np
 import pytest
 
+from tests.support.production import production_version
+
 pytestmark = pytest.mark.integration
 
 
@@ -26,47 +28,19 @@ def trained(isolated_home, tiny_config, tmp_path_factory):
     return cfg
 
 
-def _production():
-    from zenml.client import Client
-    from zenml.enums import ModelStages
-
-    from steps.common import MODEL_NAME
-
-    return Client().get_model_version(MODEL_NAME, ModelStages.PRODUCTION)
-
-
 def _log_shifted_traffic(cfg) -> int:
     """Darker, blurred versions of the dataset's pills, predicted by the production model and
     logged exactly as the service does."""
-    from bentos.traffic import TrafficLogger, monitoring_options
     from rxvision.data.images import load_rgb
     from rxvision.data.sources import load_source
-    from rxvision.monitoring import EmbeddingProjector
-    from rxvision.serving.predictor import Predictor
-    from steps.common import EMBEDDING_PROJECTOR, MODEL_BUNDLE
+    from tests.support.production import log_production_traffic
     from tests.support.simulate import shift_image
 
-    mv = _production()
-    predictor = Predictor.from_bundle(mv.get_artifact(MODEL_BUNDLE).load(), runtime="torch")
-    projector_json = mv.get_artifact(EMBEDDING_PROJECTOR).load()
-    projector = EmbeddingProjector.from_json(projector_json) if projector_json else None
-    logger = TrafficLogger(
-        predictor.classes,
-        model_version=str(mv.number),
-        projector=projector,
-        monitor_options=monitoring_options(cfg.serving),
-    )
     rng = np.random.default_rng(0)
     samples = list(load_source(cfg.data).samples)
     images = [shift_image(load_rgb(s.path), "dark_blur", rng) for s in samples]
-    logged = 0
-    for start in range(0, len(images), 8):
-        batch = images[start : start + 8]
-        probs, emb = predictor.predict_arrays(predictor.preprocess(batch))
-        logged += logger.log_prediction(
-            batch, probs, file_sizes=[1000] * len(batch), embeddings=emb
-        )
-    assert logger.errors == 0
+    logged, errors = log_production_traffic(cfg, images)
+    assert errors == 0
     return logged
 
 
@@ -95,11 +69,13 @@ def test_shifted_traffic_is_reported_with_artifact_and_metadata(trained, shifted
     run_meta = Client().get_pipeline_run(run.id).run_metadata["drift"]
     assert run_meta["drifted"] is True and "brightness" in run_meta["drifted_columns"]
     mv_meta = (
-        Client().get_model_version(_production().model.name, _production().number).run_metadata
+        Client()
+        .get_model_version(production_version().model.name, production_version().number)
+        .run_metadata
     )
     assert mv_meta["drift"]["drifted"] is True
     # the report is an artifact of the production model version (Model Control Plane)
-    assert _production().get_artifact(DRIFT_REPORT) is not None
+    assert production_version().get_artifact(DRIFT_REPORT) is not None
 
 
 def test_fail_on_drift_exits_non_zero_and_prints_the_decision(trained, shifted, capsys):
@@ -175,7 +151,7 @@ def test_served_traffic_reaches_the_monitoring_pipeline(trained, tmp_path):
     from steps.common import EMBEDDING_PROJECTOR, MODEL_BUNDLE
     from tests.support.simulate import shift_image
 
-    mv = _production()
+    mv = production_version()
     projector_json = mv.get_artifact(EMBEDDING_PROJECTOR).load()
     projector_file = EmbeddingProjector.from_json(projector_json).save(tmp_path / "projector.json")
     bento_model = save_bundle_to_bentoml(

@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from tests.support.production import production_version
+
 pytestmark = pytest.mark.integration
 
 # A first model that is clearly good (about 0.87 accuracy here) so that a worse one is worse.
@@ -32,18 +34,11 @@ def first_run(isolated_home, tiny_config):
     return cfg, run, run_outputs(run)
 
 
-def _production():
-    from zenml.client import Client
-    from zenml.enums import ModelStages
-
-    return Client().get_model_version("rxvision-classifier", ModelStages.PRODUCTION)
-
-
 def test_first_passing_model_becomes_production_with_metadata(first_run) -> None:
     cfg, run, out = first_run
     reg = out["registration"]
     assert reg["stage"] == "production"
-    mv = _production()
+    mv = production_version()
     assert str(mv.name) == reg["version"]
     meta = mv.run_metadata
     assert meta["dataset_fingerprint"] == out["fingerprint"]
@@ -58,7 +53,7 @@ def test_model_version_links_bundle_evaluation_and_reference_artifacts(first_run
     from rxvision.models.bundle import load_bundle
 
     _, _, out = first_run
-    mv = _production()
+    mv = production_version()
     bundle_dir = mv.get_artifact("model_bundle").load()
     loaded = load_bundle(Path(bundle_dir))  # sha256 verified
     assert loaded.info.fingerprint == out["fingerprint"]
@@ -150,7 +145,7 @@ def test_worse_model_is_rejected_with_fail_on_gate_and_production_stays(
     assert out["registration"]["stage"] is None
     failed = {r["rule"] for r in out["gate"]["rules"] if r["passed"] is False}
     assert {"min_accuracy", "min_gain"} <= failed  # the rules it failed are named
-    assert str(_production().name) == first["registration"]["version"]
+    assert str(production_version().name) == first["registration"]["version"]
     steps = Client().get_pipeline_run(run.id).steps
     assert steps["split_data"].status == ExecutionStatus.CACHED  # same data, same data config
     assert steps["train_model"].status == ExecutionStatus.COMPLETED  # training is never cached
