@@ -79,23 +79,12 @@ def _deploy_with_run_py(home: Path, stack: str):
     """`python run.py --pipeline deployment --stack NAME` on this module's state folder, in
     its own process: a process builds one Bento (the service module pins its model when
     BentoML imports it, and test_deployment.py builds another in this process)."""
-    import subprocess
-    import sys
-
     from tests.integration.conftest import TINY_OVERRIDES
+    from tests.support.cli import run_py
 
     env = {k: v for k, v in os.environ.items() if k != "ZENML_ACTIVE_STACK_ID"}
-    env["RXVISION_HOME"] = str(home)
     sets = [a for o in (*TINY_OVERRIDES, "export.parity_images=4") for a in ("--set", o)]
-    return subprocess.run(
-        [sys.executable, str(ROOT / "run.py"), "--pipeline", "deployment", "--stack", stack] + sets,
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-        timeout=900,
-        check=False,
-    )
+    return run_py(["--pipeline", "deployment", "--stack", stack, *sets], home, 900, env=env)
 
 
 @pytest.mark.skipif(_docker()[0], reason="a Docker daemon answers here: the build succeeds")

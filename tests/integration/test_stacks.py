@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.cli import run_py
+
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -158,16 +160,7 @@ def test_env_exports_point_at_each_state_folder_and_leave_the_checkout_alone(tmp
             for k, v in os.environ.items()
             if not k.startswith(("ZENML_", "BENTOML_", "MLFLOW_"))
         }
-        env["RXVISION_HOME"] = str(tmp_path / name)
-        proc = subprocess.run(
-            [sys.executable, str(ROOT / "run.py"), "--env"],
-            capture_output=True,
-            text=True,
-            env=env,
-            cwd=ROOT,
-            timeout=300,
-            check=False,
-        )
+        proc = run_py(["--env"], tmp_path / name, timeout=300, env=env)
         assert proc.returncode == 0, proc.stderr[-2000:]
         lines = proc.stdout.splitlines()
         assert lines and all(line.startswith("export ") for line in lines), proc.stdout
@@ -196,16 +189,7 @@ def test_env_exports_point_at_each_state_folder_and_leave_the_checkout_alone(tmp
     ],
 )
 def test_run_py_user_errors_are_one_line_without_traceback(argv, expected, tmp_path) -> None:
-    env = {**os.environ, "RXVISION_HOME": str(tmp_path / "home")}
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "run.py"), *argv],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-        timeout=300,
-        check=False,
-    )
+    proc = run_py(argv, tmp_path / "home", timeout=300)
     assert proc.returncode == 2
     assert expected in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -288,7 +272,6 @@ def test_a_user_error_inside_a_step_is_one_line_without_traceback(tmp_path) -> N
                 root / label / f"{i}.png"
             )
     (root / "oval_blue" / "empty.png").write_bytes(b"")
-    env = {**os.environ, "RXVISION_HOME": str(tmp_path / "home")}
     argv = [
         "--pipeline",
         "training",
@@ -299,15 +282,7 @@ def test_a_user_error_inside_a_step_is_one_line_without_traceback(tmp_path) -> N
         "--set",
         "data.validation.policy=fail",
     ]
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "run.py"), *argv],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-        timeout=600,
-        check=False,
-    )
+    proc = run_py(argv, tmp_path / "home", timeout=600)
     output = proc.stdout + proc.stderr
     assert proc.returncode == 2, output[-3000:]
     assert "Traceback" not in output
