@@ -23,6 +23,7 @@ and gradient error in fp32, bf16 and channels_last.
 from __future__ import annotations
 
 import argparse
+import copy
 import gzip
 import logging
 import os
@@ -30,6 +31,7 @@ import resource
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from rxvision.telemetry import disable_telemetry
@@ -58,6 +60,7 @@ from rxvision.errors import RxVisionError
 from rxvision.evaluation import evaluate, predict
 from rxvision.registry import majority_baseline
 from rxvision.training import fit
+from rxvision.training.checkpoint import read_last
 from rxvision.tuning import apply_params, run_study
 
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -88,15 +91,17 @@ def write_imagefolder(
     side: int,
     seed: int = 0,
     palette: bool = False,
+    part: str = "train",
 ) -> dict[str, int]:
-    """``per_class`` images of each class (the last class / ratio) from the training file, as
-    8-bit grayscale PNGs (with ``palette``, every other one as a palette PNG)."""
-    if not (FASHION_DIR / "train-images-idx3-ubyte.gz").is_file():
+    """``per_class`` images of each class (the last class / ratio) from Fashion-MNIST's
+    ``part`` file ("train", or "t10k": the test file, disjoint from it), as 8-bit grayscale
+    PNGs (with ``palette``, every other one as a palette PNG)."""
+    if not (FASHION_DIR / f"{part}-images-idx3-ubyte.gz").is_file():
         raise RxVisionError(
             f"Fashion-MNIST not found in {FASHION_DIR}", "apt-get install dataset-fashion-mnist"
         )
-    images = _idx(FASHION_DIR / "train-images-idx3-ubyte.gz", 16).reshape(-1, 28, 28)
-    labels = _idx(FASHION_DIR / "train-labels-idx1-ubyte.gz", 8)
+    images = _idx(FASHION_DIR / f"{part}-images-idx3-ubyte.gz", 16).reshape(-1, 28, 28)
+    labels = _idx(FASHION_DIR / f"{part}-labels-idx1-ubyte.gz", 8)
     rng = np.random.default_rng(seed)
     counts = {}
     for k, name in enumerate(classes):
@@ -118,8 +123,9 @@ def _scores(metrics: dict) -> str:
     )
 
 
-def _row(name: str, metrics: dict, seconds: float) -> str:
-    return f"{name:<28} {_scores(metrics)}  {seconds:6.0f} s"
+def _row(name: str, run: Run) -> str:
+    extra = f"  | extra test {_scores(run.extra)}" if run.extra else ""
+    return f"{name:<28} {_scores(run.metrics)}  {run.seconds:6.0f} s{extra}"
 
 
 def _cpu_s() -> float:
@@ -183,15 +189,32 @@ def product_config(data_dir: Path, work: Path, overrides: list[str]) -> RxVision
     )
 
 
-def product_run(cfg: RxVisionConfig, work: Path, splits=None):
-    """One run through the library; returns (metrics, wall s, splits, config, phases)."""
+@dataclass
+class Run:
+    """One run's test-split metrics, wall seconds and phases; ``extra``: its metrics on the
+    extra test set (``--extra-test``), if any."""
+
+    metrics: dict
+    seconds: float
+    phases: Phases | None = None
+    extra: dict | None = None
+    # the product's last-epoch weights on the same test sets (its checkpoint is the best by
+    # validation): (test split, extra test) metrics
+    last: tuple[dict, dict | None] | None = None
+
+
+def _score(probs, labels, classes, cfg: EvaluationConfig) -> dict:
+    return evaluate(probs, labels, classes, cfg).metrics
+
+
+def product_run(cfg: RxVisionConfig, work: Path, splits, extra=None) -> Run:
+    """One run through the library on ``splits`` (load + validate is timed on the source, as
+    a user's run does it); ``extra``: more test samples scored by the same weights."""
     start = time.perf_counter()
     phases = Phases()
     index = load_source(cfg.data)
-    index = apply_policy(index, validate_dataset(index, cfg.data.validation), cfg.data.validation)
+    apply_policy(index, validate_dataset(index, cfg.data.validation), cfg.data.validation)
     phases.mark("load + validate data")
-    splits = splits or stratified_split(index, cfg.data.split)
-    phases.mark("split")
     result = fit(cfg, splits, work / f"run-{len(list(work.glob('run-*')))}")
     phases.mark("fit")
     plan = result.time_budget
@@ -204,23 +227,29 @@ def product_run(cfg: RxVisionConfig, work: Path, splits=None):
         "setup, checkpoints, rest",
         _fit_parts(result.history, len(splits.train), cfg.data.loader.batch_size),
     )
-    test = ImageDataset(splits.test, splits.label_map, build_eval_transform(result.normalization))
-    loader = build_loader(test, cfg.data.loader, train=False)
-    preds = predict(result.model, loader, torch.device("cpu"), tta=cfg.evaluation.tta)
+
+    def infer(samples, tta, model=result.model):
+        data = ImageDataset(samples, splits.label_map, build_eval_transform(result.normalization))
+        loader = build_loader(data, cfg.data.loader, train=False)
+        preds = predict(model, loader, torch.device("cpu"), tta=tta)
+        return _score(preds.probs, preds.labels, splits.classes, cfg.evaluation)
+
+    metrics = infer(splits.test, cfg.evaluation.tta)
     phases.mark(f"test inference (tta {cfg.evaluation.tta})")
     seconds = time.perf_counter() - start
     # the other TTA setting on the same weights (a paired comparison; not in the timings)
     other = "none" if cfg.evaluation.tta == "flip" else "flip"
-    alt = predict(result.model, loader, torch.device("cpu"), tta=other)
-    alt_metrics = evaluate(alt.probs, alt.labels, splits.classes, cfg.evaluation).metrics
-    phases.note += f"; with tta {other}: {_scores(alt_metrics)}"
-    return (
-        evaluate(preds.probs, preds.labels, splits.classes, cfg.evaluation).metrics,
-        seconds,
-        splits,
-        cfg,
-        phases,
+    phases.note += f"; with tta {other}: {_scores(infer(splits.test, other))}"
+    extra_metrics = infer(extra, cfg.evaluation.tta) if extra else None
+    # the last epoch's weights beside the checkpoint chosen by validation (a paired comparison)
+    last_model = copy.deepcopy(result.model)
+    last_model.load_state_dict(read_last(result.run_dir).model)
+    last = (
+        infer(splits.test, cfg.evaluation.tta, last_model),
+        infer(extra, cfg.evaluation.tta, last_model) if extra else None,
     )
+    phases.note += f"; checkpoint {result.best_checkpoint.name} of {result.epochs_run} epochs"
+    return Run(metrics, seconds, phases, extra_metrics, last)
 
 
 def step_costs(cfg: RxVisionConfig, sizes: list[int], rounds: int = 3, steps: int = 4) -> None:
@@ -327,7 +356,7 @@ TUNING_SPACE = {
 }
 
 
-def tuning_study(base: RxVisionConfig, splits, work: Path, n_trials: int) -> list[str]:
+def tuning_study(base: RxVisionConfig, splits, work: Path, n_trials: int, extra=None) -> list[str]:
     """The library's tuning on the train/val splits (the recipe enqueued as trial 0; the test
     split is withheld from every trial), then one final run of the best parameters scored on
     the test split like the default run. Returns the result rows."""
@@ -369,10 +398,9 @@ def tuning_study(base: RxVisionConfig, splits, work: Path, n_trials: int) -> lis
             f"{t['duration_s'] or 0:.0f} s",
             flush=True,
         )
-    tuned = apply_params(base, outcome.best["params"])
-    m, s, _, _, ph = product_run(tuned, work, splits=splits)
-    print(ph.table("product tuned"), flush=True)
-    row = _row("product tuned (final run)", m, s) + f"  (+ study {study_s:.0f} s)"
+    tuned = product_run(apply_params(base, outcome.best["params"]), work, splits, extra)
+    print(tuned.phases.table("product tuned"), flush=True)
+    row = _row("product tuned (final run)", tuned) + f"  (+ study {study_s:.0f} s)"
     print(row, flush=True)
     return [row]
 
@@ -427,6 +455,17 @@ def main() -> None:
         "parameters' final run on the test split",
     )
     parser.add_argument("--reference-fp32", action="store_true", help="reference without bf16")
+    parser.add_argument(
+        "--seeds", type=int, default=1, help="repeat every run with training seeds 0..N-1"
+    )
+    parser.add_argument(
+        "--extra-test",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also score every run on N images per class (the last / ratio) from "
+        "Fashion-MNIST's test file: a larger test set than the split's, disjoint from it",
+    )
     args = parser.parse_args()
     logging.basicConfig(
         level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -451,53 +490,56 @@ def main() -> None:
         f"machine: {os.cpu_count()} cores, torch threads {torch.get_num_threads()}, "
         f"load average at start {load0[0]:.2f}"
     )
-
-    rows = []
     base_cfg = product_config(work / "photos", work, args.overrides)
-    metrics, seconds, splits, cfg, phases = product_run(base_cfg, work)
-    rows.append(_row("product default", metrics, seconds))
-    print(rows[-1], flush=True)
-    print(phases.table("product default"), flush=True)
-    print(
-        f"  recipe {cfg.recipe}: {cfg.model.backbone} @{cfg.data.image_size}px, "
-        f"{cfg.training.epochs} epochs, precision {cfg.training.precision}, "
-        f"augmentation {cfg.data.augmentation.preset}, split {len(splits.train)}/"
-        f"{len(splits.val)}/{len(splits.test)}"
+    index = load_source(base_cfg.data)
+    splits = stratified_split(
+        apply_policy(
+            index, validate_dataset(index, base_cfg.data.validation), base_cfg.data.validation
+        ),
+        base_cfg.data.split,
     )
-    eval_cfg = EvaluationConfig(bootstrap_samples=cfg.evaluation.bootstrap_samples)
-    if not args.no_reference:
-        label_of = splits.label_map
-        items = lambda samples: [(s.path, label_of.index(s.label)) for s in samples]
-        start, cpu0 = time.perf_counter(), _cpu_s()
-        probs, train_s = train_and_predict(
-            items(splits.train),
-            items(splits.test),
-            len(splits.classes),
-            size=cfg.data.image_size,
-            epochs=cfg.training.epochs,
-            bf16=not args.reference_fp32,
-        )
-        labels = np.array([label_of.index(s.label) for s in splits.test])
-        ref = evaluate(probs, labels, splits.classes, eval_cfg).metrics
-        rows.append(_row("reference script", ref, time.perf_counter() - start))
-        print(rows[-1], flush=True)
-        print(
-            f"  phases of reference script: train epochs {train_s:.1f} s wall, the rest "
-            f"(setup, test inference) {time.perf_counter() - start - train_s:.1f} s; "
-            f"CPU {_cpu_s() - cpu0:.1f} s",
-            flush=True,
-        )
-    for spec in args.variant:
-        name, _, sets = spec.partition("=")
-        extra = [s for s in sets.split(",") if s]
-        variant_cfg = product_config(work / "photos", work, [*args.overrides, *extra])
-        m, s, _, _, ph = product_run(variant_cfg, work, splits=splits)
-        rows.append(_row(f"product {name}", m, s))
-        print(rows[-1], flush=True)
-        print(ph.table(f"product {name}"), flush=True)
+    extra = None
+    if args.extra_test:
+        counts = write_imagefolder(
+            work / "extra", classes, args.extra_test, args.ratio, args.side,
+            palette=args.palette, part="t10k",
+        )  # fmt: skip
+        extra = load_source(base_cfg.data.model_copy(update={"path": work / "extra"})).samples
+        print(f"extra test set: Fashion-MNIST's test file, {counts} (disjoint from the split)")
+    print(
+        f"recipe {base_cfg.recipe}: {base_cfg.model.backbone} @{base_cfg.data.image_size}px, "
+        f"{base_cfg.training.epochs} epochs, precision {base_cfg.training.precision}, "
+        f"augmentation {base_cfg.data.augmentation.preset}, split {len(splits.train)}/"
+        f"{len(splits.val)}/{len(splits.test)}",
+        flush=True,
+    )
+
+    eval_cfg = EvaluationConfig(bootstrap_samples=base_cfg.evaluation.bootstrap_samples)
+    settings = [("default", [])] + [
+        (name, [s for s in sets.split(",") if s])
+        for name, _, sets in (spec.partition("=") for spec in args.variant)
+    ]
+    runs: dict[str, list[Run]] = {}
+    rows = []
+    for seed in range(args.seeds):
+        tag = f" seed {seed}" if args.seeds > 1 else ""
+        for name, extra_sets in settings:
+            cfg = product_config(
+                work / "photos", work, [*args.overrides, *extra_sets, f"training.seed={seed}"]
+            )
+            run = product_run(cfg, work, splits, extra)
+            runs.setdefault(f"product {name}", []).append(run)
+            rows.append(_row(f"product {name}{tag}", run))
+            print(rows[-1], flush=True)
+            print(run.phases.table(f"product {name}{tag}"), flush=True)
+            if name == "default" and not args.no_reference:
+                run = reference_run(splits, cfg, eval_cfg, seed, args.reference_fp32, extra)
+                runs.setdefault("reference script", []).append(run)
+                rows.append(_row(f"reference script{tag}", run))
+                print(rows[-1], flush=True)
 
     if args.tune:
-        rows += tuning_study(base_cfg, splits, work, args.tune)
+        rows += tuning_study(base_cfg, splits, work, args.tune, extra)
 
     support = [sum(s.label == c for s in splits.test) for c in splits.classes]
     base = majority_baseline(support)
@@ -507,10 +549,65 @@ def main() -> None:
     )
     print("\n".join(rows))
     print(f"{'majority class':<28} acc {base['accuracy']:.4f}  macro_f1 {base['macro_f1']:.4f}")
+    if args.seeds > 1:
+        print(f"\n== means over {args.seeds} seeds (min-max) ==")
+        for name, group in runs.items():
+            print(_mean_row(name, group))
     print(
         f"load average at end {os.getloadavg()[0]:.2f} (1 min), {os.getloadavg()[1]:.2f} (5 min); "
         "times are end to end (the product's includes data validation and its val passes)"
     )
+
+
+def reference_run(splits, cfg: RxVisionConfig, eval_cfg, seed: int, fp32: bool, extra) -> Run:
+    """benchmarks/reference_finetune.py on the train split, the product's image size and
+    epochs; scored on the test split (and the extra test set)."""
+    label_of = splits.label_map
+    items = lambda samples: [(s.path, label_of.index(s.label)) for s in samples]
+    tests = items(splits.test) + (items(extra) if extra else [])
+    start, cpu0 = time.perf_counter(), _cpu_s()
+    probs, train_s = train_and_predict(
+        items(splits.train),
+        tests,
+        len(splits.classes),
+        size=cfg.data.image_size,
+        epochs=cfg.training.epochs,
+        bf16=not fp32,
+        seed=seed,
+    )
+    seconds = time.perf_counter() - start
+    print(
+        f"  phases of reference script: train epochs {train_s:.1f} s wall, the rest "
+        f"(setup, test inference) {seconds - train_s:.1f} s; CPU {_cpu_s() - cpu0:.1f} s",
+        flush=True,
+    )
+    labels = np.array([label for _, label in tests])
+    n = len(splits.test)
+    return Run(
+        _score(probs[:n], labels[:n], splits.classes, eval_cfg),
+        seconds,
+        extra=_score(probs[n:], labels[n:], splits.classes, eval_cfg) if extra else None,
+    )
+
+
+def _mean_row(name: str, group: list[Run]) -> str:
+    def stat(values):
+        return f"{np.mean(values):.4f} ({min(values):.4f}-{max(values):.4f})"
+
+    def scores(runs_metrics, runs_extra):
+        out = f"acc {stat([m['accuracy'] for m in runs_metrics])}"
+        out += f"  macro_f1 {stat([m['macro_f1'] for m in runs_metrics])}"
+        if runs_extra[0]:
+            out += f"  | extra test acc {stat([m['accuracy'] for m in runs_extra])}"
+            out += f" macro_f1 {stat([m['macro_f1'] for m in runs_extra])}"
+        return out
+
+    out = f"{name:<28} {scores([r.metrics for r in group], [r.extra for r in group])}"
+    out += f"  | wall {np.mean([r.seconds for r in group]):.0f} s"
+    if group[0].last:
+        last = scores([r.last[0] for r in group], [r.last[1] for r in group])
+        out += f"\n{'  (last-epoch weights)':<28} {last}"
+    return out
 
 
 if __name__ == "__main__":
