@@ -43,6 +43,11 @@ class Normalization:
     interpolation: str = "bilinear"
     # 1.0 = no crop margin: synthetic pills may sit near the border
     crop_pct: float = 1.0
+    # shrink by pixel-area averaging (cv2.INTER_AREA) instead of ``interpolation``: a bilinear
+    # or bicubic kernel reads a few source pixels per output pixel and aliases when shrinking
+    # (12 dB further from an antialiased resize: benchmarks/bench_resize.py); enlarging uses
+    # ``interpolation``. Bundles saved without the key were trained without it (from_dict).
+    antialias: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "mean", tuple(float(v) for v in self.mean))
@@ -79,13 +84,24 @@ class Normalization:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Normalization:
-        known = {"mean", "std", "image_size", "interpolation", "crop_pct"}
+        known = {"mean", "std", "image_size", "interpolation", "crop_pct", "antialias"}
         unknown = set(data) - known
         if unknown:
             raise RxVisionError(
                 f"unknown normalization keys: {sorted(unknown)}", f"known: {sorted(known)}"
             )
-        return cls(**{k: tuple(v) if k in ("mean", "std") else v for k, v in data.items()})
+        values = {"antialias": False, **data}  # bundles from before the key shrank without it
+        return cls(**{k: tuple(v) if k in ("mean", "std") else v for k, v in values.items()})
+
+    def resize_interpolation(self, scale: float) -> int:
+        """The cv2 interpolation for a resize by ``scale`` (albumentations' own rule for
+        ``area_for_downscale``)."""
+        return cv2.INTER_AREA if self.antialias and scale < 1.0 else self.cv2_interpolation
+
+    @property
+    def area_for_downscale(self) -> str | None:
+        """albumentations' resize option that applies :meth:`resize_interpolation`."""
+        return "image" if self.antialias else None
 
 
 def _normalize_and_tensor(norm: Normalization) -> list[Any]:
@@ -109,12 +125,21 @@ def build_train_transform(
     interp = norm.cv2_interpolation
     framing: list[Any] = (
         [
-            A.SmallestMaxSize(max_size=norm.resize_size, interpolation=interp),
+            A.SmallestMaxSize(
+                max_size=norm.resize_size,
+                interpolation=interp,
+                area_for_downscale=norm.area_for_downscale,
+            ),
             A.CenterCrop(height=size, width=size),
         ]
         if aug.scale_min >= 1.0
         else [
-            A.RandomResizedCrop(size=(size, size), scale=(aug.scale_min, 1.0), interpolation=interp)
+            A.RandomResizedCrop(
+                size=(size, size),
+                scale=(aug.scale_min, 1.0),
+                interpolation=interp,
+                area_for_downscale=norm.area_for_downscale,
+            )
         ]
     )
     steps: list[Any] = [
@@ -149,7 +174,11 @@ def build_eval_transform(norm: Normalization) -> A.Compose:
     size = norm.image_size
     return A.Compose(
         [
-            A.SmallestMaxSize(max_size=norm.resize_size, interpolation=norm.cv2_interpolation),
+            A.SmallestMaxSize(
+                max_size=norm.resize_size,
+                interpolation=norm.cv2_interpolation,
+                area_for_downscale=norm.area_for_downscale,
+            ),
             A.CenterCrop(height=size, width=size),
             *_normalize_and_tensor(norm),
         ],
@@ -178,9 +207,9 @@ def preprocess_image(rgb_uint8: np.ndarray, norm: Normalization) -> np.ndarray:
     new_h, new_w = max(1, round(height * scale)), max(1, round(width * scale))
     size = norm.image_size
     if new_h * new_w > RESIZE_CAP * norm.resize_size**2:
-        img, new_h, new_w = _resize_center_span(img, new_h, new_w, norm)
+        img, new_h, new_w = _resize_center_span(img, new_h, new_w, norm, scale)
     elif (new_h, new_w) != (height, width):
-        img = cv2.resize(img, (new_w, new_h), interpolation=norm.cv2_interpolation)
+        img = cv2.resize(img, (new_w, new_h), interpolation=norm.resize_interpolation(scale))
     top, left = (new_h - size) // 2, (new_w - size) // 2
     img = img[top : top + size, left : left + size]
     mean = np.asarray(norm.mean, dtype=np.float32) * 255.0
@@ -198,7 +227,7 @@ RESIZE_CAP = 8
 
 
 def _resize_center_span(
-    img: np.ndarray, new_h: int, new_w: int, norm: Normalization
+    img: np.ndarray, new_h: int, new_w: int, norm: Normalization, scale: float
 ) -> tuple[np.ndarray, int, int]:
     """Resize only the source span along the long axis that lands in the center crop (plus a
     few pixels for the interpolation kernel) and cut the crop window out of it along that
@@ -213,7 +242,7 @@ def _resize_center_span(
     span = img[lo:hi] if axis == 0 else img[:, lo:hi]
     span_dst = max(size, round((hi - lo) * ratio))
     dsize = (new_w, span_dst) if axis == 0 else (span_dst, new_h)
-    out = cv2.resize(span, dsize, interpolation=norm.cv2_interpolation)
+    out = cv2.resize(span, dsize, interpolation=norm.resize_interpolation(scale))
     # where the crop window starts inside the resized span
     offset = round(start - lo * ratio)
     offset = min(max(0, offset), span_dst - size)

@@ -71,6 +71,45 @@ def test_train_transform_follows_augmentation_config() -> None:
     np.testing.assert_allclose(out.numpy(), img.transpose(2, 0, 1) / 255.0, atol=1e-6)
 
 
+def _stripes(side: int) -> np.ndarray:
+    """1-pixel black and white columns: detail far finer than any model input resolves."""
+    img = np.zeros((side, side, 3), np.uint8)
+    img[:, ::2] = 255
+    return img
+
+
+@pytest.mark.parametrize("interpolation", ["bilinear", "bicubic"])
+def test_shrinking_averages_detail_instead_of_aliasing_it(interpolation) -> None:
+    img = _stripes(300)  # 300 -> 128 px: 2.3 source pixels per output pixel
+    on = Normalization(image_size=128, interpolation=interpolation, mean=(0,) * 3, std=(1,) * 3)
+    off = Normalization(**{**on.to_dict(), "antialias": False})
+    smooth = preprocess_image(img, on)
+    aliased = preprocess_image(img, off)
+    # area averaging turns the stripes into flat mid-grey; a kernel samples them into moire
+    assert abs(smooth.mean() - 0.5) < 0.02 and smooth.std() < 0.1
+    assert aliased.std() > 3 * smooth.std()
+    for norm in (on, off):  # training and serving shrink alike, with the option on or off
+        np.testing.assert_allclose(
+            build_eval_transform(norm)(image=img)["image"].numpy(),
+            preprocess_image(img, norm),
+            atol=1e-5,
+        )
+
+
+def test_training_frames_a_large_photo_as_evaluation_does() -> None:
+    cfg = DataConfig.model_validate({"augmentation": {"preset": "none"}})
+    norm = Normalization(image_size=40)
+    img = np.random.default_rng(3).integers(0, 256, (150, 110, 3), dtype=np.uint8)
+    train = build_train_transform(cfg, norm, seed=0)(image=img)["image"]
+    np.testing.assert_allclose(train.numpy(), preprocess_image(img, norm), atol=1e-5)
+
+
+def test_bundles_saved_before_antialias_keep_their_preprocessing() -> None:
+    old = {"mean": [0.5] * 3, "std": [0.5] * 3, "image_size": 64, "interpolation": "bicubic"}
+    assert Normalization.from_dict(old).antialias is False
+    assert Normalization.from_dict(Normalization().to_dict()).antialias is True
+
+
 def test_normalization_round_trips_and_rejects_bad_values() -> None:
     norm = Normalization(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), image_size=96, crop_pct=0.875)
     assert Normalization.from_dict(norm.to_dict()) == norm
