@@ -208,6 +208,10 @@ class CheckpointConfig(_Strict):
     monitor: str = "val_macro_f1"
     mode: Literal["min", "max"] = "max"
     save_top_k: int = Field(1, ge=1)
+    # the weights a run returns: "best", the epoch that scored best on `monitor` (with early
+    # stopping), or "last", the final epoch's (a schedule that anneals to ~0 ends at its
+    # best, while the best of many noisy scores on a small validation split is partly luck)
+    select: Literal["best", "last"] = "best"
 
 
 class EmaConfig(_Strict):

@@ -105,13 +105,15 @@ def atomic_torch_save(obj: Any, path: Path) -> None:
 
 @dataclass
 class CheckpointManager:
-    """Keeps last.ckpt (everything needed to resume) and the ``top_k`` best epochs by
-    ``monitor``. A top-k file is a hard link to that epoch's full checkpoint (no second write)."""
+    """Keeps last.ckpt (everything needed to resume) and the ``top_k`` selected epochs: the
+    best by ``monitor`` (``select="best"``) or the latest (``select="last"``). A kept file is a
+    hard link to that epoch's full checkpoint (no second write)."""
 
     directory: Path
     monitor: str
     mode: str = "max"
     top_k: int = 1
+    select: str = "best"
     # {"epoch", "score", "file", "weights"}
     kept: list[dict[str, Any]] = field(default_factory=list)
 
@@ -128,6 +130,9 @@ class CheckpointManager:
         return self.directory / self.kept[0]["file"] if self.kept else None
 
     def _sort(self) -> None:
+        if self.select == "last":
+            self.kept.sort(key=lambda k: k["epoch"], reverse=True)
+            return
         finite = [k for k in self.kept if not math.isnan(k["score"])]
         nan = [k for k in self.kept if math.isnan(k["score"])]
         finite.sort(key=lambda k: k["score"], reverse=self.mode == "max")

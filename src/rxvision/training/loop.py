@@ -147,7 +147,7 @@ class Trainer:
         self.early = (
             EarlyStopping(es.monitor, es.mode, es.patience, es.min_delta) if es.enabled else None
         )
-        self.ckpts = CheckpointManager(job.run_dir, ck.monitor, ck.mode, ck.save_top_k)
+        self.ckpts = CheckpointManager(job.run_dir, ck.monitor, ck.mode, ck.save_top_k, ck.select)
 
         self.epoch = 0
         self.planned_epochs = tcfg.epochs
@@ -387,6 +387,7 @@ class Trainer:
             "planned_epochs": self.planned_epochs,
             "stopped_early": self.stopped_early,
             "monitor": self.ckpts.monitor,
+            "checkpoint_select": self.ckpts.select,
             "best_epoch": best["epoch"] if best else None,
             "best_score": best["score"] if best else None,
             "best_weights": best.get("weights", "model") if best else None,

@@ -101,6 +101,17 @@ def test_fit_learns_writes_checkpoints_and_returns_the_best_model(tmp_path: Path
     assert events[-1]["payload"]["epochs_run"] == 3
 
 
+def test_select_last_returns_the_final_epochs_weights(tmp_path: Path, data3) -> None:
+    train, val = data3
+    cfg = tiny_config(epochs=3, early_stopping={"enabled": False}, checkpoint={"select": "last"})
+    result = fit_datasets(cfg, train, val, CLASSES, tmp_path)
+    last = torch.load(tmp_path / "last.ckpt", weights_only=True)
+    assert result.best_checkpoint.name.startswith("epoch=003-")
+    assert result.best_metrics["val_loss"] == result.history[-1]["val_loss"]
+    for key, value in result.model.state_dict().items():
+        assert torch.equal(value, last["model"][key]), key
+
+
 def test_finished_run_is_returned_without_training_again(tmp_path: Path, data3) -> None:
     train, val = data3
     cfg = tiny_config(epochs=1)

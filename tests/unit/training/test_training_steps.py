@@ -179,6 +179,16 @@ def test_checkpoint_manager_keeps_the_top_k_and_last(tmp_path: Path) -> None:
     assert not list(tmp_path.glob(".*tmp"))
 
 
+def test_checkpoint_manager_select_last_keeps_the_latest_epochs(tmp_path: Path) -> None:
+    manager = CheckpointManager(tmp_path, "val_macro_f1", "max", top_k=2, select="last")
+    for epoch, score in enumerate((0.5, 0.9, 0.7, 0.8), start=1):
+        new, evicted = manager.plan(epoch, {"val_macro_f1": score})
+        manager.save({"epoch": epoch}, new, evicted)
+    files = sorted(p.name for p in tmp_path.glob("epoch=*.ckpt"))
+    assert files == ["epoch=003-val_macro_f1=0.7000.ckpt", "epoch=004-val_macro_f1=0.8000.ckpt"]
+    assert torch.load(manager.best_path)["epoch"] == 4
+
+
 def test_backbone_learns_at_a_scaled_lr_through_the_schedule() -> None:
     from rxvision.config import OptimizerConfig
     from rxvision.training import build_optimizer
