@@ -201,6 +201,8 @@ class Run:
     # the product's last-epoch weights on the same test sets (its checkpoint is the best by
     # validation): (test split, extra test) metrics
     last: tuple[dict, dict | None] | None = None
+    # the same weights with the other evaluation.tta setting: (test split, extra test) metrics
+    other_tta: tuple[dict, dict | None] | None = None
 
 
 def _score(probs, labels, classes, cfg: EvaluationConfig) -> dict:
@@ -239,7 +241,8 @@ def product_run(cfg: RxVisionConfig, work: Path, splits, extra=None) -> Run:
     seconds = time.perf_counter() - start
     # the other TTA setting on the same weights (a paired comparison; not in the timings)
     other = "none" if cfg.evaluation.tta == "flip" else "flip"
-    phases.note += f"; with tta {other}: {_scores(infer(splits.test, other))}"
+    other_tta = (infer(splits.test, other), infer(extra, other) if extra else None)
+    phases.note += f"; with tta {other}: {_scores(other_tta[0])}"
     extra_metrics = infer(extra, cfg.evaluation.tta) if extra else None
     # the last epoch's weights beside the checkpoint chosen by validation (a paired comparison)
     last_model = copy.deepcopy(result.model)
@@ -249,7 +252,8 @@ def product_run(cfg: RxVisionConfig, work: Path, splits, extra=None) -> Run:
         infer(extra, cfg.evaluation.tta, last_model) if extra else None,
     )
     phases.note += f"; checkpoint {result.best_checkpoint.name} of {result.epochs_run} epochs"
-    return Run(metrics, seconds, phases, extra_metrics, last)
+    phases.note += f"; last-epoch weights: {_scores(last[0])}"
+    return Run(metrics, seconds, phases, extra_metrics, last, other_tta)
 
 
 def step_costs(cfg: RxVisionConfig, sizes: list[int], rounds: int = 3, steps: int = 4) -> None:
@@ -607,6 +611,9 @@ def _mean_row(name: str, group: list[Run]) -> str:
     if group[0].last:
         last = scores([r.last[0] for r in group], [r.last[1] for r in group])
         out += f"\n{'  (last-epoch weights)':<28} {last}"
+    if group[0].other_tta:
+        other = scores([r.other_tta[0] for r in group], [r.other_tta[1] for r in group])
+        out += f"\n{'  (other tta setting)':<28} {other}"
     return out
 
 

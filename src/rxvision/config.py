@@ -60,6 +60,8 @@ class ValidationConfig(_Strict):
 
 # Named augmentation recipes: each fills the AugmentationConfig keys a user did not set.
 #   none: resize only. light: horizontal flips only (objects with an up, e.g. photos of scenes).
+#   flips: horizontal and vertical flips only: lossless (no interpolation, no border to fill,
+#     no colour change), the bare fine-tuning script's augmentation; the real-data recipe's.
 #   orientation_free: objects with no "up" (pills, parts seen from above): flips, 90-degree
 #     turns, any rotation, mild brightness/contrast; no random crop, so nothing the label
 #     depends on (an imprint, a defect at the edge) is cut away or stretched.
@@ -76,6 +78,7 @@ _NO_AUGMENTATION = {
 AUGMENTATION_PRESETS: dict[str, dict[str, float]] = {
     "none": dict(_NO_AUGMENTATION),
     "light": {**_NO_AUGMENTATION, "hflip": 0.5},
+    "flips": {**_NO_AUGMENTATION, "hflip": 0.5, "vflip": 0.5},
     "orientation_free": {
         "scale_min": 1.0,
         "hflip": 0.5,
@@ -97,7 +100,7 @@ AUGMENTATION_PRESETS: dict[str, dict[str, float]] = {
 
 class AugmentationConfig(_Strict):
     # the recipe the other keys start from; keys set explicitly win over the preset
-    preset: Literal["none", "light", "orientation_free", "strong"] = "strong"
+    preset: Literal["none", "light", "flips", "orientation_free", "strong"] = "strong"
     scale_min: float = Field(0.6, gt=0, le=1, description="1.0: no random crop")
     hflip: float = Field(0.5, ge=0, le=1)
     vflip: float = Field(0.5, ge=0, le=1)
