@@ -460,6 +460,12 @@ def main() -> None:
     )
     parser.add_argument("--reference-fp32", action="store_true", help="reference without bf16")
     parser.add_argument(
+        "--reference-epochs",
+        type=int,
+        default=8,
+        help="the script's epochs (8: the issue's script); the product runs its own recipe's",
+    )
+    parser.add_argument(
         "--seeds", type=int, default=1, help="repeat every run with training seeds 0..N-1"
     )
     parser.add_argument(
@@ -537,7 +543,7 @@ def main() -> None:
             print(rows[-1], flush=True)
             print(run.phases.table(f"product {name}{tag}"), flush=True)
             if name == "default" and not args.no_reference:
-                run = reference_run(splits, cfg, eval_cfg, seed, args.reference_fp32, extra)
+                run = reference_run(splits, cfg, eval_cfg, seed, args, extra)
                 runs.setdefault("reference script", []).append(run)
                 rows.append(_row(f"reference script{tag}", run))
                 print(rows[-1], flush=True)
@@ -563,9 +569,9 @@ def main() -> None:
     )
 
 
-def reference_run(splits, cfg: RxVisionConfig, eval_cfg, seed: int, fp32: bool, extra) -> Run:
-    """benchmarks/reference_finetune.py on the train split, the product's image size and
-    epochs; scored on the test split (and the extra test set)."""
+def reference_run(splits, cfg: RxVisionConfig, eval_cfg, seed: int, args, extra) -> Run:
+    """benchmarks/reference_finetune.py on the train split at the product's image size, for
+    ``--reference-epochs``; scored on the test split (and the extra test set)."""
     label_of = splits.label_map
     items = lambda samples: [(s.path, label_of.index(s.label)) for s in samples]
     tests = items(splits.test) + (items(extra) if extra else [])
@@ -575,8 +581,8 @@ def reference_run(splits, cfg: RxVisionConfig, eval_cfg, seed: int, fp32: bool, 
         tests,
         len(splits.classes),
         size=cfg.data.image_size,
-        epochs=cfg.training.epochs,
-        bf16=not fp32,
+        epochs=args.reference_epochs,
+        bf16=not args.reference_fp32,
         seed=seed,
     )
     seconds = time.perf_counter() - start

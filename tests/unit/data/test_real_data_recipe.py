@@ -27,10 +27,11 @@ def test_demo_profile_on_own_photos_gets_the_real_data_recipe(source):
     cfg = load_config("demo", overrides=[f"data.source={source}", "data.path=/photos"])
     assert cfg.recipe == "real"
     assert cfg.model.freeze_backbone is False
-    assert cfg.data.augmentation.preset == "orientation_free"
+    assert cfg.data.augmentation.preset == "flips"
     assert cfg.data.augmentation.scale_min == 1.0  # no random crop
+    assert cfg.data.augmentation.affine == 0.0 and cfg.data.augmentation.color_jitter == 0.0
     assert cfg.training.scheduler.warmup_epochs >= 1
-    assert cfg.training.checkpoint.monitor == "val_macro_f1"
+    assert cfg.training.checkpoint.select == "last"  # the schedule's end, not a noisy best
     assert cfg.training.early_stopping.enabled is False  # the schedule ends the run
 
 
