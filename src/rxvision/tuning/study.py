@@ -200,15 +200,20 @@ def trial_record(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
     }
 
 
-def best_value(history: list[dict[str, float]], metric: str, direction: str) -> float:
-    """The trial's score: the best epoch's value of the metric (the epoch a checkpoint
-    monitor on that metric keeps)."""
+def best_value(
+    history: list[dict[str, float]], metric: str, direction: str, select: str = "best"
+) -> float:
+    """The trial's score, of the weights the trial's config would deliver: the best epoch's
+    value of the metric (the epoch a checkpoint monitor on that metric keeps), or with
+    ``select="last"`` (training.checkpoint.select) the last epoch's."""
     values = [float(row[metric]) for row in history if metric in row]
     if not values:
         raise MetricMissing(
             f"tuning.metric '{metric}' is not in the training history",
             f"choose one of: {', '.join(sorted(history[0])) if history else '-'}",
         )
+    if select == "last":
+        return values[-1]
     return max(values) if direction == "maximize" else min(values)
 
 
@@ -236,7 +241,9 @@ def make_objective(
         hook = PruningHook(trial, tuning.metric, run_dir, url)
         try:
             result = fit(cfg, trial_splits, run_dir, hooks=[hook])
-            return best_value(result.history, tuning.metric, tuning.direction)
+            return best_value(
+                result.history, tuning.metric, tuning.direction, cfg.training.checkpoint.select
+            )
         except MetricMissing:
             raise
         except Exception as exc:

@@ -222,3 +222,12 @@ def test_an_enqueued_set_whose_only_trial_failed_is_queued_again(url, tmp_path) 
     outcome = run_study(_cfg(n_trials=1, enqueue=[{LR: 1e-3}]), _splits(), tmp_path, url, fit=fit)
     assert [c["lr"] for c in fit.calls] == [1e-3]
     assert outcome.new_trials == [1] and outcome.trials[1]["state"] == "complete"
+
+
+def test_a_trial_is_scored_by_the_weights_its_config_delivers() -> None:
+    from rxvision.tuning.study import best_value
+
+    history = [{"val_macro_f1": v} for v in (0.5, 0.9, 0.7)]
+    assert best_value(history, "val_macro_f1", "maximize") == 0.9  # checkpoint.select best
+    assert best_value(history, "val_macro_f1", "maximize", select="last") == 0.7
+    assert best_value(history, "val_macro_f1", "minimize") == 0.5
