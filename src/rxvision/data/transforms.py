@@ -45,7 +45,7 @@ class Normalization:
     crop_pct: float = 1.0
     # shrink by pixel-area averaging (cv2.INTER_AREA) instead of ``interpolation``: a bilinear
     # or bicubic kernel reads a few source pixels per output pixel and aliases when shrinking
-    # (12 dB further from an antialiased resize: benchmarks/bench_resize.py); enlarging uses
+    # (8-13 dB further from an antialiased resize: benchmarks/bench_resize.py); enlarging uses
     # ``interpolation``. Bundles saved without the key were trained without it (from_dict).
     antialias: bool = True
 
