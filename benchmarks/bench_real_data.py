@@ -2,21 +2,25 @@
 machine, one process.
 
     python benchmarks/bench_real_data.py [--per-class 800] [--ratio 1] [--variant NAME=k=v,k=v]
+        [--shares 1,0.2,...] [--seeds N] [--extra-test N] [--side 64]
         [--tune N] [--palette] [--threads 1]
     python benchmarks/bench_real_data.py --threads 1 --step-costs 64,128
 
 Data: two classes of Fashion-MNIST (real photos of clothes, Zalando; Debian package
-dataset-fashion-mnist, installs offline), written out as an ImageFolder of 64 px PNGs
-(bicubic from 28 px, so the folder passes the default min_resolution); ``--ratio 6`` keeps
-1/6 of the second class (an imbalanced variant). The product run is what a user gets from
-``run.py --pipeline training --set data.source=imagefolder --set data.path=DIR``: the demo
-profile with its real-data recipe, through the library (load, validate, split, fit, evaluate).
-The reference is benchmarks/reference_finetune.py on the same train split (it uses no val
-split), scored on the same test split. ``--variant`` adds product runs with overrides
-(ablations). ``--tune N`` adds the library's tuning study on train/val and a final run of its
-best parameters. Prints accuracy and macro-F1 with bootstrap intervals, wall time, each product
-run's phases (wall and CPU seconds), the majority-class baseline, and the machine's load
-(other jobs share the cores). ``--step-costs`` only measures one training step's CPU cost
+dataset-fashion-mnist, installs offline), written out as an ImageFolder of 64 px PNGs (bicubic
+from 28 px, so the folder passes the default min_resolution); ``--ratio 6`` keeps 1/6 of the
+last class (an imbalanced variant), ``--shares`` sets each class's share. The product run is
+what a user gets from ``run.py --pipeline training --set data.source=imagefolder --set
+data.path=DIR``: the demo profile with its real-data recipe, through the library (load,
+validate, split, fit, evaluate). The reference is benchmarks/reference_finetune.py on the same
+train split (it uses no val split, 8 epochs), scored on the same test split. ``--variant`` adds
+product runs with overrides (ablations); ``--seeds N`` repeats every run per training seed;
+``--extra-test N`` also scores every run on photos from Fashion-MNIST's test file (a larger
+test set than the split's) and prints each product run's last-epoch weights and other TTA
+setting beside it. ``--tune N`` adds the library's tuning study on train/val and a final run of
+its best parameters. Prints accuracy and macro-F1 with bootstrap intervals, wall time, each
+product run's phases (wall and CPU seconds), the majority-class baseline, and the machine's
+load (other jobs share the cores). ``--step-costs`` only measures one training step's CPU cost
 and gradient error in fp32, bf16 and channels_last.
 """
 
@@ -87,15 +91,15 @@ def write_imagefolder(
     out: Path,
     classes: list[str],
     per_class: int,
-    ratio: float,
+    shares: list[float],
     side: int,
     seed: int = 0,
     palette: bool = False,
     part: str = "train",
 ) -> dict[str, int]:
-    """``per_class`` images of each class (the last class / ratio) from Fashion-MNIST's
-    ``part`` file ("train", or "t10k": the test file, disjoint from it), as 8-bit grayscale
-    PNGs (with ``palette``, every other one as a palette PNG)."""
+    """``per_class`` x share images of each class from Fashion-MNIST's ``part`` file ("train",
+    or "t10k": the test file, disjoint from it), as 8-bit grayscale PNGs (with ``palette``,
+    every other one as a palette PNG)."""
     if not (FASHION_DIR / f"{part}-images-idx3-ubyte.gz").is_file():
         raise RxVisionError(
             f"Fashion-MNIST not found in {FASHION_DIR}", "apt-get install dataset-fashion-mnist"
@@ -105,7 +109,7 @@ def write_imagefolder(
     rng = np.random.default_rng(seed)
     counts = {}
     for k, name in enumerate(classes):
-        n = per_class if k < len(classes) - 1 else max(5, round(per_class / ratio))
+        n = max(5, round(per_class * shares[k]))
         rows = rng.choice(np.flatnonzero(labels == FASHION_CLASSES.index(name)), n, replace=False)
         (out / name).mkdir(parents=True, exist_ok=True)
         for j, i in enumerate(rows):
@@ -418,6 +422,12 @@ def main() -> None:
     )
     parser.add_argument("--per-class", type=int, default=800)
     parser.add_argument("--ratio", type=float, default=1.0, help="largest / smallest class")
+    parser.add_argument(
+        "--shares",
+        default="",
+        help="per class, its count as a share of --per-class (e.g. 1,0.2,0.07,0.47: four "
+        "graded levels, 14:1); instead of --ratio",
+    )
     parser.add_argument("--side", type=int, default=64, help="side of the written PNGs")
     parser.add_argument(
         "--set",
@@ -473,7 +483,7 @@ def main() -> None:
         type=int,
         default=0,
         metavar="N",
-        help="also score every run on N images per class (the last / ratio) from "
+        help="also score every run on N images per class (times its share) from "
         "Fashion-MNIST's test file: a larger test set than the split's, disjoint from it",
     )
     args = parser.parse_args()
@@ -490,8 +500,15 @@ def main() -> None:
         step_costs(cfg, [int(v) for v in args.step_costs.split(",")])
         return
     classes = args.classes.split(",")
+    shares = (
+        [float(v) for v in args.shares.split(",")]
+        if args.shares
+        else [1.0] * (len(classes) - 1) + [1.0 / args.ratio]
+    )
+    if len(shares) != len(classes):
+        parser.error(f"--shares needs one value per class ({len(classes)})")
     counts = write_imagefolder(
-        work / "photos", classes, args.per_class, args.ratio, args.side, palette=args.palette
+        work / "photos", classes, args.per_class, shares, args.side, palette=args.palette
     )
     load0 = os.getloadavg()
     kind = "grayscale + palette" if args.palette else "grayscale"
@@ -511,7 +528,7 @@ def main() -> None:
     extra = None
     if args.extra_test:
         counts = write_imagefolder(
-            work / "extra", classes, args.extra_test, args.ratio, args.side,
+            work / "extra", classes, args.extra_test, shares, args.side,
             palette=args.palette, part="t10k",
         )  # fmt: skip
         extra = load_source(base_cfg.data.model_copy(update={"path": work / "extra"})).samples
