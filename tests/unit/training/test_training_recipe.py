@@ -265,6 +265,14 @@ def test_precision_probe_leaves_weights_statistics_and_rng_as_they_were() -> Non
     assert not model.training and torch.equal(torch.get_rng_state(), rng)
 
 
+def test_a_near_tie_in_the_probe_goes_to_fp32() -> None:
+    from rxvision.training.setup import cheaper_precision
+
+    assert cheaper_precision({"32": 1.828, "bf16": 1.798}) == "32"  # 2% is the probe's noise
+    assert cheaper_precision({"32": 1.0, "bf16": 0.6}) == "bf16"
+    assert cheaper_precision({"32": 1.0, "bf16": 1.2}) == "32"
+
+
 @pytest.mark.skipif(not cpu_supports_bf16(), reason="auto is fp32 without native bf16")
 @pytest.mark.parametrize("measured", ["32", "bf16"])
 def test_auto_precision_trains_in_what_the_probe_measured_faster(
