@@ -202,8 +202,8 @@ class Run:
     seconds: float
     phases: Phases | None = None
     extra: dict | None = None
-    # the product's last-epoch weights on the same test sets (its checkpoint is the best by
-    # validation): (test split, extra test) metrics
+    # the product's last-epoch weights on the same test sets, beside the checkpoint that
+    # training.checkpoint.select chose: (test split, extra test) metrics
     last: tuple[dict, dict | None] | None = None
     # the same weights with the other evaluation.tta setting: (test split, extra test) metrics
     other_tta: tuple[dict, dict | None] | None = None
@@ -248,7 +248,7 @@ def product_run(cfg: RxVisionConfig, work: Path, splits, extra=None) -> Run:
     other_tta = (infer(splits.test, other), infer(extra, other) if extra else None)
     phases.note += f"; with tta {other}: {_scores(other_tta[0])}"
     extra_metrics = infer(extra, cfg.evaluation.tta) if extra else None
-    # the last epoch's weights beside the checkpoint chosen by validation (a paired comparison)
+    # the last epoch's weights beside the chosen checkpoint (a paired comparison)
     last_model = copy.deepcopy(result.model)
     last_model.load_state_dict(read_last(result.run_dir).model)
     last = (
