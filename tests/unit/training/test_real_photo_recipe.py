@@ -32,7 +32,7 @@ SIDE = 48
 
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """24 patches per class; every other one saved as a palette ('P') PNG."""
+    """40 patches per class; every other one saved as a palette ('P') PNG."""
     import skimage.data as skd
 
     root = tmp_path_factory.mktemp("photos")
@@ -41,7 +41,7 @@ def photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
         image = np.asarray(getattr(skd, name)())
         assert image.ndim == 2  # both samples are grayscale photos
         (root / name).mkdir()
-        for i in range(24):
+        for i in range(40):
             y, x = rng.integers(0, image.shape[0] - 96), rng.integers(0, image.shape[1] - 96)
             patch = Image.fromarray(image[y : y + 96, x : x + 96]).resize((SIDE, SIDE))
             if i % 2:
@@ -63,7 +63,7 @@ def _run(photos: Path, tmp_path: Path, *overrides: str):
             "data.split.test_fraction=0.25",
             "data.loader.batch_size=8",
             "data.loader.num_workers=0",
-            "training.epochs=3",
+            "training.epochs=6",
             "training.num_threads=1",
             *overrides,
         ],
@@ -72,8 +72,11 @@ def _run(photos: Path, tmp_path: Path, *overrides: str):
     index = apply_policy(index, validate_dataset(index, cfg.data.validation), cfg.data.validation)
     splits = stratified_split(index, cfg.data.split)
     result = fit(cfg, splits, tmp_path / "run")
-    test = ImageDataset(splits.test, splits.label_map, build_eval_transform(result.normalization))
-    loader = build_loader(test, cfg.data.loader, train=False)
+    # the held-out photos: the recipe returns the last epoch's weights, so neither the val nor
+    # the test split chose them (40 photos, not 20)
+    held_out = splits.val + splits.test
+    data = ImageDataset(held_out, splits.label_map, build_eval_transform(result.normalization))
+    loader = build_loader(data, cfg.data.loader, train=False)
     return cfg, result, loader
 
 
@@ -83,13 +86,13 @@ def test_the_recipe_learns_grayscale_and_palette_photos_in_fp32_and_bf16(
 ) -> None:
     cfg, result, loader = _run(photos, tmp_path, f"training.precision={precision}")
     assert cfg.recipe == "real" and cfg.training.channels_last is True
-    assert cfg.model.freeze_backbone is False
+    assert cfg.model.freeze_backbone is False and cfg.training.checkpoint.select == "last"
     values = [v for row in result.history for v in row.values()]
     assert np.isfinite(values).all()
     assert max(r["val_accuracy"] for r in result.history) >= 0.8  # brick vs grass: easy
     preds = predict(result.model, loader)
     assert preds.probs.shape == (len(loader.dataset), 2)
-    assert (preds.probs.argmax(1) == preds.labels).mean() >= 0.7
+    assert (preds.probs.argmax(1) == preds.labels).mean() >= 0.75
 
 
 def test_ema_and_a_time_budget_run_with_the_recipe(photos: Path, tmp_path: Path) -> None:
