@@ -22,6 +22,8 @@ import httpx
 import pytest
 
 from tests.support.browser import launch, sync_playwright
+from tests.support.cli import run_py
+from tests.support.launch import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -97,12 +99,6 @@ def test_a_genuine_error_is_still_stored_as_error_and_information_as_info(isolat
     assert raised, _levels(bad)  # ZenML's record of the step's exception
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _stop_server(home, env: dict[str, str], port: int) -> None:
     """`zenml logout --local`, then end any daemon of this state folder still serving."""
     zenml_cli = Path(sys.executable).with_name("zenml")
@@ -127,19 +123,11 @@ def dashboard(trained):
     """The local ZenML server on a free port, started as a user does: python run.py
     --dashboard. Stopped in teardown whatever happened."""
     home, _ = trained
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "RXVISION_HOME": str(home.home), "ZENML_AUTO_OPEN_DASHBOARD": "false"}
     url = f"http://127.0.0.1:{port}"
     try:
-        started = subprocess.run(
-            [sys.executable, "run.py", "--dashboard", "--dashboard-port", str(port)],
-            env=env,
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
+        started = run_py(["--dashboard", "--dashboard-port", str(port)], home.home, 300, env)
         assert started.returncode == 0, started.stdout[-2000:] + started.stderr[-2000:]
         assert f"dashboard: {url}" in started.stdout
         deadline = time.monotonic() + 120

@@ -10,6 +10,7 @@ import time
 import numpy as np
 import pytest
 
+from tests.support.launch import free_port
 from tests.support.production import production_version
 
 pytestmark = pytest.mark.integration
@@ -121,14 +122,6 @@ def test_bad_window_is_a_user_error(trained):
         run_monitoring(trained, "yesterday")
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.serving
 def test_served_traffic_reaches_the_monitoring_pipeline(trained, tmp_path):
     """serve -> send traffic -> monitoring pipeline: the rows the real `bentoml serve` logged
@@ -160,7 +153,7 @@ def test_served_traffic_reaches_the_monitoring_pipeline(trained, tmp_path):
         labels={"zenml_model_version_number": mv.number},
     )
     log_dir = tmp_path / "served-traffic"
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "RXVISION_MODEL_TAG": str(bento_model.tag),

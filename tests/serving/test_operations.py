@@ -18,6 +18,7 @@ import yaml
 from PIL import Image
 
 from tests.support.browser import launch, sync_playwright
+from tests.support.launch import free_port
 
 pytestmark = [pytest.mark.serving, pytest.mark.slow]
 
@@ -30,14 +31,6 @@ def _png(seed: int = 0, size: int = 40) -> bytes:
     out = io.BytesIO()
     Image.fromarray(rgb).save(out, format="PNG")
     return out.getvalue()
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +49,7 @@ def prometheus(server, tmp_path_factory):
     job = next(j for j in config["scrape_configs"] if j["job_name"] == "rxvision")
     job["static_configs"][0]["targets"] = [server.url.removeprefix("http://")]
     (work / "prometheus.yml").write_text(yaml.safe_dump(config))
-    port = _free_port()
+    port = free_port()
     log = (work / "prometheus.log").open("w")
     proc = subprocess.Popen(
         [
