@@ -115,7 +115,7 @@ def faster_cpu_precision(
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     options = {"32": Precision("cpu", None, False), "bf16": Precision("cpu", torch.bfloat16, False)}
-    best = {name: float("inf") for name in options}
+    spent: dict[str, list[float]] = {name: [] for name in options}
     try:
         for _ in range(rounds + 1):  # the first round warms up (oneDNN picks its kernels)
             for name, precision in options.items():
@@ -123,15 +123,14 @@ def faster_cpu_precision(
                 with precision.autocast():
                     out = model(x)
                 out.float().sum().backward()
-                spent = time.process_time() - start
+                spent[name].append(time.process_time() - start)
                 model.zero_grad(set_to_none=True)
-                if _ > 0:
-                    best[name] = min(best[name], spent)
     finally:
         model.load_state_dict(saved)
         model.zero_grad(set_to_none=True)
         model.train(was_training)
         torch.set_rng_state(rng)
+    best = {name: min(times[1:]) for name, times in spent.items()}  # the warm-up left out
     choice = cheaper_precision(best)
     log.info(
         "precision auto: a training pass takes %.0f ms in fp32, %.0f ms in bf16 here: %s",
