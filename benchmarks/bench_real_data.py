@@ -261,38 +261,42 @@ def product_run(cfg: RxVisionConfig, work: Path, splits, extra=None) -> Run:
 
 
 def step_costs(cfg: RxVisionConfig, sizes: list[int], rounds: int = 3, steps: int = 4) -> None:
-    """CPU milliseconds per training step (batch of the recipe's size, the recipe's model,
+    """CPU milliseconds per training step (batch of the recipe's size, the recipe's backbone,
     AdamW, its loss) in fp32, bf16 autocast (with the product's CPU guard) and channels_last,
-    interleaved round by round so load changes hit every setting alike; the median of the
-    rounds. CPU time, not wall: other jobs on the machine change wall time far more."""
+    every layer trained, and fp32 channels_last with the recipe's leading stages frozen
+    (model.freeze_stages, 3 where the recipe freezes none); interleaved round by round so load
+    changes hit every setting alike; the median of the rounds. CPU time, not wall: other jobs
+    on the machine change wall time far more."""
     from rxvision.models import build_model
     from rxvision.training.cpu_bf16 import cpu_supports_bf16, guard_cpu_bf16
 
-    settings = {
-        "fp32": (False, False),
-        "bf16": (True, False),
-        "fp32 channels_last": (False, True),
-        "bf16 channels_last": (True, True),
+    frozen = cfg.model.freeze_stages or 3
+    settings = {  # name: (bf16, channels_last, frozen stages)
+        "fp32": (False, False, 0),
+        "bf16": (True, False, 0),
+        "fp32 channels_last": (False, True, 0),
+        "bf16 channels_last": (True, True, 0),
+        f"fp32 channels_last, {frozen} stages frozen": (False, True, frozen),
     }
     batch = cfg.data.loader.batch_size
     print(f"step costs (CPU ms per step of {batch}; avx512_bf16/amx: {cpu_supports_bf16()}):")
     for size in sizes:
         models = {}
-        for name, (bf16, cl) in settings.items():
+        for name, (bf16, cl, stages) in settings.items():
             torch.manual_seed(0)
-            model = build_model(cfg.model, 2, load_weights=True)
+            model = build_model(cfg.model.model_copy(update={"freeze_stages": stages}), 2)
             if cl:
                 model = model.to(memory_format=torch.channels_last)
             if bf16:
                 guard_cpu_bf16(model)
             opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-            models[name] = (model.train(), opt, bf16, cl)
+            models[name] = (model.train(), opt, bf16, cl, stages)
         loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=cfg.training.label_smoothing)
         x = torch.randn(batch, 3, size, size)
         y = torch.randint(0, 2, (batch,))
         times: dict[str, list[float]] = {name: [] for name in settings}
         for _ in range(rounds):
-            for name, (model, opt, bf16, cl) in models.items():
+            for name, (model, opt, bf16, cl, _) in models.items():
                 xb = x.contiguous(memory_format=torch.channels_last) if cl else x
                 for i in range(steps + 1):  # the first step of a round warms up
                     start = time.process_time()
@@ -325,7 +329,7 @@ def _gradient_errors(models: dict, cfg: RxVisionConfig, x, y, loss_fn) -> dict[s
     from rxvision.models import build_model
 
     torch.manual_seed(0)
-    base = build_model(cfg.model.model_copy(update={"dropout": 0.0}), 2, load_weights=True)
+    base = build_model(cfg.model.model_copy(update={"dropout": 0.0, "freeze_stages": 0}), 2)
 
     def grads(model, xb, bf16=False):
         model.train()
@@ -334,19 +338,28 @@ def _gradient_errors(models: dict, cfg: RxVisionConfig, x, y, loss_fn) -> dict[s
         loss.backward()
         return {n: p.grad.double() for n, p in model.named_parameters() if p.grad is not None}
 
-    truth = grads(copy.deepcopy(base).double(), x.double())
-    keep = [n for n, g in truth.items() if g.norm() > 1e-3]
+    def fresh(stages: int):
+        model = copy.deepcopy(base)
+        if stages:
+            model.freeze_stages(stages)  # their BatchNorm in eval mode: another forward
+        return model
+
+    truths = {}  # frozen stages -> float64 gradients of the same model
     out = {}
-    for name, (_, _, bf16, cl) in models.items():
+    for name, (_, _, bf16, cl, stages) in models.items():
         from rxvision.training.cpu_bf16 import guard_cpu_bf16
 
-        model = copy.deepcopy(base)
+        if stages not in truths:
+            truths[stages] = grads(fresh(stages).double(), x.double())
+        truth = truths[stages]
+        model = fresh(stages)
         if cl:
             model = model.to(memory_format=torch.channels_last)
         if bf16:
             guard_cpu_bf16(model)
         xb = x.contiguous(memory_format=torch.channels_last) if cl else x
         got = grads(model, xb, bf16)
+        keep = [n for n, g in truth.items() if g.norm() > 1e-3]
         out[name] = float(
             np.median([((got[n] - truth[n]).norm() / truth[n].norm()).item() for n in keep])
         )

@@ -171,6 +171,9 @@ class ModelConfig(_Strict):
     freeze_backbone: bool = False
     # gradual unfreezing: epoch at which a frozen backbone is trained too (None = never).
     unfreeze_at_epoch: int | None = Field(None, ge=0)
+    # the backbone's first N stages (the stem counts as one) keep their pretrained weights,
+    # also after unfreezing: backpropagation stops above them, where feature maps are largest
+    freeze_stages: int = Field(0, ge=0)
 
 
 # ----------------------------------------------------------------------- training

@@ -52,6 +52,8 @@ def build_model(
                 "model.pretrained=false: %s starts from random initialisation", cfg.backbone
             )
     model = RxVisionClassifier(backbone, num_classes, cfg.head, cfg.attention_heads, cfg.dropout)
+    if cfg.freeze_stages:
+        model.freeze_stages(cfg.freeze_stages)
     if cfg.freeze_backbone:
         model.set_backbone_trainable(False)
     model.weights_source = source  # type: ignore[assignment]  # for logs and bundle metadata

@@ -89,6 +89,7 @@ class RxVisionClassifier(nn.Module):
         else:
             raise RxVisionError(f"unknown model.head '{head}'", "use 'linear' or 'attention'")
         self._backbone_frozen = False
+        self._frozen_stages: list[nn.Module] = []
 
     # ------------------------------------------------------------------ forward paths
     def _feature_map(self, x: torch.Tensor) -> torch.Tensor:
@@ -133,7 +134,8 @@ class RxVisionClassifier(nn.Module):
         return self._backbone_frozen
 
     def set_backbone_trainable(self, trainable: bool) -> None:
-        """Freeze (no grads, BatchNorm statistics fixed) or unfreeze the backbone."""
+        """Freeze (no grads, BatchNorm statistics fixed) or unfreeze the backbone; the
+        leading stages of ``freeze_stages`` stay frozen either way."""
         for param in self.backbone.parameters():
             param.requires_grad_(trainable)
         self._backbone_frozen = not trainable
@@ -141,12 +143,46 @@ class RxVisionClassifier(nn.Module):
             self.backbone.eval()
         elif self.training:
             self.backbone.train()
+        self._freeze(self._frozen_stages)
+
+    def freeze_stages(self, count: int) -> None:
+        """Keep the backbone's first ``count`` stages (timm's coarse parameter groups: the
+        stem, then each block stage) at their pretrained weights and BatchNorm statistics.
+        Backpropagation then stops above them, where the feature maps are largest: with the
+        stem and two stages of tf_efficientnet_lite0 frozen, a 160 px training step costs
+        0.6x the full one (docs/benchmarks.md)."""
+        matcher = getattr(self.backbone, "group_matcher", None)
+        if matcher is None:
+            raise RxVisionError(
+                f"{type(self.backbone).__name__} does not name its stages (no timm "
+                "group_matcher), so model.freeze_stages cannot pick them",
+                "set model.freeze_stages=0 or use a timm CNN backbone",
+            )
+        groups = timm.models.group_modules(self.backbone, matcher(coarse=True))
+        # the last group (the deepest stage, with the backbone's own head layers where it
+        # has them) stays trainable: model.freeze_backbone freezes everything
+        stages = [names for _, names in sorted(groups.items())][:-1]
+        if count > len(stages):
+            raise RxVisionError(
+                f"model.freeze_stages={count}, but {type(self.backbone).__name__} has "
+                f"{len(stages)} stages before its head",
+                f"use a value from 0 to {len(stages)}",
+            )
+        modules = dict(self.backbone.named_modules())
+        self._frozen_stages = [modules[name] for names in stages[:count] for name in names]
+        self._freeze(self._frozen_stages)
+
+    def _freeze(self, modules: list[nn.Module]) -> None:
+        for module in modules:
+            module.requires_grad_(False)
+            module.eval()
 
     def train(self, mode: bool = True) -> RxVisionClassifier:
         super().train(mode)
         if self._backbone_frozen:
             # a frozen backbone must not drift through BatchNorm running statistics either
             self.backbone.eval()
+        self._freeze(self._frozen_stages)
         return self
 
 

@@ -18,6 +18,7 @@ from rxvision.config import (
 )
 from rxvision.data.transforms import Normalization, build_eval_transform, build_train_transform
 from rxvision.errors import RxVisionError
+from rxvision.models import build_model
 
 OWN_PHOTOS = ["data.source=imagefolder", "data.path=/photos"]
 
@@ -27,6 +28,11 @@ def test_demo_profile_on_own_photos_gets_the_real_data_recipe(source):
     cfg = load_config("demo", overrides=[f"data.source={source}", "data.path=/photos"])
     assert cfg.recipe == "real"
     assert cfg.model.freeze_backbone is False
+    # the stem and two stages keep their ImageNet weights, every later layer trains
+    model = build_model(cfg.model.model_copy(update={"pretrained": False}), 2)
+    assert not any(p.requires_grad for p in model.backbone.blocks[1].parameters())
+    assert all(p.requires_grad for p in model.backbone.blocks[2].parameters())
+    assert all(p.requires_grad for p in model.head.parameters())
     assert cfg.data.augmentation.preset == "flips"
     assert cfg.data.augmentation.scale_min == 1.0  # no random crop
     assert cfg.data.augmentation.affine == 0.0 and cfg.data.augmentation.color_jitter == 0.0

@@ -105,6 +105,54 @@ def test_unfreezing_lets_the_backbone_learn() -> None:
     assert any(p.grad.abs().sum() > 0 for p in model.backbone.parameters())
 
 
+def _train_steps(model: torch.nn.Module, steps: int = 2) -> None:
+    opt = torch.optim.AdamW(model.parameters(), lr=0.1, weight_decay=0.1)
+    for _ in range(steps):
+        loss = torch.nn.functional.cross_entropy(
+            model(torch.randn(4, 3, 32, 32)), torch.tensor([0, 1, 2, 0])
+        )
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+
+def test_frozen_stages_keep_their_weights_and_statistics_while_the_rest_learns() -> None:
+    torch.manual_seed(0)
+    # resnet10t: stem, layer1..layer4; freeze the stem and layer1
+    model = build_model(ModelConfig(**TINY, freeze_stages=2), num_classes=3).train()
+    before = {k: v.clone() for k, v in model.backbone.state_dict().items()}
+    _train_steps(model)
+    frozen = ("conv1.", "bn1.", "layer1.")
+    for key, value in model.backbone.state_dict().items():
+        changed = not torch.equal(value, before[key])
+        if key.startswith(frozen):
+            assert not changed, f"{key} of a frozen stage changed"
+    later = [k for k in before if k.startswith("layer2.") and k.endswith("running_mean")]
+    assert later and all(not torch.equal(model.backbone.state_dict()[k], before[k]) for k in later)
+    assert model.backbone.layer2[0].conv1.weight.grad is not None
+    assert model.backbone.layer1[0].conv1.weight.grad is None
+
+
+def test_frozen_stages_stay_frozen_when_a_frozen_backbone_is_unfrozen() -> None:
+    cfg = ModelConfig(**TINY, freeze_backbone=True, freeze_stages=1)
+    model = build_model(cfg, num_classes=3).train()
+    model.set_backbone_trainable(True)
+    assert not model.backbone.conv1[0].weight.requires_grad
+    assert not model.backbone.bn1.training
+    assert model.backbone.layer1[0].conv1.weight.requires_grad
+    assert model.backbone.layer1[0].bn1.training
+
+
+def test_frozen_stages_are_counted_per_backbone_and_too_many_is_a_clear_error() -> None:
+    with pytest.raises(RxVisionError, match=r"freeze_stages=5.*4 stages") as err:
+        build_model(ModelConfig(**TINY, freeze_stages=5), num_classes=3)
+    assert "from 0 to 4" in err.value.hint
+    # the deepest stage can only be frozen with the whole backbone (model.freeze_backbone)
+    model = build_model(ModelConfig(**TINY, freeze_stages=4), num_classes=3)
+    assert any(p.requires_grad for p in model.backbone.layer4.parameters())
+    assert not any(p.requires_grad for p in model.backbone.layer3.parameters())
+
+
 def test_unknown_backbone_is_a_clear_error() -> None:
     with pytest.raises(RxVisionError, match="unknown backbone 'resnet_does_not_exist'"):
         build_model(ModelConfig(backbone="resnet_does_not_exist", pretrained=False), 3)
