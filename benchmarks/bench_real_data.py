@@ -2,7 +2,7 @@
 machine, one process.
 
     python benchmarks/bench_real_data.py [--per-class 800] [--ratio 1] [--variant NAME=k=v,k=v]
-        [--shares 1,0.2,...] [--seeds N] [--extra-test N] [--side 64]
+        [--shares 1,0.2,...] [--seeds N] [--first-seed K] [--extra-test N] [--side 64]
         [--tune N] [--palette] [--threads 1]
     python benchmarks/bench_real_data.py --threads 1 --step-costs 64,128
 
@@ -492,6 +492,9 @@ def main() -> None:
         "--seeds", type=int, default=1, help="repeat every run with training seeds 0..N-1"
     )
     parser.add_argument(
+        "--first-seed", type=int, default=0, help="training seeds start here (the split's not)"
+    )
+    parser.add_argument(
         "--extra-test",
         type=int,
         default=0,
@@ -561,8 +564,8 @@ def main() -> None:
     ]
     runs: dict[str, list[Run]] = {}
     rows = []
-    for seed in range(args.seeds):
-        tag = f" seed {seed}" if args.seeds > 1 else ""
+    for seed in range(args.first_seed, args.first_seed + args.seeds):
+        tag = f" seed {seed}" if args.seeds > 1 or args.first_seed else ""
         for name, extra_sets in settings:
             cfg = product_config(
                 work / "photos", work, [*args.overrides, *extra_sets, f"training.seed={seed}"]
