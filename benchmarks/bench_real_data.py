@@ -327,6 +327,7 @@ def _gradient_errors(models: dict, cfg: RxVisionConfig, x, y, loss_fn) -> dict[s
     import copy
 
     from rxvision.models import build_model
+    from rxvision.training.cpu_bf16 import guard_cpu_bf16
 
     torch.manual_seed(0)
     base = build_model(cfg.model.model_copy(update={"dropout": 0.0, "freeze_stages": 0}), 2)
@@ -344,14 +345,13 @@ def _gradient_errors(models: dict, cfg: RxVisionConfig, x, y, loss_fn) -> dict[s
             model.freeze_stages(stages)  # their BatchNorm in eval mode: another forward
         return model
 
-    truths = {}  # frozen stages -> float64 gradients of the same model
+    truths = {}  # frozen stages -> float64 gradients of the same model, the ones compared
     out = {}
     for name, (_, _, bf16, cl, stages) in models.items():
-        from rxvision.training.cpu_bf16 import guard_cpu_bf16
-
         if stages not in truths:
-            truths[stages] = grads(fresh(stages).double(), x.double())
-        truth = truths[stages]
+            truth = grads(fresh(stages).double(), x.double())
+            truths[stages] = (truth, [n for n, g in truth.items() if g.norm() > 1e-3])
+        truth, keep = truths[stages]
         model = fresh(stages)
         if cl:
             model = model.to(memory_format=torch.channels_last)
@@ -359,7 +359,6 @@ def _gradient_errors(models: dict, cfg: RxVisionConfig, x, y, loss_fn) -> dict[s
             guard_cpu_bf16(model)
         xb = x.contiguous(memory_format=torch.channels_last) if cl else x
         got = grads(model, xb, bf16)
-        keep = [n for n, g in truth.items() if g.norm() > 1e-3]
         out[name] = float(
             np.median([((got[n] - truth[n]).norm() / truth[n].norm()).item() for n in keep])
         )
@@ -489,7 +488,10 @@ def main() -> None:
         help="the script's epochs (8: the issue's script); the product runs its own recipe's",
     )
     parser.add_argument(
-        "--seeds", type=int, default=1, help="repeat every run with training seeds 0..N-1"
+        "--seeds",
+        type=int,
+        default=1,
+        help="repeat every run with N training seeds, from --first-seed on",
     )
     parser.add_argument(
         "--first-seed", type=int, default=0, help="training seeds start here (the split's not)"

@@ -100,11 +100,11 @@ def faster_cpu_precision(
 ) -> Precision:
     """``precision: auto`` on a CPU with native bf16: bf16 autocast where it trains ``model``
     on a batch of ``input_shape`` in clearly less CPU time than fp32 (cheaper_precision),
-    measured here (bf16 is
-    not always faster: with channels_last this model was faster in fp32 on an AVX-512 BF16
-    CPU, docs/benchmarks.md). A few forward/backward passes on random input, alternating,
-    the best of ``rounds`` each; weights, gradients, BatchNorm statistics and the RNG are
-    left as they were. CPU time, not wall time, so other jobs on the machine matter less."""
+    measured here (bf16 is not always faster: with channels_last this model was faster in
+    fp32 on an AVX-512 BF16 CPU, docs/benchmarks.md). A few forward/backward passes on random
+    input, alternating, the best of ``rounds`` each; weights, gradients, BatchNorm statistics
+    and the RNG are left as they were. CPU time, not wall time, so other jobs on the machine
+    matter less."""
     import time
 
     saved = {k: v.detach().clone() for k, v in model.state_dict().items()}
