@@ -153,6 +153,26 @@ def test_frozen_stages_are_counted_per_backbone_and_too_many_is_a_clear_error() 
     assert not any(p.requires_grad for p in model.backbone.layer3.parameters())
 
 
+def test_freezing_stages_of_a_backbone_that_names_none_is_a_clear_error() -> None:
+    from rxvision.models.classifier import RxVisionClassifier
+
+    class Unnamed(torch.nn.Module):  # a backbone without timm's group_matcher
+        num_features = 8
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 8, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.conv(x).mean((2, 3))
+
+    model = RxVisionClassifier(Unnamed(), num_classes=2)
+    with pytest.raises(RxVisionError, match="Unnamed does not name its stages") as err:
+        model.freeze_stages(1)
+    assert "freeze_stages=0" in err.value.hint
+    assert all(p.requires_grad for p in model.parameters())  # nothing half-frozen
+
+
 def test_unknown_backbone_is_a_clear_error() -> None:
     with pytest.raises(RxVisionError, match="unknown backbone 'resnet_does_not_exist'"):
         build_model(ModelConfig(backbone="resnet_does_not_exist", pretrained=False), 3)
